@@ -1,0 +1,45 @@
+/* Configuration: one file (PGCAST_CONFIG names it; "key = value" lines, '#' comments)
+ * plus PGCAST_<KEY> environment variables that override it. Every key, its default and
+ * meaning is documented in pgcast.conf.example. An unknown key or a bad value stops
+ * start-up with a message naming it. */
+#ifndef PGCAST_CONFIG_H
+#define PGCAST_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pgc_config {
+    char *database_url;        /* libpq conninfo or URL; "" = the PG* variables */
+    char *jwt_alg;             /* HS256 | RS256 | ES256 */
+    char *jwt_secret;          /* HS256 shared secret */
+    char *jwt_public_key;      /* RS256/ES256: path of a PEM public key */
+    bool jwt_require_exp;      /* tokens without exp are refused (default true) */
+    char *token_cookie;        /* cookie carrying the token (default pgcast_token) */
+    bool anonymous;            /* anonymous access (default false) */
+    char *anonymous_tenant;    /* default "anonymous" */
+    char *anonymous_channels;  /* comma-separated patterns (default "public:*") */
+    char *anonymous_publish;   /* comma-separated patterns (default "": none) */
+    int max_channels;          /* per connection (50) */
+    size_t max_message_bytes;  /* (1 MiB) */
+    int client_rate;           /* client messages per second per WebSocket (100) */
+    int queue_events;          /* outbound queue per subscriber, events (1024) */
+    size_t queue_bytes;        /* outbound queue per subscriber, bytes (8 MiB) */
+    int sse_max_duration_s;    /* 0 = streams never end by themselves */
+    int sse_retry_ms;          /* retry: line (3000) */
+    int cgi_poll_interval_ms;  /* plain-CGI streams read the log this often (1000) */
+    int poll_max_wait_s;       /* cap of ?wait= (25) */
+    int poll_max_limit;        /* cap of ?limit= (1000) */
+    int retention_max_age_s;   /* events older than this are pruned (7 days) */
+    int retention_max_events;  /* per channel (10000) */
+    int prune_interval_s;      /* how often the sidecar prunes (60) */
+    int log_level;             /* enum pgc_log_level */
+    char *ws_listen;           /* sidecar HOST:PORT (127.0.0.1:8081) */
+} pgc_config;
+
+/* Defaults, then the file (path, else $PGCAST_CONFIG, else none), then PGCAST_*
+ * variables. Returns 0, or -1 with a message naming the key in err. */
+int pgc_config_load(pgc_config *cfg, const char *path, char *err, size_t errlen);
+void pgc_config_free(pgc_config *cfg);
+
+#endif

@@ -1,0 +1,31 @@
+/* Request-time database access shared by the handlers: a small pool of connections
+ * (publish, presence, polling reads, stats, health) — never one per subscriber — and
+ * the reader of the event log by position, used by the hub's catch-up, the poll handler
+ * and plain-CGI streams. */
+#ifndef PGCAST_DB_H
+#define PGCAST_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+#include "cursor.h"
+#include "hub.h"
+
+typedef struct pgc_db_pool pgc_db_pool;
+
+/* size connections at most, opened lazily. */
+pgc_db_pool *pgc_db_pool_new(const char *conninfo, int size);
+void pgc_db_pool_free(pgc_db_pool *p);
+/* A connected connection, or NULL when the database cannot be reached (or none is free
+ * within timeout_ms). Release it with broken=true after a connection-level error. */
+PGconn *pgc_db_acquire(pgc_db_pool *p, int timeout_ms);
+void pgc_db_release(pgc_db_pool *p, PGconn *c, bool broken);
+
+/* Reads what follows the positions of cursor (realtime.read): GAP items first, then up
+ * to limit EVENT items in publish order, each passed to fn (which takes the reference).
+ * Returns the number of items, or -1 on a database error (message in err). */
+typedef int (*pgc_item_fn)(pgc_event *item, void *arg);
+int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn,
+                void *arg, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,120 @@
+/* The hub: per process, ONE LISTEN connection to PostgreSQL and one thread that fans
+ * every committed event out, in memory, to the local subscribers of its
+ * (tenant, channel). NOTIFY is only a wake-up: whenever the hub cannot prove it has
+ * seen every seq of a channel (a notification without body, a jump in seq, a
+ * reconnect), it reads the missing positions from realtime_events_log, in batches per
+ * channel, never one query per subscriber.
+ *
+ * A subscriber is one client connection (an SSE stream, a long-poll, a WebSocket) with
+ * any number of channels of one tenant and ONE bounded queue of items. The hub thread
+ * appends; the connection's own thread (or event loop) takes. When the queue is full
+ * the subscriber is marked overflowed and gets nothing more: its connection ends with
+ * a reason and the client resumes from its cursor. Nothing blocks the hub. */
+#ifndef PGCAST_HUB_H
+#define PGCAST_HUB_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum pgc_item_kind {
+    PGC_ITEM_EVENT = 0,   /* an event: json is its envelope (SPEC §2) */
+    PGC_ITEM_GAP,         /* retention dropped seq..gap_to: json is the gap message */
+    PGC_ITEM_SUBSCRIBED,  /* answer to pgc_sub_add: seq = the channel's current seq; json NULL */
+    PGC_ITEM_EPHEMERAL,   /* a message that is not in the log (presence): json as sent */
+} pgc_item_kind;
+
+/* Immutable once queued; shared by every subscriber it went to (reference counted). */
+typedef struct pgc_event {
+    atomic_int refs;
+    pgc_item_kind kind;
+    int64_t seq;      /* EVENT: its seq; GAP: first missing; SUBSCRIBED: current seq */
+    int64_t gap_to;   /* GAP: last missing */
+    int64_t ts_ms;    /* EVENT: publish time */
+    const char *tenant;
+    const char *channel;
+    const char *type; /* EVENT: event type; EPHEMERAL: message type; else NULL */
+    const char *json; /* the bytes to send (NUL-terminated); NULL for SUBSCRIBED */
+    size_t json_len;
+} pgc_event;
+
+void pgc_event_ref(pgc_event *e);
+void pgc_event_unref(pgc_event *e);
+
+/* Builds an EVENT item (envelope via envelope.h); refs = 1. NULL on allocation failure. */
+pgc_event *pgc_event_new_event(const char *tenant, const char *channel, int64_t seq, const char *type,
+                               const char *payload_json, size_t payload_len, int64_t ts_ms);
+pgc_event *pgc_event_new_gap(const char *tenant, const char *channel, int64_t from, int64_t to);
+
+typedef struct pgc_hub pgc_hub;
+typedef struct pgc_sub pgc_sub;
+
+typedef struct pgc_hub_options {
+    const char *conninfo;     /* libpq conninfo; "" = PG* variables */
+    const char *kind;         /* "sse" | "poll" | "ws": recorded in realtime_instances */
+    size_t queue_events;      /* per-subscriber queue bound, items (default 1024) */
+    size_t queue_bytes;       /* per-subscriber queue bound, bytes (default 8 MiB) */
+} pgc_hub_options;
+
+/* Starts the hub thread; it connects (and reconnects, with backoff) by itself, so this
+ * succeeds while the database is down. NULL only on a bad option or no memory. */
+pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen);
+/* Ends the thread and the connection. Subscribers still registered are woken with
+ * state PGC_SUB_CLOSED; they must still be freed. */
+void pgc_hub_stop(pgc_hub *hub);
+
+/* Whether the LISTEN connection is up right now. */
+bool pgc_hub_db_ok(pgc_hub *hub);
+/* This process's id in realtime_instances / connection stats. */
+const char *pgc_hub_instance_id(pgc_hub *hub);
+
+/* realtime_heartbeat_config as cached by the hub (the 'default' row for unknown types;
+ * 30000/90000 before the first load). Reloaded within a second of any change. */
+void pgc_hub_heartbeat(pgc_hub *hub, const char *channel_type, int *interval_ms, int *timeout_ms);
+/* Increases each time the cached config changes; every subscriber is also woken then. */
+uint64_t pgc_hub_config_generation(pgc_hub *hub);
+
+typedef struct pgc_hub_stats {
+    uint64_t subscribers, subscriptions;
+    uint64_t events_in;     /* events the hub received (notified or read from the log) */
+    uint64_t deliveries;    /* items queued to subscribers */
+    uint64_t overflows;     /* subscribers ended by a full queue */
+    uint64_t reconnects;    /* database reconnects */
+    int64_t lag_ms;         /* now - publish time of the last live event, when it arrived */
+} pgc_hub_stats;
+void pgc_hub_get_stats(pgc_hub *hub, pgc_hub_stats *out);
+
+/* ---- subscribers ---- */
+
+/* Called on the hub thread when the subscriber's queue or state changed (items
+ * queued, overflow, config change, hub stopping). Must be quick, must not block and
+ * must not call into the hub: signal a condition variable, write an eventfd. */
+typedef void (*pgc_wake_fn)(void *arg);
+
+typedef enum pgc_sub_state {
+    PGC_SUB_OK = 0,
+    PGC_SUB_OVERFLOW, /* queue overflowed: take what is queued, then end the connection */
+    PGC_SUB_CLOSED,   /* the hub is stopping */
+} pgc_sub_state;
+
+pgc_sub *pgc_sub_new(pgc_hub *hub, const char *tenant, pgc_wake_fn wake, void *arg);
+
+/* Subscribes to a channel. after >= 0: every event with seq > after, first from the log
+ * then live, with no gap and no duplicate at the seam (a GAP item first if retention
+ * dropped some). after < 0: only events published from now on. Either way a SUBSCRIBED
+ * item with the channel's current seq comes before the channel's first event. Catch-up
+ * larger than the queue is fed from the log as the queue drains, never overflowing it.
+ * Returns 0, -1 when already subscribed or out of memory. Asynchronous: items follow. */
+int pgc_sub_add(pgc_sub *s, const char *channel, int64_t after);
+/* Stops the channel: no item of it is queued after this returns. 0, or -1 if absent. */
+int pgc_sub_remove(pgc_sub *s, const char *channel);
+
+/* Takes up to max queued items, oldest first; the caller unrefs each. */
+size_t pgc_sub_take(pgc_sub *s, pgc_event **items, size_t max);
+pgc_sub_state pgc_sub_get_state(pgc_sub *s);
+/* Unregisters and frees; queued items are released. Safe from any thread; once it
+ * returns, wake is never called again for this subscriber. */
+void pgc_sub_free(pgc_sub *s);
+
+#endif
