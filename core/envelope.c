@@ -112,3 +112,19 @@ char *pgc_envelope_http_error(const char *code, const char *message, size_t *len
     }
     return finish(obj, len);
 }
+
+char *pgc_envelope_error(const char *code, const char *message, const char *request_id, size_t *len)
+{
+    struct json_object *obj = json_object_new_object();
+    if (!obj)
+        return NULL;
+    int rc = add(obj, "type", json_object_new_string("error")) | add(obj, "code", json_object_new_string(code)) |
+             add(obj, "message", json_object_new_string(message));
+    if (request_id)
+        rc |= add(obj, "requestId", json_object_new_string(request_id));
+    if (rc != 0) {
+        json_object_put(obj);
+        return NULL;
+    }
+    return finish(obj, len);
+}

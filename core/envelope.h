@@ -18,6 +18,10 @@ char *pgc_envelope_gap(const char *channel, int64_t from, int64_t to, size_t *le
 /* {"type":"heartbeat","timestamp":MS} */
 char *pgc_envelope_heartbeat(int64_t ts_ms, size_t *len);
 
+/* {"type":"error","code":C,"message":M[,"requestId":R]} — an error inside a stream or a
+ * WebSocket; request_id may be NULL. */
+char *pgc_envelope_error(const char *code, const char *message, const char *request_id, size_t *len);
+
 /* {"error":{"code":C,"message":M}} — the body of every HTTP error (SPEC §4). */
 char *pgc_envelope_http_error(const char *code, const char *message, size_t *len);
 

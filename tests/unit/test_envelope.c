@@ -32,5 +32,12 @@ int main(void)
     T_STR(e, "{\"error\":{\"code\":\"bad_channel\",\"message\":\"channel \\\"x y\\\" is not valid\"}}",
           "HTTP error body");
     free(e);
+    e = pgc_envelope_error("forbidden", "no", "r1", &len);
+    T_STR(e, "{\"type\":\"error\",\"code\":\"forbidden\",\"message\":\"no\",\"requestId\":\"r1\"}",
+          "in-stream error with requestId");
+    free(e);
+    e = pgc_envelope_error("overflow", "say \"x\"", NULL, &len);
+    T_STR(e, "{\"type\":\"error\",\"code\":\"overflow\",\"message\":\"say \\\"x\\\"\"}", "in-stream error without requestId");
+    free(e);
     return T_DONE();
 }

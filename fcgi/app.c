@@ -1,0 +1,170 @@
+/* The shared shell of the HTTP handler programs. */
+#include "app.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "channel.h"
+#include "log.h"
+#include "server.h"
+#include "version.h"
+
+static pgc_app the_app;
+static pgc_app_handler the_handler;
+
+static void dispatch(pgc_request *r, void *ctx) { the_handler((pgc_app *)ctx, r); }
+
+int pgc_app_main(int argc, char **argv, const char *program, const char *kind, const char *usage,
+                 pgc_app_handler handler)
+{
+    const char *listen = NULL;
+    static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "l:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'l': listen = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("%s %s\n", program, pgc_version()); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    pgc_app *app = &the_app;
+    the_handler = handler;
+    app->program = program;
+    char err[512];
+    pgc_log_init(program, PGC_LOG_INFO);
+    if (pgc_config_load(&app->cfg, NULL, err, sizeof(err)) != 0) {
+        PGC_ERROR("configuration: %s", err);
+        return 1;
+    }
+    pgc_log_set_level((enum pgc_log_level)app->cfg.log_level);
+    if (!(app->verifier = pgc_verifier_new(&app->cfg, err, sizeof(err)))) {
+        PGC_ERROR("tokens: %s", err);
+        pgc_config_free(&app->cfg);
+        return 1;
+    }
+    enum pgc_fcgi_mode mode = pgc_fcgi_detect_mode(listen);
+    app->cgi = mode == PGC_MODE_CGI;
+    app->pool = pgc_db_pool_new(app->cfg.database_url, app->cgi ? 1 : 8);
+    if (!app->cgi) {
+        pgc_hub_options o = {.conninfo = app->cfg.database_url,
+                             .kind = kind,
+                             .queue_events = (size_t)app->cfg.queue_events,
+                             .queue_bytes = app->cfg.queue_bytes};
+        if (!(app->hub = pgc_hub_start(&o, err, sizeof(err)))) {
+            PGC_ERROR("hub: %s", err);
+            return 1;
+        }
+    }
+    int rc = app->pool ? pgc_fcgi_serve(mode, listen, dispatch, app) : 1;
+    if (app->hub)
+        pgc_hub_stop(app->hub);
+    pgc_db_pool_free(app->pool);
+    pgc_verifier_free(app->verifier);
+    pgc_config_free(&app->cfg);
+    return rc;
+}
+
+int pgc_app_authenticate(pgc_app *app, pgc_request *r, pgc_token *out)
+{
+    const char *query = pgc_req_param(r, "QUERY_STRING");
+    char *qtok = pgc_query_get(query, "token");
+    char *tok = pgc_token_from_request(pgc_req_param(r, "HTTP_AUTHORIZATION"), qtok, pgc_req_param(r, "HTTP_COOKIE"),
+                                       app->cfg.token_cookie);
+    free(qtok);
+    pgc_token_status st = pgc_token_verify(app->verifier, tok, (int64_t)time(NULL), out);
+    free(tok);
+    if (st == PGC_TOKEN_OK)
+        return 0;
+    pgc_log(PGC_LOG_INFO, pgc_req_id(r), "401: %s", pgc_token_status_str(st));
+    pgc_req_send_error(r, 401, st == PGC_TOKEN_MISSING ? "unauthorized" : "invalid_token", pgc_token_status_str(st),
+                       "WWW-Authenticate: Bearer\r\n");
+    return -1;
+}
+
+int pgc_app_check_channel(pgc_request *r, const pgc_token *t, const char *channel, bool publish)
+{
+    char msg[300];
+    if (!pgc_channel_valid(channel)) {
+        snprintf(msg, sizeof(msg), "invalid channel name '%.60s': 1-200 bytes of letters, digits and _ . : @ / -",
+                 channel);
+        pgc_req_send_error(r, 400, "bad_channel", msg, "");
+        return -1;
+    }
+    if (publish ? !pgc_token_can_publish(t, channel) : !pgc_token_can_subscribe(t, channel)) {
+        snprintf(msg, sizeof(msg), "the token may not %s channel %s", publish ? "publish to" : "subscribe to", channel);
+        pgc_req_send_error(r, 403, "forbidden", msg, "");
+        return -1;
+    }
+    return 0;
+}
+
+int pgc_app_channels(pgc_app *app, pgc_request *r, const pgc_token *t, const char *path_channel, char ***out)
+{
+    int n = pgc_query_all(pgc_req_param(r, "QUERY_STRING"), "channel", out);
+    if (n < 0) {
+        pgc_req_send_error(r, 400, "bad_request", "malformed query string", "");
+        return -1;
+    }
+    if (path_channel) {
+        char **v = realloc(*out, (size_t)(n + 1) * sizeof(char *));
+        char *copy = strdup(path_channel);
+        if (!v || !copy) {
+            free(copy);
+            if (v)
+                *out = v;
+            pgc_query_free(*out, n);
+            pgc_req_send_error(r, 500, "internal", "out of memory", "");
+            return -1;
+        }
+        *out = v;
+        (*out)[n++] = copy;
+    }
+    char msg[128];
+    if (n == 0 || n > app->cfg.max_channels) {
+        snprintf(msg, sizeof(msg), n ? "at most %d channels per connection" : "at least one channel is required",
+                 app->cfg.max_channels);
+        pgc_req_send_error(r, 400, n ? "too_many_channels" : "missing_channel", msg, "");
+        pgc_query_free(*out, n);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < i; k++) {
+            if (strcmp((*out)[i], (*out)[k]) == 0) {
+                pgc_req_send_error(r, 400, "duplicate_channel", "a channel is named twice", "");
+                pgc_query_free(*out, n);
+                return -1;
+            }
+        }
+        if (pgc_app_check_channel(r, t, (*out)[i], false) != 0) {
+            pgc_query_free(*out, n);
+            return -1;
+        }
+    }
+    return n;
+}
+
+int pgc_app_method(pgc_request *r, const char *allow)
+{
+    const char *m = pgc_req_param(r, "REQUEST_METHOD");
+    size_t ml = m ? strlen(m) : 0;
+    for (const char *p = allow; m && *p;) {
+        size_t l = strcspn(p, ",");
+        if (l == ml && strncmp(p, m, l) == 0)
+            return 0;
+        p += l;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    char hdr[128], msg[128];
+    snprintf(hdr, sizeof(hdr), "Allow: %s\r\n", allow);
+    snprintf(msg, sizeof(msg), "method %s is not allowed here (allowed: %s)", m ? m : "?", allow);
+    pgc_req_send_error(r, 405, "method_not_allowed", msg, hdr);
+    return -1;
+}
