@@ -54,6 +54,8 @@ BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
 .PHONY: all asan deps deps-bench test bench run install clean fuzz
 .DEFAULT_GOAL := all
+# keep objects of tests and benches (make would delete them as intermediates)
+.SECONDARY:
 
 all: deps
 	@$(MAKE) --no-print-directory build-all

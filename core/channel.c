@@ -1,13 +1,12 @@
-/* Channel names (SPEC §2) and token patterns (SPEC §3). */
+/* Channel names and token patterns. */
 #include "channel.h"
 
 #include <string.h>
 
-/* Explicit ranges, not isalnum(): the grammar must not depend on the locale. */
-static bool channel_char(unsigned char ch)
+static bool channel_char(unsigned char c)
 {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '.' || ch == ':' || ch == '@' || ch == '/' || ch == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '@' || c == '/' || c == '-';
 }
 
 bool pgc_channel_valid(const char *name)
@@ -15,52 +14,55 @@ bool pgc_channel_valid(const char *name)
     if (!name)
         return false;
     size_t i = 0;
-    for (; name[i]; i++) {
+    for (; name[i]; i++)
         if (i >= PGC_CHANNEL_MAX || !channel_char((unsigned char)name[i]))
             return false;
-    }
     return i > 0;
 }
 
 size_t pgc_channel_type(const char *name, char *out, size_t outlen)
 {
-    size_t len = name ? strcspn(name, ":.") : 0;
-    if (out && outlen > 0) {
-        size_t n = len < outlen - 1 ? len : outlen - 1;
-        if (n)
-            memcpy(out, name, n);
-        out[n] = '\0';
-    }
-    return len;
+    size_t n = strcspn(name, ":.");
+    if (outlen == 0)
+        return n;
+    size_t copy = n < outlen - 1 ? n : outlen - 1;
+    memcpy(out, name, copy);
+    out[copy] = '\0';
+    return n;
 }
 
-/* Matches pattern against channel, "{sub}" standing for sub; a '*' that ends the pattern
- * matches any rest (also none). Walks both strings: no expansion buffer to size. */
-bool pgc_pattern_match(const char *pattern, const char *channel, const char *sub)
+/* Compares pattern[0..plen) with text, expanding {sub}. With prefix=true, text only has
+ * to start with the expansion. */
+static bool match_expanded(const char *pattern, size_t plen, const char *text, const char *sub, bool prefix)
 {
-    static const char SUB[] = "{sub}";
-    const size_t sublen_tag = sizeof SUB - 1;
-    if (!pattern || !pgc_channel_valid(channel))
-        return false;
-    const char *p = pattern, *c = channel;
-    while (*p) {
-        if (p[0] == '*' && p[1] == '\0')
-            return true;
-        if (strncmp(p, SUB, sublen_tag) == 0) {
-            /* An empty sub would turn "user:{sub}" into "user:": match nothing instead. */
+    static const char token[] = "{sub}";
+    const size_t tlen = sizeof(token) - 1;
+    size_t p = 0;
+    while (p < plen) {
+        if (plen - p >= tlen && memcmp(pattern + p, token, tlen) == 0) {
             if (!sub || !*sub)
                 return false;
-            size_t n = strlen(sub);
-            if (strncmp(c, sub, n) != 0)
+            size_t slen = strlen(sub);
+            if (strncmp(text, sub, slen) != 0)
                 return false;
-            p += sublen_tag;
-            c += n;
+            text += slen;
+            p += tlen;
             continue;
         }
-        if (*p != *c)
+        if (*text != pattern[p])
             return false;
+        text++;
         p++;
-        c++;
     }
-    return *c == '\0';
+    return prefix || *text == '\0';
+}
+
+bool pgc_pattern_match(const char *pattern, const char *channel, const char *sub)
+{
+    if (!pattern || !channel || !*pattern)
+        return false;
+    size_t plen = strlen(pattern);
+    if (pattern[plen - 1] == '*')
+        return match_expanded(pattern, plen - 1, channel, sub, true);
+    return match_expanded(pattern, plen, channel, sub, false);
 }

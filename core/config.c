@@ -1,188 +1,159 @@
-/* Configuration: defaults, then a "key = value" file, then PGCAST_<KEY> variables.
- * One table describes every key, so the file and the environment share one parser. */
+/* Configuration: defaults, then the file, then PGCAST_* variables. One table lists every
+ * key with its type, bounds and default; pgcast.conf.example documents them. */
 #include "config.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "log.h"
 
-enum kind { K_STR, K_BOOL, K_INT, K_SIZE, K_LEVEL, K_ALG, K_HOSTPORT };
+enum ktype { K_STR, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_ALG };
 
 struct key {
     const char *name;
-    enum kind kind;
+    enum ktype type;
     size_t off;
-    long long min, max; /* K_INT, K_SIZE */
-    const char *def;    /* default, as text, parsed like any value */
+    long long min, max;
+    const char *def;
 };
 
 #define F(field) offsetof(pgc_config, field)
-#define GIB (1024LL * 1024 * 1024)
-
-static const struct key KEYS[] = {
+static const struct key keys[] = {
     {"database_url", K_STR, F(database_url), 0, 0, ""},
     {"jwt_alg", K_ALG, F(jwt_alg), 0, 0, "HS256"},
     {"jwt_secret", K_STR, F(jwt_secret), 0, 0, ""},
     {"jwt_public_key", K_STR, F(jwt_public_key), 0, 0, ""},
-    {"jwt_require_exp", K_BOOL, F(jwt_require_exp), 0, 0, "true"},
+    {"jwt_require_exp", K_BOOL, F(jwt_require_exp), 0, 1, "true"},
     {"token_cookie", K_STR, F(token_cookie), 0, 0, "pgcast_token"},
-    {"anonymous", K_BOOL, F(anonymous), 0, 0, "false"},
+    {"anonymous", K_BOOL, F(anonymous), 0, 1, "false"},
     {"anonymous_tenant", K_STR, F(anonymous_tenant), 0, 0, "anonymous"},
     {"anonymous_channels", K_STR, F(anonymous_channels), 0, 0, "public:*"},
     {"anonymous_publish", K_STR, F(anonymous_publish), 0, 0, ""},
     {"max_channels", K_INT, F(max_channels), 1, 10000, "50"},
-    {"max_message_bytes", K_SIZE, F(max_message_bytes), 1, GIB, "1MiB"},
+    {"max_message_bytes", K_SIZE, F(max_message_bytes), 1024, 1LL << 30, "1MiB"},
     {"client_rate", K_INT, F(client_rate), 1, 1000000, "100"},
-    {"queue_events", K_INT, F(queue_events), 1, 10000000, "1024"},
-    {"queue_bytes", K_SIZE, F(queue_bytes), 1024, 16 * GIB, "8MiB"},
-    {"sse_max_duration_s", K_INT, F(sse_max_duration_s), 0, INT_MAX, "0"},
+    {"queue_events", K_INT, F(queue_events), 8, 1 << 24, "1024"},
+    {"queue_bytes", K_SIZE, F(queue_bytes), 4096, 1LL << 34, "8MiB"},
+    {"sse_max_duration_s", K_INT, F(sse_max_duration_s), 0, 86400 * 7, "0"},
     {"sse_retry_ms", K_INT, F(sse_retry_ms), 0, 3600000, "3000"},
-    {"cgi_poll_interval_ms", K_INT, F(cgi_poll_interval_ms), 10, 60000, "1000"},
+    {"cgi_poll_interval_ms", K_INT, F(cgi_poll_interval_ms), 50, 60000, "1000"},
     {"poll_max_wait_s", K_INT, F(poll_max_wait_s), 0, 3600, "25"},
     {"poll_max_limit", K_INT, F(poll_max_limit), 1, 100000, "1000"},
-    {"retention_max_age_s", K_INT, F(retention_max_age_s), 0, INT_MAX, "604800"},
-    {"retention_max_events", K_INT, F(retention_max_events), 0, INT_MAX, "10000"},
-    {"prune_interval_s", K_INT, F(prune_interval_s), 1, 86400, "60"},
+    {"retention_max_age_s", K_INT, F(retention_max_age_s), 0, 1 << 30, "604800"},
+    {"retention_max_events", K_INT, F(retention_max_events), 0, 1 << 30, "10000"},
+    {"prune_interval_s", K_INT, F(prune_interval_s), 0, 86400, "60"},
     {"log_level", K_LEVEL, F(log_level), 0, 0, "info"},
-    {"ws_listen", K_HOSTPORT, F(ws_listen), 0, 0, "127.0.0.1:8081"},
+    {"ws_listen", K_STR, F(ws_listen), 0, 0, "127.0.0.1:8081"},
     {"http_port", K_INT, F(http_port), 1, 65535, "8080"},
     {"ws_port", K_INT, F(ws_port), 1, 65535, "8081"},
 };
-#define NKEYS (sizeof KEYS / sizeof *KEYS)
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int errf(char *err, size_t errlen, const char *fmt, ...)
+static int parse_ll(const char *v, long long *out)
 {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
-/* Strict decimal with an optional binary suffix (sizes only). */
-static int parse_number(const char *s, bool suffixes, long long *out)
-{
-    if (!isdigit((unsigned char)s[0]))
-        return -1;
-    errno = 0;
     char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno == ERANGE)
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v)
         return -1;
-    long long mul = 1;
-    if (*end && suffixes) {
-        static const struct { const char *sfx; long long mul; } S[] = {
-            {"B", 1},           {"K", 1024},        {"KiB", 1024},      {"M", 1024 * 1024},
-            {"MiB", 1024 * 1024}, {"G", GIB},       {"GiB", GIB},
-        };
-        mul = 0;
-        for (size_t i = 0; i < sizeof S / sizeof *S; i++)
-            if (strcmp(end, S[i].sfx) == 0)
-                mul = S[i].mul;
-        if (!mul)
-            return -1;
-        end += strlen(end);
-    }
-    if (*end || v > LLONG_MAX / mul)
-        return -1;
-    *out = v * mul;
-    return 0;
+    *out = n;
+    return (int)(end - v);
 }
 
-static int parse_bool(const char *s, bool *out)
+/* "1048576", "1MiB", "512KiB", "1GiB", "64k"/"8m" (binary units). */
+static int parse_size(const char *v, long long *out)
 {
-    static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcasecmp(s, yes[i]) == 0)
-            return *out = true, 0;
-        if (strcasecmp(s, no[i]) == 0)
-            return *out = false, 0;
-    }
-    return -1;
-}
-
-static int set_str(pgc_config *cfg, const struct key *k, const char *value)
-{
-    char **slot = (char **)((char *)cfg + k->off);
-    char *copy = strdup(value);
-    if (!copy)
-        return -1;
-    free(*slot);
-    *slot = copy;
-    return 0;
-}
-
-/* Applies one value; where says where it came from ("file:line" or "PGCAST_X"). */
-static int apply(pgc_config *cfg, const struct key *k, const char *value, const char *where,
-                 char *err, size_t errlen)
-{
-    char *base = (char *)cfg + k->off;
     long long n;
-    bool b;
-    switch (k->kind) {
-    case K_STR:
-        break;
-    case K_BOOL:
-        if (parse_bool(value, &b) != 0)
-            return errf(err, errlen, "%s: %s: \"%s\" is not a boolean (true/false/yes/no/on/off/1/0)",
-                        where, k->name, value);
-        *(bool *)base = b;
-        return 0;
-    case K_INT:
-    case K_SIZE:
-        if (parse_number(value, k->kind == K_SIZE, &n) != 0)
-            return errf(err, errlen, "%s: %s: \"%s\" is not a %s", where, k->name, value,
-                        k->kind == K_SIZE ? "size (bytes, or with K/KiB/M/MiB/G/GiB)"
-                                          : "whole number");
-        if (n < k->min || n > k->max)
-            return errf(err, errlen, "%s: %s: %lld is out of range %lld..%lld", where, k->name,
-                        n, k->min, k->max);
-        if (k->kind == K_INT)
-            *(int *)base = (int)n;
-        else
-            *(size_t *)base = (size_t)n;
-        return 0;
-    case K_LEVEL: {
-        int lv = pgc_log_level_parse(value);
-        if (lv < 0)
-            return errf(err, errlen, "%s: %s: \"%s\" is not one of error, warn, info, debug",
-                        where, k->name, value);
-        *(int *)base = lv;
+    int used = parse_ll(v, &n);
+    if (used < 0 || n < 0)
+        return -1;
+    const char *u = v + used;
+    long long mul = 1;
+    if (!*u || strcasecmp(u, "b") == 0)
+        mul = 1;
+    else if (strcasecmp(u, "k") == 0 || strcasecmp(u, "kib") == 0 || strcasecmp(u, "kb") == 0)
+        mul = 1024;
+    else if (strcasecmp(u, "m") == 0 || strcasecmp(u, "mib") == 0 || strcasecmp(u, "mb") == 0)
+        mul = 1024 * 1024;
+    else if (strcasecmp(u, "g") == 0 || strcasecmp(u, "gib") == 0 || strcasecmp(u, "gb") == 0)
+        mul = 1024LL * 1024 * 1024;
+    else
+        return -1;
+    if (n > (1LL << 40))
+        return -1;
+    *out = n * mul;
+    return 0;
+}
+
+static int set_key(pgc_config *cfg, const struct key *k, const char *v, char *err, size_t errlen, const char *where)
+{
+    char *base = (char *)cfg;
+    long long n = 0;
+    switch (k->type) {
+    case K_STR: {
+        char *copy = strdup(v);
+        if (!copy) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        free(*(char **)(base + k->off));
+        *(char **)(base + k->off) = copy;
         return 0;
     }
     case K_ALG:
-        if (strcmp(value, "HS256") && strcmp(value, "RS256") && strcmp(value, "ES256"))
-            return errf(err, errlen, "%s: %s: \"%s\" is not one of HS256, RS256, ES256", where,
-                        k->name, value);
-        break;
-    case K_HOSTPORT: {
-        const char *colon = strrchr(value, ':');
-        if (!colon || colon == value || parse_number(colon + 1, false, &n) != 0 || n < 1 ||
-            n > 65535)
-            return errf(err, errlen, "%s: %s: \"%s\" is not HOST:PORT", where, k->name, value);
-        break;
+        if (strcmp(v, "HS256") && strcmp(v, "RS256") && strcmp(v, "ES256")) {
+            snprintf(err, errlen, "%s: %s must be HS256, RS256 or ES256 (got '%s')", where, k->name, v);
+            return -1;
+        }
+        return set_key(cfg, &(struct key){k->name, K_STR, k->off, 0, 0, NULL}, v, err, errlen, where);
+    case K_BOOL:
+        if (!strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcmp(v, "1"))
+            *(bool *)(base + k->off) = true;
+        else if (!strcasecmp(v, "false") || !strcasecmp(v, "off") || !strcasecmp(v, "no") || !strcmp(v, "0"))
+            *(bool *)(base + k->off) = false;
+        else {
+            snprintf(err, errlen, "%s: %s must be true or false (got '%s')", where, k->name, v);
+            return -1;
+        }
+        return 0;
+    case K_LEVEL: {
+        int lvl = pgc_log_level_parse(v);
+        if (lvl < 0) {
+            snprintf(err, errlen, "%s: %s must be error, warn, info or debug (got '%s')", where, k->name, v);
+            return -1;
+        }
+        *(int *)(base + k->off) = lvl;
+        return 0;
     }
+    case K_INT:
+    case K_SIZE:
+        if (k->type == K_INT ? (parse_ll(v, &n) != (int)strlen(v)) : (parse_size(v, &n) != 0)) {
+            snprintf(err, errlen, "%s: %s must be %s (got '%s')", where, k->name,
+                     k->type == K_INT ? "an integer" : "a size like 1048576 or 1MiB", v);
+            return -1;
+        }
+        if (n < k->min || n > k->max) {
+            snprintf(err, errlen, "%s: %s must be between %lld and %lld (got %lld)", where, k->name, k->min, k->max, n);
+            return -1;
+        }
+        if (k->type == K_INT)
+            *(int *)(base + k->off) = (int)n;
+        else
+            *(size_t *)(base + k->off) = (size_t)n;
+        return 0;
     }
-    if (set_str(cfg, k, value) != 0)
-        return errf(err, errlen, "%s: %s: out of memory", where, k->name);
-    return 0;
+    return -1;
 }
 
 static const struct key *find_key(const char *name)
 {
     for (size_t i = 0; i < NKEYS; i++)
-        if (strcmp(KEYS[i].name, name) == 0)
-            return &KEYS[i];
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
     return NULL;
 }
 
@@ -190,91 +161,92 @@ static char *trim(char *s)
 {
     while (isspace((unsigned char)*s))
         s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
     return s;
 }
 
 static int load_file(pgc_config *cfg, const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
-    if (!f)
-        return errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
+    if (!f) {
+        snprintf(err, errlen, "cannot read the configuration file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
     int lineno = 0, rc = 0;
-    char where[512];
-    errno = 0;
-    while (rc == 0 && getline(&line, &cap, f) >= 0) {
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
         lineno++;
-        snprintf(where, sizeof where, "%s:%d", path, lineno);
+        char where[512];
+        snprintf(where, sizeof(where), "%s:%d", path, lineno);
+        if (!strchr(line, '\n') && !feof(f)) {
+            snprintf(err, errlen, "%s: line too long", where);
+            rc = -1;
+            break;
+        }
         char *s = trim(line);
         if (!*s || *s == '#')
             continue;
         char *eq = strchr(s, '=');
         if (!eq) {
-            rc = errf(err, errlen, "%s: expected \"key = value\"", where);
+            snprintf(err, errlen, "%s: expected 'key = value', got '%.60s'", where, s);
+            rc = -1;
             break;
         }
         *eq = '\0';
-        char *key = trim(s), *value = trim(eq + 1);
-        const struct key *k = find_key(key);
-        if (!k)
-            rc = errf(err, errlen, "%s: unknown key \"%s\"", where, key);
-        else
-            rc = apply(cfg, k, value, where, err, errlen);
+        char *name = trim(s), *val = trim(eq + 1);
+        size_t vl = strlen(val);
+        if (vl >= 2 && ((val[0] == '"' && val[vl - 1] == '"') || (val[0] == '\'' && val[vl - 1] == '\''))) {
+            val[vl - 1] = '\0';
+            val++;
+        }
+        const struct key *k = find_key(name);
+        if (!k) {
+            snprintf(err, errlen, "%s: unknown key '%s'", where, name);
+            rc = -1;
+            break;
+        }
+        rc = set_key(cfg, k, val, err, errlen, where);
     }
-    if (rc == 0 && ferror(f))
-        rc = errf(err, errlen, "%s: read error: %s", path, strerror(errno));
-    free(line);
-    if (fclose(f) != 0 && rc == 0)
-        rc = errf(err, errlen, "%s: %s", path, strerror(errno));
+    if (ferror(f) && rc == 0) {
+        snprintf(err, errlen, "error reading %s", path);
+        rc = -1;
+    }
+    fclose(f);
     return rc;
-}
-
-static int load_env(pgc_config *cfg, char *err, size_t errlen)
-{
-    char var[64];
-    for (size_t i = 0; i < NKEYS; i++) {
-        size_t j = 0;
-        j += (size_t)snprintf(var, sizeof var, "PGCAST_");
-        for (const char *p = KEYS[i].name; *p && j < sizeof var - 1; p++)
-            var[j++] = (char)toupper((unsigned char)*p);
-        var[j] = '\0';
-        const char *v = getenv(var);
-        if (v && apply(cfg, &KEYS[i], v, var, err, errlen) != 0)
-            return -1;
-    }
-    return 0;
 }
 
 int pgc_config_load(pgc_config *cfg, const char *path, char *err, size_t errlen)
 {
-    memset(cfg, 0, sizeof *cfg);
-    int rc = 0;
-    for (size_t i = 0; i < NKEYS && rc == 0; i++)
-        rc = apply(cfg, &KEYS[i], KEYS[i].def, "default", err, errlen);
-    if (rc == 0) {
-        if (!path || !*path)
-            path = getenv("PGCAST_CONFIG");
-        if (path && *path)
-            rc = load_file(cfg, path, err, errlen);
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++)
+        if (set_key(cfg, &keys[i], keys[i].def, err, errlen, "default") != 0)
+            goto fail;
+    if (!path || !*path)
+        path = getenv("PGCAST_CONFIG");
+    if (path && *path && load_file(cfg, path, err, errlen) != 0)
+        goto fail;
+    for (size_t i = 0; i < NKEYS; i++) {
+        char env[64] = "PGCAST_";
+        for (size_t j = 0; keys[i].name[j] && j < sizeof(env) - 8; j++)
+            env[7 + j] = (char)toupper((unsigned char)keys[i].name[j]);
+        const char *v = getenv(env);
+        if (v && set_key(cfg, &keys[i], v, err, errlen, env) != 0)
+            goto fail;
     }
-    if (rc == 0)
-        rc = load_env(cfg, err, errlen);
-    if (rc != 0)
-        pgc_config_free(cfg);
-    return rc;
+    return 0;
+fail:
+    pgc_config_free(cfg);
+    return -1;
 }
 
 void pgc_config_free(pgc_config *cfg)
 {
-    for (size_t i = 0; i < NKEYS; i++) {
-        if (KEYS[i].kind == K_STR || KEYS[i].kind == K_ALG || KEYS[i].kind == K_HOSTPORT) {
-            char **slot = (char **)((char *)cfg + KEYS[i].off);
-            free(*slot);
-            *slot = NULL;
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].type == K_STR || keys[i].type == K_ALG) {
+            char **p = (char **)((char *)cfg + keys[i].off);
+            free(*p);
+            *p = NULL;
         }
-    }
 }

@@ -35,8 +35,8 @@ typedef struct pgc_config {
     int prune_interval_s;      /* how often the sidecar prunes (60) */
     int log_level;             /* enum pgc_log_level */
     char *ws_listen;           /* sidecar HOST:PORT (127.0.0.1:8081) */
-    int http_port;             /* the demo's web server port, `make run` (8080) */
-    int ws_port;               /* the demo's sidecar port, `make run` (8081) */
+    int http_port;             /* make run: the web server's port (8080) */
+    int ws_port;               /* make run: the sidecar's port (8081) */
 } pgc_config;
 
 /* Defaults, then the file (path, else $PGCAST_CONFIG, else none), then PGCAST_*

@@ -25,7 +25,7 @@ void pgc_cursor_free(pgc_cursor *c);
  * twice, seqs that are not plain decimal 0..2^63-1, empty pairs, more than max_entries.
  * Seqs are canonical: no sign, no spaces, no leading zeros ("0" yes, "01" no), so
  * format(parse(text)) == text. Returns 0, or -1 with a message in err. c must be
- * initialised; it is replaced (left empty on error). */
+ * initialised; it is replaced on success, unchanged on error. text NULL is an error. */
 int pgc_cursor_parse(pgc_cursor *c, const char *text, size_t max_entries, char *err, size_t errlen);
 
 /* -1 when the channel is not in the cursor. */

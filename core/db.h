@@ -13,6 +13,9 @@
 
 typedef struct pgc_db_pool pgc_db_pool;
 
+/* One connection (conninfo "" = the PG* variables), connect_timeout 5 s. NULL on failure. */
+PGconn *pgc_db_connect(const char *conninfo, const char *application_name);
+
 /* size connections at most, opened lazily. */
 pgc_db_pool *pgc_db_pool_new(const char *conninfo, int size);
 void pgc_db_pool_free(pgc_db_pool *p);
@@ -22,8 +25,9 @@ PGconn *pgc_db_acquire(pgc_db_pool *p, int timeout_ms);
 void pgc_db_release(pgc_db_pool *p, PGconn *c, bool broken);
 
 /* Reads what follows the positions of cursor (realtime.read): GAP items first, then up
- * to limit EVENT items in publish order, each passed to fn (which takes the reference).
- * Returns the number of items, or -1 on a database error (message in err). */
+ * to limit EVENT items in publish order, each passed to fn (which takes the reference;
+ * a non-zero return stops the walk). Returns the number of rows read (GAP rows count),
+ * or -1 on a database error (message in err). */
 typedef int (*pgc_item_fn)(pgc_event *item, void *arg);
 int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn,
                 void *arg, char *err, size_t errlen);

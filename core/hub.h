@@ -46,6 +46,10 @@ void pgc_event_unref(pgc_event *e);
 pgc_event *pgc_event_new_event(const char *tenant, const char *channel, int64_t seq, const char *type,
                                const char *payload_json, size_t payload_len, int64_t ts_ms);
 pgc_event *pgc_event_new_gap(const char *tenant, const char *channel, int64_t from, int64_t to);
+pgc_event *pgc_event_new_subscribed(const char *tenant, const char *channel, int64_t seq);
+/* json is copied; type may be NULL. */
+pgc_event *pgc_event_new_ephemeral(const char *tenant, const char *channel, const char *type, const char *json,
+                                   size_t len);
 
 typedef struct pgc_hub pgc_hub;
 typedef struct pgc_sub pgc_sub;
@@ -61,7 +65,7 @@ typedef struct pgc_hub_options {
  * succeeds while the database is down. NULL only on a bad option or no memory. */
 pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen);
 /* Ends the thread and the connection. Subscribers still registered are woken with
- * state PGC_SUB_CLOSED; they must still be freed. */
+ * state PGC_SUB_CLOSED; they must still be freed (the hub's memory goes with the last). */
 void pgc_hub_stop(pgc_hub *hub);
 
 /* Whether the LISTEN connection is up right now. */
@@ -87,9 +91,11 @@ void pgc_hub_get_stats(pgc_hub *hub, pgc_hub_stats *out);
 
 /* ---- subscribers ---- */
 
-/* Called on the hub thread when the subscriber's queue or state changed (items
- * queued, overflow, config change, hub stopping). Must be quick, must not block and
- * must not call into the hub: signal a condition variable, write an eventfd. */
+/* Called on the hub thread when the subscriber's queue went from empty to non-empty or
+ * its state changed (overflow, config change, hub stopping). Must be quick, must not
+ * block and must not call into the hub: signal a condition variable, write an eventfd.
+ * After a wake the consumer takes until pgc_sub_take returns 0. Do not call
+ * pgc_sub_free while holding a lock that the wake function takes. */
 typedef void (*pgc_wake_fn)(void *arg);
 
 typedef enum pgc_sub_state {

@@ -4,88 +4,49 @@
 #include "channel.h"
 #include "t.h"
 
-static char *repeat(char ch, size_t n)
-{
-    char *s = malloc(n + 1);
-    if (!s)
-        abort();
-    memset(s, ch, n);
-    s[n] = '\0';
-    return s;
-}
-
 int main(void)
 {
-    static const char *good[] = {"a", "project:abc", "query.42", "user:u1@example.com",
-                                 "a/b-c_d.e:f", "Z9", "-", "project:"};
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++)
-        T_OK(pgc_channel_valid(good[i]), "valid: \"%s\"", good[i]);
+    const char *good[] = {"project:abc", "query.42", "user:u1@example.com", "a", "entity:Task:7",
+                          "run:x/y-z_1", "system"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+        T_OK(pgc_channel_valid(good[i]), "valid: %s", good[i]);
+    const char *bad[] = {"", "a b", "semi;colon", "quote'", "new\nline", "tab\t", "ünï", "a*", "a,b", "a=b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        T_OK(!pgc_channel_valid(bad[i]), "invalid: '%s'", bad[i]);
+    T_OK(!pgc_channel_valid(NULL), "NULL is invalid");
 
-    static const char *bad[] = {"", "a b", "a,b", "a=b", "a*", "a\tb", "é", "a\"b",
-                                "a'b", "a;b", "a\nb", "{sub}", "a%20", "a\\b", "a?b", "a#"};
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        T_OK(!pgc_channel_valid(bad[i]), "invalid: bad[%zu]", i);
-    T_OK(!pgc_channel_valid(NULL), "invalid: NULL");
-    T_OK(!pgc_channel_valid("\x80"), "invalid: high byte");
-    T_OK(!pgc_channel_valid("\x7f"), "invalid: DEL");
+    char name[202];
+    memset(name, 'a', 200);
+    name[200] = '\0';
+    T_OK(pgc_channel_valid(name), "200 bytes is valid");
+    name[200] = 'a';
+    name[201] = '\0';
+    T_OK(!pgc_channel_valid(name), "201 bytes is invalid");
 
-    char *s200 = repeat('x', 200), *s201 = repeat('x', 201);
-    T_OK(pgc_channel_valid(s200), "200 bytes is valid");
-    T_OK(!pgc_channel_valid(s201), "201 bytes is not");
-    free(s200);
-    free(s201);
-
-    char type[32];
-    T_INT(pgc_channel_type("project:abc", type, sizeof type), 7, "type length of project:abc");
+    char type[64];
+    pgc_channel_type("project:abc", type, sizeof(type));
     T_STR(type, "project", "type of project:abc");
-    pgc_channel_type("query.42", type, sizeof type);
+    pgc_channel_type("query.42", type, sizeof(type));
     T_STR(type, "query", "type of query.42");
-    pgc_channel_type("a.b:c", type, sizeof type);
-    T_STR(type, "a", "type stops at the first separator (.)");
-    pgc_channel_type("a:b.c", type, sizeof type);
-    T_STR(type, "a", "type stops at the first separator (:)");
-    pgc_channel_type("plain", type, sizeof type);
-    T_STR(type, "plain", "type of a name without separator is the name");
-    pgc_channel_type(":x", type, sizeof type);
-    T_STR(type, "", "type of :x is empty");
+    pgc_channel_type("system", type, sizeof(type));
+    T_STR(type, "system", "type of system");
+    pgc_channel_type("entity:Task:7", type, sizeof(type));
+    T_STR(type, "entity", "type of entity:Task:7");
     char small[4];
-    T_INT(pgc_channel_type("organization:1", small, sizeof small), 12, "full length returned");
+    T_INT(pgc_channel_type("organization:1", small, sizeof(small)), 12, "type length reported when truncated");
     T_STR(small, "org", "type truncated to the buffer");
-    T_INT(pgc_channel_type("project:1", NULL, 0), 7, "length without a buffer");
 
-    struct { const char *pat, *ch, *sub; bool want; } pm[] = {
-        {"project:abc", "project:abc", NULL, true},
-        {"project:abc", "project:abcd", NULL, false},
-        {"project:abc", "project:ab", NULL, false},
-        {"project:*", "project:abc", NULL, true},
-        {"project:*", "project:", NULL, true},
-        {"project:*", "project", NULL, false},
-        {"project:*", "projectx:1", NULL, false},
-        {"*", "anything", NULL, true},
-        {"pro*ject", "pro*ject", NULL, false}, /* '*' only counts at the end; '*' is no channel char */
-        {"pro*ject", "proXject", NULL, false},
-        {"user:{sub}", "user:u1", "u1", true},
-        {"user:{sub}", "user:u2", "u1", false},
-        {"user:{sub}", "user:u1x", "u1", false},
-        {"user:{sub}", "user:u1", NULL, false},
-        {"user:{sub}", "user:", "", false},
-        {"user:{sub}:*", "user:u1:inbox", "u1", true},
-        {"user:{sub}:*", "user:u2:inbox", "u1", false},
-        {"{sub}.{sub}", "a.a", "a", true},
-        {"{sub}.{sub}", "a.b", "a", false},
-        {"user:{sub}*", "user:u1abc", "u1", true},
-        {"user:{su", "user:{su", "x", false}, /* not a valid channel */
-        {"", "a", NULL, false},
-        {"a", "", NULL, false},
-        {"a b*", "a b c", NULL, false},
-    };
-    for (size_t i = 0; i < sizeof pm / sizeof *pm; i++)
-        T_OK(pgc_pattern_match(pm[i].pat, pm[i].ch, pm[i].sub) == pm[i].want,
-             "pattern \"%s\" vs \"%s\" (sub %s) -> %s", pm[i].pat, pm[i].ch,
-             pm[i].sub ? pm[i].sub : "NULL", pm[i].want ? "match" : "no match");
-    T_OK(!pgc_pattern_match(NULL, "a", NULL), "NULL pattern matches nothing");
-    T_OK(!pgc_pattern_match("*", NULL, NULL), "NULL channel matches nothing");
-
-    printf("1..%d\n", t_n);
+    T_OK(pgc_pattern_match("project:abc", "project:abc", NULL), "exact pattern");
+    T_OK(!pgc_pattern_match("project:abc", "project:abcd", NULL), "exact pattern is not a prefix");
+    T_OK(pgc_pattern_match("project:*", "project:abc", NULL), "prefix pattern");
+    T_OK(!pgc_pattern_match("project:*", "projects:abc", NULL), "prefix pattern is literal");
+    T_OK(pgc_pattern_match("*", "anything", NULL), "* matches everything");
+    T_OK(pgc_pattern_match("user:{sub}", "user:u1", "u1"), "{sub} expands");
+    T_OK(!pgc_pattern_match("user:{sub}", "user:u2", "u1"), "{sub} is the token's sub only");
+    T_OK(!pgc_pattern_match("user:{sub}", "user:u1x", "u1"), "{sub} exact stays exact");
+    T_OK(pgc_pattern_match("user:{sub}:*", "user:u1:inbox", "u1"), "{sub} inside a prefix pattern");
+    T_OK(!pgc_pattern_match("user:{sub}", "user:", NULL), "{sub} without a sub matches nothing");
+    T_OK(!pgc_pattern_match("user:{sub}*", "user:", ""), "{sub} with an empty sub matches nothing");
+    T_OK(!pgc_pattern_match("", "a", NULL), "empty pattern matches nothing");
     return T_DONE();
 }

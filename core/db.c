@@ -1,0 +1,226 @@
+/* A small connection pool for request-time queries, and the event-log reader. */
+#include "db.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+
+struct pgc_db_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *conninfo;
+    int size, open; /* open = connections handed out or idle */
+    PGconn **idle;
+    int nidle;
+};
+
+pgc_db_pool *pgc_db_pool_new(const char *conninfo, int size)
+{
+    pgc_db_pool *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->size = size > 0 ? size : 4;
+    p->conninfo = strdup(conninfo ? conninfo : "");
+    p->idle = calloc((size_t)p->size, sizeof(PGconn *));
+    if (!p->conninfo || !p->idle || pthread_mutex_init(&p->mu, NULL) != 0) {
+        free(p->conninfo);
+        free(p->idle);
+        free(p);
+        return NULL;
+    }
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&p->cv, &ca) != 0) {
+        pthread_mutex_destroy(&p->mu);
+        free(p->conninfo);
+        free(p->idle);
+        free(p);
+        return NULL;
+    }
+    pthread_condattr_destroy(&ca);
+    return p;
+}
+
+void pgc_db_pool_free(pgc_db_pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->nidle; i++)
+        PQfinish(p->idle[i]);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->idle);
+    free(p->conninfo);
+    free(p);
+}
+
+/* connect_timeout bounds how long a request waits for an unreachable database. */
+PGconn *pgc_db_connect(const char *conninfo, const char *application_name)
+{
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
+    const char *vals[] = {conninfo && *conninfo ? conninfo : NULL, application_name, "5", NULL};
+    if (!vals[0]) {
+        keys[0] = "application_name";
+        vals[0] = application_name;
+        keys[1] = "connect_timeout";
+        vals[1] = "5";
+        keys[2] = NULL;
+    }
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c)
+        return NULL;
+    if (PQstatus(c) != CONNECTION_OK) {
+        PGC_DEBUG("database connection failed: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+PGconn *pgc_db_acquire(pgc_db_pool *p, int timeout_ms)
+{
+    struct timespec deadline;
+    if (clock_gettime(CLOCK_MONOTONIC, &deadline) != 0)
+        return NULL;
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_lock(&p->mu) != 0)
+        return NULL;
+    for (;;) {
+        if (p->nidle > 0) {
+            PGconn *c = p->idle[--p->nidle];
+            pthread_mutex_unlock(&p->mu);
+            if (PQstatus(c) == CONNECTION_OK)
+                return c;
+            PQreset(c); /* the server went away while it was idle */
+            if (PQstatus(c) == CONNECTION_OK)
+                return c;
+            pgc_db_release(p, c, true);
+            return NULL;
+        }
+        if (p->open < p->size) {
+            p->open++;
+            pthread_mutex_unlock(&p->mu);
+            PGconn *c = pgc_db_connect(p->conninfo, "pgcast");
+            if (!c) {
+                pthread_mutex_lock(&p->mu);
+                p->open--;
+                pthread_cond_signal(&p->cv);
+                pthread_mutex_unlock(&p->mu);
+            }
+            return c;
+        }
+        int rc = pthread_cond_timedwait(&p->cv, &p->mu, &deadline);
+        if (rc == ETIMEDOUT) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+    }
+}
+
+void pgc_db_release(pgc_db_pool *p, PGconn *c, bool broken)
+{
+    if (!c)
+        return;
+    if (!broken && PQtransactionStatus(c) != PQTRANS_IDLE)
+        broken = true; /* a connection left inside a transaction is not reusable */
+    pthread_mutex_lock(&p->mu);
+    if (broken || PQstatus(c) != CONNECTION_OK) {
+        p->open--;
+        pthread_mutex_unlock(&p->mu);
+        PQfinish(c);
+        pthread_mutex_lock(&p->mu);
+    } else {
+        p->idle[p->nidle++] = c;
+    }
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Array literals for realtime.read. Channel names follow the channel grammar, which has
+ * no character that is special inside a quoted array element (no '"' or '\\'). */
+static char *text_array(const pgc_cursor *c)
+{
+    size_t cap = 3;
+    for (size_t i = 0; i < c->n; i++)
+        cap += strlen(c->v[i].channel) + 3;
+    char *s = malloc(cap), *p = s;
+    if (!s)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < c->n; i++)
+        p += sprintf(p, "%s\"%s\"", i ? "," : "", c->v[i].channel);
+    *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+static char *int_array(const pgc_cursor *c)
+{
+    char *s = malloc(c->n * 21 + 3), *p = s;
+    if (!s)
+        return NULL;
+    *p++ = '{';
+    for (size_t i = 0; i < c->n; i++)
+        p += sprintf(p, "%s%lld", i ? "," : "", (long long)c->v[i].seq);
+    *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn, void *arg,
+                char *err, size_t errlen)
+{
+    char *chans = text_array(after), *seqs = int_array(after);
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", limit);
+    if (!chans || !seqs) {
+        free(chans);
+        free(seqs);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *params[4] = {tenant, chans, seqs, lim};
+    PGresult *r = PQexecParams(c,
+                               "SELECT kind, channel, seq, gap_to, event_type, payload, ts_ms "
+                               "FROM realtime.read($1, $2::text[], $3::bigint[], $4::int)",
+                               4, NULL, params, NULL, NULL, 0);
+    free(chans);
+    free(seqs);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        const char *kind = PQgetvalue(r, i, 0), *channel = PQgetvalue(r, i, 1);
+        int64_t seq = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        pgc_event *e;
+        if (kind[0] == 'g')
+            e = pgc_event_new_gap(tenant, channel, seq, strtoll(PQgetvalue(r, i, 3), NULL, 10));
+        else
+            e = pgc_event_new_event(tenant, channel, seq, PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
+                                    (size_t)PQgetlength(r, i, 5), strtoll(PQgetvalue(r, i, 6), NULL, 10));
+        if (!e) {
+            snprintf(err, errlen, "out of memory");
+            PQclear(r);
+            return -1;
+        }
+        if (fn(e, arg) != 0) {
+            n = i + 1;
+            break;
+        }
+    }
+    PQclear(r);
+    return n;
+}

@@ -1,0 +1,1113 @@
+/*
+ * The hub: one LISTEN connection and one thread per process (see hub.h).
+ *
+ * Threads. Every structure named h* (channels, subscriptions) belongs to the hub thread
+ * alone. Other threads talk to it through a command queue (mutex + eventfd): add,
+ * remove, free, feed. A subscriber's queue and state are shared with its consumer under
+ * the subscriber's own mutex, which is held only to move pointers. The wake callback is
+ * called with no hub lock held, under a per-subscriber wake lock that pgc_sub_free also
+ * takes, so no wake can run after pgc_sub_free returns.
+ *
+ * Positions. For each channel with local subscribers the hub keeps `last`: the highest
+ * seq it has handed to live subscriptions, with every seq before it handed too. A
+ * notification for last+1 with its body is delivered at once; anything else (a jump, a
+ * body too big for NOTIFY, a reconnect) is read from the log from `last` on. A
+ * subscription has its own `pos`; it is live while pos == last and receives live events,
+ * otherwise it is behind and is fed from the log as its queue has room, so a catch-up
+ * never overflows a queue and never delays anyone else's live events for long.
+ */
+#include "hub.h"
+
+#include <errno.h>
+#include <json.h>
+#include <linkhash.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "channel.h"
+#include "cursor.h"
+#include "db.h"
+#include "log.h"
+
+#define HUB_READ_BATCH 500         /* events per log read */
+#define HUB_INSTANCE_REFRESH_MS 5000
+#define HUB_BACKOFF_MIN_MS 100
+#define HUB_BACKOFF_MAX_MS 5000
+#define HUB_MAX_HB_TYPES 64
+
+typedef struct hchan hchan;
+typedef struct hsub hsub;
+
+struct hsub {
+    pgc_sub *sub;
+    hchan *ch;
+    int64_t pos;      /* last seq queued to the subscriber */
+    int64_t after;    /* as asked; used once the channel's position is known */
+    bool announced;   /* SUBSCRIBED queued */
+    hsub *cprev, *cnext; /* in the channel */
+    hsub *snext;         /* in the subscriber */
+};
+
+struct hchan {
+    char *key; /* tenant \x1f channel */
+    char *tenant, *channel;
+    int64_t last; /* -1 until read from the database */
+    hsub *subs;
+};
+
+struct pgc_sub {
+    pgc_hub *hub;
+    char *tenant;
+    pgc_wake_fn wake;
+    void *arg;
+
+    pthread_mutex_t mu; /* queue, state, channel names */
+    pgc_event **q;      /* ring; grows by doubling up to qmax, so idle subscribers stay small */
+    size_t qcap, qmax, qhead, qlen, qbytes;
+    pgc_sub_state state;
+    char **chans; /* channels subscribed, as the consumer sees them */
+    size_t nchans;
+    bool feed_when_drained; /* a subscription waits for room to be fed from the log */
+
+    pthread_mutex_t wake_mu;
+    bool dead;
+
+    hsub *subs; /* hub thread only */
+};
+
+enum cmd_kind { CMD_ADD, CMD_REMOVE, CMD_FREE, CMD_FEED };
+
+struct cmd {
+    enum cmd_kind kind;
+    pgc_sub *sub;
+    char *channel;
+    int64_t after;
+    struct cmd *next;
+};
+
+struct hb_entry {
+    char type[64];
+    int interval_ms, timeout_ms;
+};
+
+struct pgc_hub {
+    pgc_hub_options opt;
+    char *conninfo;
+    char *kind;
+    char instance_id[128];
+
+    pthread_t thread;
+    int efd;
+    pthread_mutex_t cmd_mu;
+    struct cmd *cmd_head, *cmd_tail;
+    bool running; /* under cmd_mu: commands are accepted */
+    _Atomic bool stop;
+
+    PGconn *conn; /* hub thread only */
+    _Atomic bool db_ok;
+    int backoff_ms;
+    int64_t next_connect_ms, next_instance_ms;
+    struct lh_table *chans;
+
+    pthread_rwlock_t hb_lock;
+    struct hb_entry hb[HUB_MAX_HB_TYPES];
+    int nhb;
+    struct hb_entry hb_default;
+    _Atomic uint64_t config_gen;
+
+    pthread_mutex_t subs_mu; /* every live subscriber, to wake them all */
+    pgc_sub **all;
+    size_t nall, capall;
+    bool stopped; /* under subs_mu: the last pgc_sub_free releases the hub */
+
+    _Atomic uint64_t st_subscriptions, st_events_in, st_deliveries, st_overflows, st_reconnects;
+    _Atomic int64_t st_lag_ms;
+};
+
+static int64_t now_ms(int clock)
+{
+    struct timespec ts;
+    if (clock_gettime(clock, &ts) != 0)
+        return 0;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void hub_signal(pgc_hub *h)
+{
+    uint64_t one = 1;
+    ssize_t w = write(h->efd, &one, sizeof(one));
+    (void)w; /* EAGAIN means the counter is already non-zero: the hub wakes anyway */
+}
+
+/* ---------------------------------------------------------------- subscriber queues */
+
+static void sub_wake(pgc_sub *s)
+{
+    pthread_mutex_lock(&s->wake_mu);
+    if (!s->dead && s->wake)
+        s->wake(s->arg);
+    pthread_mutex_unlock(&s->wake_mu);
+}
+
+static bool sub_has_channel_locked(pgc_sub *s, const char *channel)
+{
+    for (size_t i = 0; i < s->nchans; i++)
+        if (strcmp(s->chans[i], channel) == 0)
+            return true;
+    return false;
+}
+
+enum push_result { PUSH_OK, PUSH_DROPPED, PUSH_NO_ROOM, PUSH_DEAD };
+
+/* Doubles the ring (caller holds s->mu and checked qcap < qmax). */
+static int queue_grow(pgc_sub *s)
+{
+    size_t cap = s->qcap * 2 > s->qmax ? s->qmax : s->qcap * 2;
+    pgc_event **q = malloc(cap * sizeof(*q));
+    if (!q)
+        return -1;
+    for (size_t k = 0; k < s->qlen; k++)
+        q[k] = s->q[(s->qhead + k) % s->qcap];
+    free(s->q);
+    s->q = q;
+    s->qcap = cap;
+    s->qhead = 0;
+    return 0;
+}
+
+/* Appends e (taking a new reference). catchup: when there is no room, say so instead
+ * of overflowing — the item stays in the log. Wakes the consumer when the queue was
+ * empty: consumers take until the queue is empty after each wake. */
+static enum push_result sub_push(pgc_sub *s, pgc_event *e, bool catchup)
+{
+    pgc_hub *h = s->hub;
+    bool wake = false;
+    enum push_result res;
+    pthread_mutex_lock(&s->mu);
+    if (s->state != PGC_SUB_OK) {
+        res = PUSH_DEAD;
+    } else if (!sub_has_channel_locked(s, e->channel)) {
+        res = PUSH_DROPPED; /* unsubscribed meanwhile */
+    } else if (s->qlen == s->qmax || (s->qlen > 0 && s->qbytes + e->json_len > h->opt.queue_bytes) ||
+               (s->qlen == s->qcap && queue_grow(s) != 0)) {
+        if (catchup) {
+            res = PUSH_NO_ROOM;
+        } else {
+            s->state = PGC_SUB_OVERFLOW;
+            atomic_fetch_add(&h->st_overflows, 1);
+            wake = true;
+            res = PUSH_DEAD;
+        }
+    } else {
+        pgc_event_ref(e);
+        s->q[(s->qhead + s->qlen) % s->qcap] = e;
+        s->qlen++;
+        s->qbytes += e->json_len;
+        wake = s->qlen == 1;
+        atomic_fetch_add_explicit(&h->st_deliveries, 1, memory_order_relaxed);
+        res = PUSH_OK;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (wake)
+        sub_wake(s);
+    return res;
+}
+
+static size_t sub_room(pgc_sub *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t room = s->state == PGC_SUB_OK ? s->qmax - s->qlen : 0;
+    pthread_mutex_unlock(&s->mu);
+    return room;
+}
+
+static void enqueue_cmd(pgc_hub *h, struct cmd *c)
+{
+    c->next = NULL;
+    if (h->cmd_tail)
+        h->cmd_tail->next = c;
+    else
+        h->cmd_head = c;
+    h->cmd_tail = c;
+}
+
+/* Returns 0, or -1 when the hub no longer takes commands. */
+static int send_cmd(pgc_hub *h, enum cmd_kind kind, pgc_sub *s, const char *channel, int64_t after)
+{
+    struct cmd *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -1;
+    c->kind = kind;
+    c->sub = s;
+    c->after = after;
+    if (channel && !(c->channel = strdup(channel))) {
+        free(c);
+        return -1;
+    }
+    pthread_mutex_lock(&h->cmd_mu);
+    if (!h->running) {
+        pthread_mutex_unlock(&h->cmd_mu);
+        free(c->channel);
+        free(c);
+        return -1;
+    }
+    enqueue_cmd(h, c);
+    pthread_mutex_unlock(&h->cmd_mu);
+    hub_signal(h);
+    return 0;
+}
+
+pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg)
+{
+    pgc_sub *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->hub = h;
+    s->wake = wake;
+    s->arg = arg;
+    s->qmax = h->opt.queue_events;
+    s->qcap = s->qmax < 8 ? s->qmax : 8;
+    s->tenant = strdup(tenant);
+    s->q = calloc(s->qcap, sizeof(*s->q));
+    if (!s->tenant || !s->q || pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s->tenant);
+        free(s->q);
+        free(s);
+        return NULL;
+    }
+    if (pthread_mutex_init(&s->wake_mu, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        free(s->tenant);
+        free(s->q);
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_lock(&h->subs_mu);
+    if (h->nall == h->capall) {
+        size_t cap = h->capall ? h->capall * 2 : 64;
+        pgc_sub **all = realloc(h->all, cap * sizeof(*all));
+        if (!all) {
+            pthread_mutex_unlock(&h->subs_mu);
+            pthread_mutex_destroy(&s->wake_mu);
+            pthread_mutex_destroy(&s->mu);
+            free(s->tenant);
+            free(s->q);
+            free(s);
+            return NULL;
+        }
+        h->all = all;
+        h->capall = cap;
+    }
+    h->all[h->nall++] = s;
+    pthread_mutex_unlock(&h->subs_mu);
+    pthread_mutex_lock(&h->cmd_mu);
+    if (!h->running)
+        s->state = PGC_SUB_CLOSED;
+    pthread_mutex_unlock(&h->cmd_mu);
+    return s;
+}
+
+int pgc_sub_add(pgc_sub *s, const char *channel, int64_t after)
+{
+    if (!pgc_channel_valid(channel))
+        return -1;
+    char *copy = strdup(channel);
+    if (!copy)
+        return -1;
+    pthread_mutex_lock(&s->mu);
+    char **chans = sub_has_channel_locked(s, channel) ? NULL : realloc(s->chans, (s->nchans + 1) * sizeof(char *));
+    if (!chans) {
+        pthread_mutex_unlock(&s->mu);
+        free(copy);
+        return -1;
+    }
+    s->chans = chans;
+    s->chans[s->nchans++] = copy;
+    pthread_mutex_unlock(&s->mu);
+    if (send_cmd(s->hub, CMD_ADD, s, channel, after) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->nchans--;
+        pthread_mutex_unlock(&s->mu);
+        free(copy);
+        return -1;
+    }
+    return 0;
+}
+
+int pgc_sub_remove(pgc_sub *s, const char *channel)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t i = 0;
+    while (i < s->nchans && strcmp(s->chans[i], channel) != 0)
+        i++;
+    if (i == s->nchans) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    free(s->chans[i]);
+    s->chans[i] = s->chans[--s->nchans];
+    /* drop what is queued for it: nothing of the channel is seen after this returns */
+    size_t kept = 0;
+    for (size_t k = 0; k < s->qlen; k++) {
+        pgc_event *e = s->q[(s->qhead + k) % s->qcap];
+        if (strcmp(e->channel, channel) == 0) {
+            s->qbytes -= e->json_len;
+            pgc_event_unref(e);
+        } else {
+            s->q[(s->qhead + kept++) % s->qcap] = e;
+        }
+    }
+    s->qlen = kept;
+    pthread_mutex_unlock(&s->mu);
+    (void)send_cmd(s->hub, CMD_REMOVE, s, channel, 0);
+    return 0;
+}
+
+size_t pgc_sub_take(pgc_sub *s, pgc_event **items, size_t max)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = 0;
+    while (n < max && s->qlen > 0) {
+        pgc_event *e = s->q[s->qhead];
+        s->qhead = (s->qhead + 1) % s->qcap;
+        s->qlen--;
+        s->qbytes -= e->json_len;
+        items[n++] = e;
+    }
+    bool feed = s->feed_when_drained && s->qlen <= s->qmax / 2 && s->state == PGC_SUB_OK;
+    if (feed)
+        s->feed_when_drained = false;
+    pthread_mutex_unlock(&s->mu);
+    if (feed)
+        (void)send_cmd(s->hub, CMD_FEED, s, NULL, 0);
+    return n;
+}
+
+pgc_sub_state pgc_sub_get_state(pgc_sub *s)
+{
+    pthread_mutex_lock(&s->mu);
+    pgc_sub_state st = s->state;
+    pthread_mutex_unlock(&s->mu);
+    return st;
+}
+
+static void sub_destroy(pgc_sub *s)
+{
+    for (size_t k = 0; k < s->qlen; k++)
+        pgc_event_unref(s->q[(s->qhead + k) % s->qcap]);
+    for (size_t i = 0; i < s->nchans; i++)
+        free(s->chans[i]);
+    free(s->chans);
+    free(s->q);
+    free(s->tenant);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->wake_mu);
+    free(s);
+}
+
+static void hub_release(pgc_hub *h);
+
+void pgc_sub_free(pgc_sub *s)
+{
+    if (!s)
+        return;
+    pgc_hub *h = s->hub;
+    pthread_mutex_lock(&s->wake_mu);
+    s->dead = true;
+    pthread_mutex_unlock(&s->wake_mu);
+    pthread_mutex_lock(&h->subs_mu);
+    for (size_t i = 0; i < h->nall; i++) {
+        if (h->all[i] == s) {
+            h->all[i] = h->all[--h->nall];
+            break;
+        }
+    }
+    bool last = h->stopped && h->nall == 0;
+    pthread_mutex_unlock(&h->subs_mu);
+    /* the hub thread unlinks its subscriptions, then frees; a stopped hub has none */
+    if (send_cmd(h, CMD_FREE, s, NULL, 0) != 0)
+        sub_destroy(s);
+    if (last)
+        hub_release(h);
+}
+
+/* ---------------------------------------------------------------- channels */
+
+static void chan_free_entry(struct lh_entry *e)
+{
+    hchan *c = (hchan *)lh_entry_v(e);
+    free(c->key);
+    free(c->tenant);
+    free(c->channel);
+    free(c);
+}
+
+static hchan *chan_get(pgc_hub *h, const char *tenant, const char *channel, bool create)
+{
+    char key[512];
+    snprintf(key, sizeof(key), "%s\x1f%s", tenant, channel);
+    void *v = NULL;
+    if (lh_table_lookup_ex(h->chans, key, &v))
+        return v;
+    if (!create)
+        return NULL;
+    hchan *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->key = strdup(key);
+    c->tenant = strdup(tenant);
+    c->channel = strdup(channel);
+    c->last = -1;
+    if (!c->key || !c->tenant || !c->channel || lh_table_insert(h->chans, c->key, c) != 0) {
+        free(c->key);
+        free(c->tenant);
+        free(c->channel);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void hsub_unlink(pgc_hub *h, hsub *x)
+{
+    hchan *c = x->ch;
+    if (x->cprev)
+        x->cprev->cnext = x->cnext;
+    else
+        c->subs = x->cnext;
+    if (x->cnext)
+        x->cnext->cprev = x->cprev;
+    atomic_fetch_sub(&h->st_subscriptions, 1);
+    if (!c->subs)
+        lh_table_delete(h->chans, c->key); /* frees c */
+    free(x);
+}
+
+/* ---------------------------------------------------------------- database */
+
+static void drop_conn(pgc_hub *h, const char *why)
+{
+    if (!h->conn)
+        return;
+    PGC_WARN("hub: database connection lost (%s); reconnecting", why);
+    PQfinish(h->conn);
+    h->conn = NULL;
+    atomic_store(&h->db_ok, false);
+    atomic_fetch_add(&h->st_reconnects, 1);
+    h->next_connect_ms = now_ms(CLOCK_MONOTONIC) + h->backoff_ms;
+}
+
+/* Runs a command that returns nothing of interest; drops the connection on failure. */
+static int hub_exec(pgc_hub *h, const char *sql, int n, const char *const *params)
+{
+    if (!h->conn)
+        return -1;
+    PGresult *r = n ? PQexecParams(h->conn, sql, n, NULL, params, NULL, NULL, 0) : PQexec(h->conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok) {
+        PGC_WARN("hub: query failed: %s", PQresultErrorMessage(r));
+        if (PQstatus(h->conn) != CONNECTION_OK)
+            drop_conn(h, "query failed");
+    }
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static void load_heartbeat_config(pgc_hub *h)
+{
+    if (!h->conn)
+        return;
+    PGresult *r = PQexec(h->conn, "SELECT channel_type, heartbeat_interval_ms, timeout_ms "
+                                  "FROM realtime.realtime_heartbeat_config ORDER BY channel_type");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PGC_WARN("hub: reading realtime_heartbeat_config failed: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        if (PQstatus(h->conn) != CONNECTION_OK)
+            drop_conn(h, "query failed");
+        return;
+    }
+    struct hb_entry hb[HUB_MAX_HB_TYPES];
+    struct hb_entry def = {"default", 30000, 90000};
+    int n = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct hb_entry e;
+        snprintf(e.type, sizeof(e.type), "%s", PQgetvalue(r, i, 0));
+        e.interval_ms = atoi(PQgetvalue(r, i, 1));
+        e.timeout_ms = atoi(PQgetvalue(r, i, 2));
+        if (strcmp(e.type, "default") == 0)
+            def = e;
+        else if (n < HUB_MAX_HB_TYPES)
+            hb[n++] = e;
+    }
+    PQclear(r);
+    pthread_rwlock_wrlock(&h->hb_lock);
+    bool changed = n != h->nhb || memcmp(hb, h->hb, sizeof(hb[0]) * (size_t)n) != 0 ||
+                   memcmp(&def, &h->hb_default, sizeof(def)) != 0;
+    memcpy(h->hb, hb, sizeof(hb[0]) * (size_t)n);
+    h->nhb = n;
+    h->hb_default = def;
+    pthread_rwlock_unlock(&h->hb_lock);
+    if (!changed)
+        return;
+    atomic_fetch_add(&h->config_gen, 1);
+    PGC_INFO("hub: heartbeat config loaded (%d types + default %d/%d ms)", n, def.interval_ms, def.timeout_ms);
+    /* wake everyone so open streams apply the new interval now */
+    pthread_mutex_lock(&h->subs_mu);
+    size_t nall = h->nall;
+    pgc_sub **copy = malloc(nall * sizeof(*copy) + 1);
+    if (copy && nall)
+        memcpy(copy, h->all, nall * sizeof(*copy));
+    pthread_mutex_unlock(&h->subs_mu);
+    /* a subscriber freed meanwhile is marked dead first, so sub_wake skips it; it cannot
+     * be destroyed before this thread processes its CMD_FREE */
+    for (size_t i = 0; copy && i < nall; i++)
+        sub_wake(copy[i]);
+    free(copy);
+}
+
+static void refresh_instance(pgc_hub *h)
+{
+    char pid[16];
+    snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    char host[256] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    const char *p[4] = {h->instance_id, h->kind, host, pid};
+    (void)hub_exec(h,
+                   "INSERT INTO realtime.realtime_instances (instance_id, kind, hostname, pid) "
+                   "VALUES ($1, $2, $3, $4::int) ON CONFLICT (instance_id) DO UPDATE SET last_seen_at = now()",
+                   4, p);
+    h->next_instance_ms = now_ms(CLOCK_MONOTONIC) + HUB_INSTANCE_REFRESH_MS;
+}
+
+/* The channel's current seq, from realtime_channels. -1 on error. */
+static int64_t query_last_seq(pgc_hub *h, hchan *c)
+{
+    const char *p[2] = {c->tenant, c->channel};
+    PGresult *r = PQexecParams(h->conn,
+                               "SELECT last_seq FROM realtime.realtime_channels WHERE tenant_id = $1 AND channel_name = $2",
+                               2, NULL, p, NULL, NULL, 0);
+    int64_t v = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        v = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    else
+        PGC_WARN("hub: reading the position of %s failed: %s", c->channel, PQresultErrorMessage(r));
+    PQclear(r);
+    if (v < 0 && PQstatus(h->conn) != CONNECTION_OK)
+        drop_conn(h, "query failed");
+    return v;
+}
+
+/* ---------------------------------------------------------------- delivery */
+
+/* A live item of channel c (seq == c->last + 1, or a gap starting there): to every
+ * subscription that is live. Consumes the reference of e. */
+static void deliver_live(pgc_hub *h, hchan *c, pgc_event *e)
+{
+    int64_t prev = c->last;
+    int64_t next = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
+    for (hsub *x = c->subs; x; x = x->cnext) {
+        if (!x->announced || x->pos != prev)
+            continue; /* behind: it will be fed from the log */
+        if (sub_push(x->sub, e, false) != PUSH_NO_ROOM)
+            x->pos = next;
+    }
+    c->last = next;
+    pgc_event_unref(e);
+}
+
+struct catchup_ctx {
+    pgc_hub *h;
+    const char *tenant;
+};
+
+static int catchup_item(pgc_event *e, void *arg)
+{
+    struct catchup_ctx *cx = arg;
+    hchan *c = chan_get(cx->h, cx->tenant, e->channel, false);
+    if (c && c->last >= 0 && e->seq == c->last + 1) {
+        atomic_fetch_add_explicit(&cx->h->st_events_in, e->kind == PGC_ITEM_EVENT, memory_order_relaxed);
+        deliver_live(cx->h, c, e);
+    } else {
+        pgc_event_unref(e);
+    }
+    return 0;
+}
+
+/* Reads channel c's log after c->last and delivers it, until the log has no more. */
+static void catchup_channel(pgc_hub *h, hchan *c)
+{
+    pgc_cursor cur;
+    pgc_cursor_init(&cur);
+    struct catchup_ctx cx = {h, c->tenant};
+    char err[256];
+    for (;;) {
+        if (!h->conn || c->last < 0 || pgc_cursor_set(&cur, c->channel, c->last) != 0)
+            break;
+        int n = pgc_db_read(h->conn, c->tenant, &cur, HUB_READ_BATCH, catchup_item, &cx, err, sizeof(err));
+        if (n < 0) {
+            PGC_WARN("hub: reading the log of %s failed: %s", c->channel, err);
+            if (PQstatus(h->conn) != CONNECTION_OK)
+                drop_conn(h, "read failed");
+            break;
+        }
+        if (n < HUB_READ_BATCH)
+            break;
+    }
+    pgc_cursor_free(&cur);
+}
+
+struct feed_ctx {
+    hsub *x;
+    bool full;
+};
+
+static int feed_item(pgc_event *e, void *arg)
+{
+    struct feed_ctx *fx = arg;
+    int64_t next = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
+    if (!fx->full) {
+        enum push_result r = sub_push(fx->x->sub, e, true);
+        if (r == PUSH_NO_ROOM || r == PUSH_DEAD)
+            fx->full = true;
+        else
+            fx->x->pos = next;
+    }
+    pgc_event_unref(e);
+    return fx->full ? 1 : 0;
+}
+
+/* Feeds a subscription that is behind its channel from the log, as far as its queue
+ * has room; asks to be called again when the consumer has drained enough. */
+static void feed(pgc_hub *h, hsub *x)
+{
+    hchan *c = x->ch;
+    pgc_cursor cur;
+    pgc_cursor_init(&cur);
+    char err[256];
+    while (h->conn && x->announced && x->pos < c->last) {
+        size_t room = sub_room(x->sub);
+        if (room == 0 || pgc_sub_get_state(x->sub) != PGC_SUB_OK) {
+            pthread_mutex_lock(&x->sub->mu);
+            x->sub->feed_when_drained = x->sub->state == PGC_SUB_OK;
+            pthread_mutex_unlock(&x->sub->mu);
+            break;
+        }
+        int limit = room < HUB_READ_BATCH ? (int)room : HUB_READ_BATCH;
+        struct feed_ctx fx = {x, false};
+        int64_t before = x->pos;
+        if (pgc_cursor_set(&cur, c->channel, x->pos) != 0)
+            break;
+        int n = pgc_db_read(h->conn, c->tenant, &cur, limit, feed_item, &fx, err, sizeof(err));
+        if (n < 0) {
+            PGC_WARN("hub: catch-up read of %s failed: %s", c->channel, err);
+            if (PQstatus(h->conn) != CONNECTION_OK)
+                drop_conn(h, "read failed");
+            break;
+        }
+        if (x->pos == before && !fx.full)
+            break; /* the log has nothing more (c->last is ahead of what is committed?) */
+    }
+    pgc_cursor_free(&cur);
+}
+
+/* Once the channel's position is known: SUBSCRIBED, then from `after` on. */
+static void announce(pgc_hub *h, hsub *x)
+{
+    hchan *c = x->ch;
+    pgc_event *e = pgc_event_new_subscribed(c->tenant, c->channel, c->last);
+    if (!e)
+        return;
+    enum push_result r = sub_push(x->sub, e, false);
+    pgc_event_unref(e);
+    if (r == PUSH_DEAD)
+        return;
+    x->announced = true;
+    x->pos = x->after < 0 ? c->last : x->after;
+    if (x->pos < c->last)
+        feed(h, x);
+}
+
+/* A channel's first subscription: learn its position (needs the database). */
+static void init_channel(pgc_hub *h, hchan *c)
+{
+    if (c->last >= 0 || !h->conn)
+        return;
+    int64_t last = query_last_seq(h, c);
+    if (last < 0)
+        return;
+    c->last = last;
+    for (hsub *x = c->subs; x; x = x->cnext)
+        if (!x->announced)
+            announce(h, x);
+}
+
+/* After (re)connecting: every channel's position, then what was missed meanwhile. */
+static void resync_all(pgc_hub *h)
+{
+    struct lh_entry *e, *tmp;
+    lh_foreach_safe(h->chans, e, tmp)
+    {
+        hchan *c = (hchan *)lh_entry_v(e);
+        if (!h->conn)
+            return;
+        if (c->last < 0)
+            init_channel(h, c);
+        else
+            catchup_channel(h, c);
+        for (hsub *x = c->subs; x && h->conn; x = x->cnext)
+            if (x->announced && x->pos < c->last)
+                feed(h, x);
+    }
+}
+
+static void on_event_notify(pgc_hub *h, const char *payload)
+{
+    const char *nl = strchr(payload, '\n');
+    size_t hlen = nl ? (size_t)(nl - payload) : strlen(payload);
+    struct json_tokener *tok = json_tokener_new();
+    struct json_object *hdr = tok ? json_tokener_parse_ex(tok, payload, (int)hlen) : NULL;
+    if (tok)
+        json_tokener_free(tok);
+    struct json_object *jt, *jc, *js, *jms, *je;
+    if (!hdr || !json_object_object_get_ex(hdr, "t", &jt) || !json_object_object_get_ex(hdr, "c", &jc) ||
+        !json_object_object_get_ex(hdr, "s", &js)) {
+        PGC_WARN("hub: ignoring a malformed notification");
+        json_object_put(hdr);
+        return;
+    }
+    hchan *c = chan_get(h, json_object_get_string(jt), json_object_get_string(jc), false);
+    int64_t seq = json_object_get_int64(js);
+    if (!c || c->last < 0 || seq <= c->last) {
+        json_object_put(hdr); /* no local subscriber, not started yet, or already seen */
+        return;
+    }
+    int64_t ms = json_object_object_get_ex(hdr, "ms", &jms) ? json_object_get_int64(jms) : 0;
+    if (seq == c->last + 1 && nl && json_object_object_get_ex(hdr, "e", &je)) {
+        pgc_event *e = pgc_event_new_event(c->tenant, c->channel, seq, json_object_get_string(je), nl + 1,
+                                           strlen(nl + 1), ms);
+        if (e) {
+            atomic_fetch_add_explicit(&h->st_events_in, 1, memory_order_relaxed);
+            atomic_store(&h->st_lag_ms, now_ms(CLOCK_REALTIME) - ms);
+            deliver_live(h, c, e);
+            json_object_put(hdr);
+            return;
+        }
+    }
+    json_object_put(hdr);
+    /* a jump, or the body was too big for NOTIFY: the log has it */
+    catchup_channel(h, c);
+    atomic_store(&h->st_lag_ms, now_ms(CLOCK_REALTIME) - ms);
+}
+
+static void on_presence_notify(pgc_hub *h, const char *payload)
+{
+    struct json_object *o = json_tokener_parse(payload), *jt, *jc, *jm, *jtype;
+    if (!o || !json_object_object_get_ex(o, "t", &jt) || !json_object_object_get_ex(o, "c", &jc) ||
+        !json_object_object_get_ex(o, "m", &jm)) {
+        json_object_put(o);
+        return;
+    }
+    hchan *c = chan_get(h, json_object_get_string(jt), json_object_get_string(jc), false);
+    if (c) {
+        size_t len = 0;
+        const char *m = json_object_to_json_string_length(jm, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        const char *type = json_object_object_get_ex(jm, "type", &jtype) ? json_object_get_string(jtype) : NULL;
+        pgc_event *e = pgc_event_new_ephemeral(c->tenant, c->channel, type, m, len);
+        for (hsub *x = c->subs; e && x; x = x->cnext)
+            if (x->announced)
+                (void)sub_push(x->sub, e, false);
+        pgc_event_unref(e);
+    }
+    json_object_put(o);
+}
+
+static void drain_notifications(pgc_hub *h)
+{
+    PGnotify *n;
+    while (h->conn && (n = PQnotifies(h->conn)) != NULL) {
+        if (strcmp(n->relname, "realtime_events") == 0)
+            on_event_notify(h, n->extra);
+        else if (strcmp(n->relname, "realtime_config") == 0)
+            load_heartbeat_config(h);
+        else if (strcmp(n->relname, "realtime_presence") == 0)
+            on_presence_notify(h, n->extra);
+        PQfreemem(n);
+    }
+}
+
+static void try_connect(pgc_hub *h)
+{
+    PGconn *c = pgc_db_connect(h->conninfo, "pgcast-hub");
+    if (!c) {
+        h->next_connect_ms = now_ms(CLOCK_MONOTONIC) + h->backoff_ms;
+        h->backoff_ms = h->backoff_ms * 2 > HUB_BACKOFF_MAX_MS ? HUB_BACKOFF_MAX_MS : h->backoff_ms * 2;
+        return;
+    }
+    h->conn = c;
+    /* LISTEN before reading positions: nothing committed after the read is missed */
+    if (hub_exec(h, "LISTEN realtime_events; LISTEN realtime_config; LISTEN realtime_presence", 0, NULL) != 0) {
+        drop_conn(h, "LISTEN failed");
+        return;
+    }
+    h->backoff_ms = HUB_BACKOFF_MIN_MS;
+    atomic_store(&h->db_ok, true);
+    PGC_INFO("hub: listening (instance %s)", h->instance_id);
+    load_heartbeat_config(h);
+    refresh_instance(h);
+    resync_all(h);
+    drain_notifications(h);
+}
+
+/* ---------------------------------------------------------------- commands */
+
+static void do_add(pgc_hub *h, pgc_sub *s, const char *channel, int64_t after)
+{
+    hchan *c = chan_get(h, s->tenant, channel, true);
+    hsub *x = c ? calloc(1, sizeof(*x)) : NULL;
+    if (!x) {
+        PGC_ERROR("hub: out of memory adding a subscription");
+        return;
+    }
+    x->sub = s;
+    x->ch = c;
+    x->after = after;
+    x->cnext = c->subs;
+    if (c->subs)
+        c->subs->cprev = x;
+    c->subs = x;
+    x->snext = s->subs;
+    s->subs = x;
+    atomic_fetch_add(&h->st_subscriptions, 1);
+    if (c->last < 0)
+        init_channel(h, c); /* announces every waiting subscription */
+    else
+        announce(h, x);
+}
+
+static void do_remove(pgc_hub *h, pgc_sub *s, const char *channel)
+{
+    for (hsub **pp = &s->subs; *pp; pp = &(*pp)->snext) {
+        if (strcmp((*pp)->ch->channel, channel) == 0) {
+            hsub *x = *pp;
+            *pp = x->snext;
+            hsub_unlink(h, x);
+            return;
+        }
+    }
+}
+
+static void do_free(pgc_hub *h, pgc_sub *s)
+{
+    while (s->subs) {
+        hsub *x = s->subs;
+        s->subs = x->snext;
+        hsub_unlink(h, x);
+    }
+    sub_destroy(s);
+}
+
+static void do_feed(pgc_hub *h, pgc_sub *s)
+{
+    for (hsub *x = s->subs; x; x = x->snext)
+        if (x->announced && x->pos < x->ch->last)
+            feed(h, x);
+}
+
+static void run_commands(pgc_hub *h)
+{
+    pthread_mutex_lock(&h->cmd_mu);
+    struct cmd *c = h->cmd_head;
+    h->cmd_head = h->cmd_tail = NULL;
+    pthread_mutex_unlock(&h->cmd_mu);
+    while (c) {
+        struct cmd *next = c->next;
+        switch (c->kind) {
+        case CMD_ADD: do_add(h, c->sub, c->channel, c->after); break;
+        case CMD_REMOVE: do_remove(h, c->sub, c->channel); break;
+        case CMD_FREE: do_free(h, c->sub); break;
+        case CMD_FEED: do_feed(h, c->sub); break;
+        }
+        free(c->channel);
+        free(c);
+        c = next;
+    }
+}
+
+/* ---------------------------------------------------------------- the thread */
+
+static void *hub_main(void *arg)
+{
+    pgc_hub *h = arg;
+    while (!atomic_load(&h->stop)) {
+        int64_t now = now_ms(CLOCK_MONOTONIC);
+        if (!h->conn && now >= h->next_connect_ms)
+            try_connect(h);
+        run_commands(h);
+        if (h->conn && now >= h->next_instance_ms)
+            refresh_instance(h);
+
+        struct pollfd fds[2] = {{h->efd, POLLIN, 0}, {h->conn ? PQsocket(h->conn) : -1, POLLIN, 0}};
+        now = now_ms(CLOCK_MONOTONIC);
+        int64_t until = h->conn ? h->next_instance_ms : h->next_connect_ms;
+        int timeout = until > now ? (int)(until - now) : 0;
+        int n = poll(fds, 2, timeout);
+        if (n < 0 && errno != EINTR) {
+            PGC_ERROR("hub: poll failed: %s", strerror(errno));
+            break;
+        }
+        if (n > 0 && (fds[0].revents & POLLIN)) {
+            uint64_t v;
+            ssize_t r = read(h->efd, &v, sizeof(v));
+            (void)r; /* a non-blocking counter: EAGAIN just means nothing to read */
+        }
+        if (h->conn && n > 0 && fds[1].revents) {
+            if (PQconsumeInput(h->conn) == 0)
+                drop_conn(h, PQerrorMessage(h->conn));
+            else
+                drain_notifications(h);
+        }
+    }
+    return NULL;
+}
+
+pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
+{
+    pgc_hub *h = calloc(1, sizeof(*h));
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->opt = *opt;
+    if (!h->opt.queue_events)
+        h->opt.queue_events = 1024;
+    if (!h->opt.queue_bytes)
+        h->opt.queue_bytes = 8u << 20;
+    h->conninfo = strdup(opt->conninfo ? opt->conninfo : "");
+    h->kind = strdup(opt->kind ? opt->kind : "pgcast");
+    h->chans = lh_kchar_table_new(256, chan_free_entry);
+    h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    h->hb_default = (struct hb_entry){"default", 30000, 90000};
+    h->backoff_ms = HUB_BACKOFF_MIN_MS;
+    char host[64] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0)
+        snprintf(host, sizeof(host), "host");
+    unsigned rnd = (unsigned)now_ms(CLOCK_REALTIME) ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)h;
+    snprintf(h->instance_id, sizeof(h->instance_id), "%s:%d:%08x", host, (int)getpid(), rnd);
+    if (!h->conninfo || !h->kind || !h->chans || h->efd < 0 || pthread_mutex_init(&h->cmd_mu, NULL) != 0 ||
+        pthread_mutex_init(&h->subs_mu, NULL) != 0 || pthread_rwlock_init(&h->hb_lock, NULL) != 0) {
+        snprintf(err, errlen, "cannot start the hub: %s", strerror(errno));
+        goto fail;
+    }
+    h->running = true;
+    if (pthread_create(&h->thread, NULL, hub_main, h) != 0) {
+        snprintf(err, errlen, "cannot start the hub thread: %s", strerror(errno));
+        goto fail;
+    }
+    return h;
+fail:
+    if (h->efd >= 0)
+        close(h->efd);
+    if (h->chans)
+        lh_table_free(h->chans);
+    free(h->conninfo);
+    free(h->kind);
+    free(h);
+    return NULL;
+}
+
+void pgc_hub_stop(pgc_hub *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->cmd_mu);
+    h->running = false;
+    pthread_mutex_unlock(&h->cmd_mu);
+    atomic_store(&h->stop, true);
+    hub_signal(h);
+    if (pthread_join(h->thread, NULL) != 0)
+        PGC_ERROR("hub: joining the hub thread failed");
+    run_commands(h); /* frees of subscribers that arrived before the stop */
+    if (h->conn) {
+        const char *p[1] = {h->instance_id};
+        (void)hub_exec(h, "DELETE FROM realtime.realtime_instances WHERE instance_id = $1", 1, p);
+        PQfinish(h->conn);
+    }
+    h->conn = NULL;
+    /* subscribers still registered: detach from channels, mark closed, wake; the hub's
+     * memory goes with the last of them (pgc_sub_free) */
+    pthread_mutex_lock(&h->subs_mu);
+    for (size_t i = 0; i < h->nall; i++) {
+        pgc_sub *s = h->all[i];
+        while (s->subs) {
+            hsub *x = s->subs;
+            s->subs = x->snext;
+            hsub_unlink(h, x);
+        }
+        pthread_mutex_lock(&s->mu);
+        s->state = PGC_SUB_CLOSED;
+        pthread_mutex_unlock(&s->mu);
+        sub_wake(s);
+    }
+    h->stopped = true;
+    bool last = h->nall == 0;
+    pthread_mutex_unlock(&h->subs_mu);
+    lh_table_free(h->chans);
+    h->chans = NULL;
+    if (last)
+        hub_release(h);
+}
+
+static void hub_release(pgc_hub *h)
+{
+    free(h->all);
+    close(h->efd);
+    pthread_mutex_destroy(&h->cmd_mu);
+    pthread_mutex_destroy(&h->subs_mu);
+    pthread_rwlock_destroy(&h->hb_lock);
+    free(h->conninfo);
+    free(h->kind);
+    free(h);
+}
+
+bool pgc_hub_db_ok(pgc_hub *h) { return atomic_load(&h->db_ok); }
+
+const char *pgc_hub_instance_id(pgc_hub *h) { return h->instance_id; }
+
+void pgc_hub_heartbeat(pgc_hub *h, const char *channel_type, int *interval_ms, int *timeout_ms)
+{
+    pthread_rwlock_rdlock(&h->hb_lock);
+    struct hb_entry e = h->hb_default;
+    for (int i = 0; i < h->nhb; i++) {
+        if (strcmp(h->hb[i].type, channel_type) == 0) {
+            e = h->hb[i];
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&h->hb_lock);
+    *interval_ms = e.interval_ms;
+    *timeout_ms = e.timeout_ms;
+}
+
+uint64_t pgc_hub_config_generation(pgc_hub *h) { return atomic_load(&h->config_gen); }
+
+void pgc_hub_get_stats(pgc_hub *h, pgc_hub_stats *out)
+{
+    pthread_mutex_lock(&h->subs_mu);
+    out->subscribers = h->nall;
+    pthread_mutex_unlock(&h->subs_mu);
+    out->subscriptions = atomic_load(&h->st_subscriptions);
+    out->events_in = atomic_load(&h->st_events_in);
+    out->deliveries = atomic_load(&h->st_deliveries);
+    out->overflows = atomic_load(&h->st_overflows);
+    out->reconnects = atomic_load(&h->st_reconnects);
+    out->lag_ms = atomic_load(&h->st_lag_ms);
+}

@@ -1,0 +1,85 @@
+#!/bin/bash
+# Publish inside the caller's transaction, NOTIFY after commit only, 1 MiB payloads,
+# the entity trigger, retention pruning, atomic migrations.
+source "$(dirname "$0")/../lib/tap.sh"
+work=$(mktemp -d "$PGCAST_TEST_WORK/feat.XXXX")
+
+# --- transactions and wake-ups
+# psql prints notifications after each statement it runs: listen, wait, one more statement
+printf 'LISTEN realtime_events;\nSELECT pg_sleep(2.5);\nSELECT 1;\n' | psql -qXAt >"$work/listen" 2>&1 &
+listener=$!
+sleep 0.5
+psql -qXAt -c "BEGIN; SELECT realtime.publish('t1','project:tx','a','{\"n\":1}'); ROLLBACK;" >/dev/null
+is "a rolled-back publish leaves no event" "$(psql_q "SELECT count(*) FROM realtime.realtime_events_log WHERE channel='project:tx'")" 0
+is "and gives its seq back" "$(psql_q "SELECT realtime.publish('t1','project:tx','b','{\"n\":2}')")" 1
+big=$(psql_q "SELECT realtime.publish('t1','project:tx','big', jsonb_build_object('pad', repeat('y', 1048576)))")
+is "a 1 MiB payload publishes" "$big" 2
+wait $listener
+notes=$(grep -c 'Asynchronous notification "realtime_events"' "$work/listen")
+is "the listener was woken by the two committed events only" "$notes" 2
+like "a small event's notification carries its body after the header" \
+     "$(grep -A1 '"s" : 1' "$work/listen" | tr '\n' ' ')" '"e" : "b"\} \{"n": 2\}'
+ok_if "a 1 MiB event's notification carries no body" test "$(grep -c yyyyyyyy "$work/listen")" = 0
+like "only its header, which names its position" "$(grep '"s" : 2' "$work/listen")" '"c" : "project:tx", "s" : 2, .*"e" : "big"\}" received'
+ok_if "all notifications together stay under 8000 bytes" test "$(wc -c <"$work/listen")" -lt 8000
+is "the 1 MiB payload round-trips byte for byte through realtime.read" \
+   "$(psql_q "SELECT md5(payload) = md5(jsonb_build_object('pad', repeat('y', 1048576))::text) FROM realtime.read('t1', ARRAY['project:tx'], ARRAY[1]::bigint[], 1)")" t
+
+# --- entity trigger
+psql_q "CREATE TABLE tasks (id int PRIMARY KEY, ws text, title text);
+        CREATE TRIGGER tasks_rt AFTER INSERT OR UPDATE OR DELETE ON tasks
+          FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws', 'Task', 'id');" >/dev/null
+psql_q "INSERT INTO tasks VALUES (1, 'w1', 'first'); UPDATE tasks SET title = 'changed' WHERE id = 1; DELETE FROM tasks WHERE id = 1;" >/dev/null
+psql -qXAt -c "BEGIN; INSERT INTO tasks VALUES (2, 'w1', 'never'); ROLLBACK;" >/dev/null
+is "entity:Task gets created, updated, deleted in order" \
+   "$(psql_q "SELECT string_agg(event_type, ',' ORDER BY seq) FROM realtime.realtime_events_log WHERE tenant_id='w1' AND channel='entity:Task'")" \
+   "entity:created,entity:updated,entity:deleted"
+is "entity:Task:1 gets the same three" \
+   "$(psql_q "SELECT string_agg(event_type, ',' ORDER BY seq) FROM realtime.realtime_events_log WHERE tenant_id='w1' AND channel='entity:Task:1'")" \
+   "entity:created,entity:updated,entity:deleted"
+is "the update carries the new and the old record" \
+   "$(psql_q "SELECT event_data->'record'->>'title' || '/' || (event_data->'old_record'->>'title') FROM realtime.realtime_events_log WHERE tenant_id='w1' AND channel='entity:Task:1' AND seq=2")" \
+   "changed/first"
+is "a rolled-back write publishes nothing" \
+   "$(psql_q "SELECT count(*) FROM realtime.realtime_events_log WHERE channel LIKE 'entity:Task:2'")" 0
+out=$(psql -qXAt -c "CREATE TABLE notenant (id int); CREATE TRIGGER x AFTER INSERT ON notenant FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws'); INSERT INTO notenant VALUES (1);" 2>&1)
+like "a trigger naming a missing tenant column fails clearly" "$out" "has no column ws"
+
+# --- retention
+psql_q "SELECT realtime.publish('t1','project:keep','e', jsonb_build_object('i', g)) FROM generate_series(1,10) g" >/dev/null
+psql_q "SELECT realtime.publish('t1','project:few','e', jsonb_build_object('i', g)) FROM generate_series(1,3) g" >/dev/null
+psql_q "UPDATE realtime.realtime_events_log SET published_at = now() - interval '2 hours' WHERE channel = 'project:few' AND seq <= 2" >/dev/null
+psql -qXAt -c "BEGIN; SELECT realtime.publish('t1','project:busy','e','{}'); SELECT pg_sleep(2); COMMIT;" >/dev/null &
+busy=$!
+sleep 0.5
+psql_q "SELECT realtime.publish('t1','project:busy2','e','{}')" >/dev/null
+out=$(psql -qXAt -c "SET statement_timeout = '1s'; SELECT realtime.prune(interval '1 hour', 4)" 2>&1)
+like "prune does not wait for a channel a publisher holds" "$out" '^[0-9]+$'
+wait $busy
+is "count rule: only the newest 4 remain, as a suffix" \
+   "$(psql_q "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM realtime.realtime_events_log WHERE channel='project:keep'")" "7,8,9,10"
+is "pruned_through records the cut" \
+   "$(psql_q "SELECT pruned_through FROM realtime.realtime_channels WHERE channel_name='project:keep'")" 6
+is "age rule: events older than the age are cut as a prefix" \
+   "$(psql_q "SELECT string_agg(seq::text, ',' ORDER BY seq) FROM realtime.realtime_events_log WHERE channel='project:few'")" "3"
+is "reading from before the cut gives a gap then the rest" \
+   "$(psql_q "SELECT string_agg(kind || ':' || seq || coalesce('-' || gap_to, ''), ',') FROM realtime.read('t1', ARRAY['project:keep'], ARRAY[2]::bigint[], 100)")" \
+   "gap:3-6,event:7,event:8,event:9,event:10"
+is "reading from after the cut gives no gap" \
+   "$(psql_q "SELECT string_agg(kind || ':' || seq, ',') FROM realtime.read('t1', ARRAY['project:keep'], ARRAY[8]::bigint[], 100)")" \
+   "event:9,event:10"
+is "the cursor is unchanged by pruning" "$(psql_q "SELECT realtime.cursor('t1', ARRAY['project:keep'])")" "project:keep=10"
+is "publishing continues after the cut" "$(psql_q "SELECT realtime.publish('t1','project:keep','e','{}')")" 11
+out=$(psql -qXAt -c "SELECT realtime.prune(NULL, -1)" 2>&1)
+like "a negative count is refused" "$out" "must be >= 0"
+
+# --- migrations are atomic
+mkdir "$work/sql"
+cp "$PGCAST_ROOT"/sql/*.sql "$work/sql/"
+printf 'CREATE TABLE realtime.half_done (a int);\nSELECT 1/0;\n' >"$work/sql/999_broken.sql"
+out=$("$PGCAST_BIN/pgcast-migrate" --dir "$work/sql" 2>&1); rc=$?
+ok_if "a failing migration makes pgcast-migrate fail" test "$rc" -ne 0
+like "and names the file" "$out" "999_broken.sql failed"
+is "nothing of the failed migration remains" "$(psql_q "SELECT to_regclass('realtime.half_done') IS NULL")" t
+is "and it is not recorded" "$(psql_q "SELECT count(*) FROM realtime.schema_migrations WHERE name = '999_broken.sql'")" 0
+tap_done
