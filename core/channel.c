@@ -59,7 +59,8 @@ static bool match_expanded(const char *pattern, size_t plen, const char *text, c
 
 bool pgc_pattern_match(const char *pattern, const char *channel, const char *sub)
 {
-    if (!pattern || !channel || !*pattern)
+    /* A pattern grants valid names only ("a b*" must not match "a b c"). */
+    if (!pattern || !*pattern || !pgc_channel_valid(channel))
         return false;
     size_t plen = strlen(pattern);
     if (pattern[plen - 1] == '*')

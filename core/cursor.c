@@ -29,7 +29,8 @@ int pgc_cursor_set(pgc_cursor *c, const char *channel, int64_t seq)
             return 0;
         }
     }
-    if (strlen(channel) > PGC_CHANNEL_MAX)
+    size_t len = strlen(channel);
+    if (len == 0 || len > PGC_CHANNEL_MAX) /* "=1" would not parse back */
         return -1;
     if (c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 4;

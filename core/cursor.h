@@ -23,12 +23,15 @@ void pgc_cursor_free(pgc_cursor *c);
 
 /* Parses text (may be empty: an empty cursor). Rejects: bad channel names, a channel
  * twice, seqs that are not plain decimal 0..2^63-1, empty pairs, more than max_entries.
- * Returns 0, or -1 with a message in err. c must be initialised; it is replaced. */
+ * Seqs are canonical: no sign, no spaces, no leading zeros ("0" yes, "01" no), so
+ * format(parse(text)) == text. Returns 0, or -1 with a message in err. c must be
+ * initialised; it is replaced on success, unchanged on error. text NULL is an error. */
 int pgc_cursor_parse(pgc_cursor *c, const char *text, size_t max_entries, char *err, size_t errlen);
 
 /* -1 when the channel is not in the cursor. */
 int64_t pgc_cursor_get(const pgc_cursor *c, const char *channel);
-/* Sets (or appends) channel=seq. Returns 0, -1 on allocation failure. */
+/* Sets (or appends) channel=seq. Returns 0, -1 on allocation failure or a name that is
+ * empty or over PGC_CHANNEL_MAX bytes. */
 int pgc_cursor_set(pgc_cursor *c, const char *channel, int64_t seq);
 
 /* "a=1,b=2" in entry order; malloc'd, NULL on allocation failure. */

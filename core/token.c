@@ -226,6 +226,7 @@ static int claim_list(struct json_object *claims, const char *name, char ***out,
         if (!json_object_is_type(it, json_type_string) || !((*out)[i] = strdup(json_object_get_string(it)))) {
             free_list(*out, i);
             *out = NULL;
+            *n = 0; /* else pgc_token_free walks a NULL list of i items */
             return -1;
         }
         *n = i + 1;
@@ -354,8 +355,11 @@ char *pgc_token_from_request(const char *authorization, const char *query_token,
         const char *t = authorization + 7;
         while (*t == ' ')
             t++;
-        if (*t)
-            return strdup(t);
+        size_t tl = strlen(t);
+        while (tl && (t[tl - 1] == ' ' || t[tl - 1] == '\t')) /* header OWS is no part of it */
+            tl--;
+        if (tl)
+            return strndup(t, tl);
     }
     if (query_token && *query_token)
         return strdup(query_token);
