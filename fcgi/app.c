@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "channel.h"
 #include "log.h"
@@ -62,7 +63,13 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
             return 1;
         }
     }
+    if (app->pool) {
+        char cgi_id[96];
+        snprintf(cgi_id, sizeof(cgi_id), "%s-cgi:%d", kind, (int)getpid());
+        app->stats = pgc_stats_new(app->pool, app->hub ? pgc_hub_instance_id(app->hub) : cgi_id, 1000);
+    }
     int rc = app->pool ? pgc_fcgi_serve(mode, listen, dispatch, app) : 1;
+    pgc_stats_free(app->stats);
     if (app->hub)
         pgc_hub_stop(app->hub);
     pgc_db_pool_free(app->pool);

@@ -7,6 +7,7 @@
 #include "config.h"
 #include "db.h"
 #include "hub.h"
+#include "stats.h"
 #include "request.h"
 #include "token.h"
 
@@ -16,6 +17,7 @@ typedef struct pgc_app {
     pgc_verifier *verifier;
     pgc_hub *hub;        /* NULL in plain-CGI mode: one request per process, no LISTEN */
     pgc_db_pool *pool;
+    pgc_stats *stats;    /* realtime_connection_stats, flushed every second */
     bool cgi;
 } pgc_app;
 

@@ -49,6 +49,7 @@ typedef struct stream {
     int hb_ms;
     uint64_t cfg_gen;
     long sent;
+    pgc_stats_conn *stat;
 } stream;
 
 static int64_t mono_ms(void)
@@ -91,6 +92,8 @@ static int write_item(stream *s, const pgc_event *e)
     if (rc == 0)
         rc = pgc_req_write(s->r, "\n\n", 2);
     s->sent++;
+    if (s->stat)
+        pgc_stats_count(s->stat, 1);
     return rc;
 }
 
@@ -100,6 +103,8 @@ static int write_heartbeat(stream *s)
     char *hb = pgc_envelope_heartbeat(wall_ms(), &len);
     int rc = hb ? pgc_req_printf(s->r, "data: %s\n\n", hb) : -1;
     free(hb);
+    if (s->stat)
+        pgc_stats_heartbeat(s->stat);
     return rc == 0 ? pgc_req_flush(s->r) : -1;
 }
 
@@ -401,8 +406,17 @@ static void handle(pgc_app *app, pgc_request *r)
         if (token_end && token_end <= start)
             token_end = start + 1;
         pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels", s.tok.tenant, s.nchans);
+        char chans[512] = "";
+        for (int i = 0; i < s.nchans; i++) {
+            size_t l = strlen(chans);
+            snprintf(chans + l, sizeof(chans) - l, "%s%s", i ? "," : "", s.chans[i]);
+        }
+        if (app->stats)
+            s.stat = pgc_stats_open(app->stats, pgc_req_id(r), s.tok.tenant, s.tok.sub, "sse", chans, NULL);
         const char *reason = app->cgi ? run_cgi_stream(&s, cgi_conn, deadline, token_end)
                                       : run_hub_stream(&s, deadline, token_end);
+        if (s.stat)
+            pgc_stats_close(s.stat, reason);
         pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream closed after %ld events: %s", s.sent, reason);
     }
     if (cgi_conn)

@@ -1,0 +1,12 @@
+#!/bin/bash
+# SSE through real lighttpd with the shipped lighttpd-conf/pgcast.conf (FastCGI, bin-path):
+# headers, no buffering, errors, resume, tenants, heartbeats and config changes, and
+# 1,000 concurrent streams whose count returns to zero.
+source "$PGCAST_ROOT/tests/lib/tap.sh"
+source "$PGCAST_ROOT/tests/lib/webserver.sh"
+web_init
+lighttpd_start || { web_logs; exit 1; }
+SSE_HEARTBEATS=1 /usr/bin/python3 "$PGCAST_ROOT/tests/sse/sse_checks.py" "$LIGHTTPD_URL" lighttpd "${SSE_STREAMS:-1000}"
+rc=$?
+[ $rc = 0 ] || web_logs
+exit $rc

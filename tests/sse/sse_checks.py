@@ -1,0 +1,291 @@
+#!/usr/bin/python3
+"""SSE checks against a running web server: sse_checks.py BASE_URL LABEL [STREAMS].
+
+Run by tests/sse/*.sh once they started a server; prints TAP lines. Uses only the
+standard library (raw sockets, HTTP/1.0), psql for publishing, tests/lib/jwt.py for tokens.
+"""
+import json, os, select, socket, subprocess, sys, time, urllib.parse
+
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
+from jwt import mint  # noqa: E402
+
+BASE, LABEL = sys.argv[1], sys.argv[2]
+STREAMS = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+SECRET = "pgcast-test-secret"
+HOST, PORT = urllib.parse.urlparse(BASE).hostname, urllib.parse.urlparse(BASE).port
+PREFIX = urllib.parse.urlparse(BASE).path.rstrip("/") + "/realtime"
+RUN = f"{LABEL}{os.getpid()}"  # channels unique to this run
+n = 0
+failed = 0
+
+
+def ok(cond, what, detail=""):
+    global n, failed
+    n += 1
+    print(f"{'ok' if cond else 'not ok'} {n} - [{LABEL}] {what}")
+    if not cond:
+        failed += 1
+        if detail is not None and detail != "":
+            print("#   " + str(detail).replace("\n", "\n#   "))
+    sys.stdout.flush()
+    return cond
+
+
+def psql(sql):
+    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def publish(tenant, channel, count=1, etype="e"):
+    return psql(f"SELECT max(realtime.publish('{tenant}', '{channel}', '{etype}', jsonb_build_object('i', g))) "
+                f"FROM generate_series(1, {count}) g")
+
+
+def token(**claims):
+    c = {"sub": "u1", "tenant": "t1", "exp": "+3600", "channels": ["project:*", "hbt:*", "many:*", "user:{sub}"]}
+    c.update(claims)
+    return mint(SECRET, c)
+
+
+class Stream:
+    """An SSE stream over a raw socket: headers, then events parsed as they arrive."""
+
+    def __init__(self, query, headers=None, method="GET"):
+        self.sock = socket.create_connection((HOST, PORT), timeout=10)
+        lines = [f"{method} {PREFIX}/sse?{query} HTTP/1.0", f"Host: {HOST}:{PORT}", "Accept: text/event-stream",
+                 "Accept-Encoding: gzip, deflate, br"]
+        if method != "GET":
+            lines.append("Content-Length: 0")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buf = b""
+        self.status, self.headers, self.body = 0, {}, b""
+        self.events = []  # (id or None, parsed data)
+        self.retry = None
+        self.closed = False
+        self._read_head()
+
+    def _read_head(self):
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+        for l in lines[1:]:
+            k, _, v = l.partition(":")
+            self.headers[k.strip().lower()] = v.strip()
+        self.sock.setblocking(False)
+
+    def read_body(self, timeout=5):
+        end = time.time() + timeout
+        while not self.closed and time.time() < end:
+            self.pump(0.2)
+        return self.buf
+
+    def pump(self, timeout=0.0):
+        """Reads what is there (waiting up to timeout) and parses complete events."""
+        if self.closed:
+            return
+        r, _, _ = select.select([self.sock], [], [], timeout)
+        if r:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except BlockingIOError:
+                chunk = None
+            except OSError:
+                chunk = b""
+            if chunk == b"":
+                self.closed = True
+            elif chunk:
+                self.buf += chunk
+        while b"\n\n" in self.buf:
+            block, _, self.buf = self.buf.partition(b"\n\n")
+            eid, data = None, []
+            for line in block.decode().split("\n"):
+                if line.startswith("id: "):
+                    eid = line[4:]
+                elif line.startswith("data: "):
+                    data.append(line[6:])
+                elif line.startswith("retry: "):
+                    self.retry = int(line[7:])
+            if data:
+                self.events.append((eid, json.loads("\n".join(data))))
+
+    def wait_for(self, pred, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            if pred(self):
+                return True
+            if self.closed:
+                return pred(self)
+            self.pump(0.1)
+        return pred(self)
+
+    def data(self, kind=None):
+        return [d for _, d in self.events if kind is None or d.get("type") == kind]
+
+    def seqs(self, channel=None):
+        return [d["seq"] for _, d in self.events if "seq" in d and (channel is None or d["channel"] == channel)]
+
+    def close(self):
+        self.sock.close()
+        self.closed = True
+
+
+def check_errors():
+    def expect(query, status, code, headers=None, method="GET"):
+        s = Stream(query, headers, method)
+        body = s.read_body(5)
+        try:
+            got = json.loads(body.decode())["error"]["code"]
+        except Exception:
+            got = body[:200]
+        ok(s.status == status and got == code and s.headers.get("content-type") == "application/json",
+           f"{status} {code} for {query[:50] or 'no query'}{' ' + method if method != 'GET' else ''}",
+           f"got {s.status} {got}")
+        s.close()
+
+    ch = f"project:{RUN}e"
+    expect(f"channel={ch}", 401, "unauthorized")
+    expect(f"channel={ch}&token={token(exp='-10')}", 401, "invalid_token")
+    expect(f"channel={ch}&token={mint('another-secret', {'tenant': 't1', 'exp': 9999999999})}", 401, "invalid_token")
+    expect(f"channel={ch}&token={mint(SECRET, {'tenant': 't1', 'exp': 9999999999}, 'none')}", 401, "invalid_token")
+    expect(f"channel={ch}&token={mint(SECRET, {'tenant': 't1', 'exp': 9999999999}, 'HS512')}", 401, "invalid_token")
+    expect(f"channel={ch}&token={token(tenant=None)}", 401, "invalid_token")
+    expect(f"channel=secret:{RUN}&token={token()}", 403, "forbidden")
+    expect(f"channel=user:someone-else&token={token()}", 403, "forbidden")
+    expect(f"channel=bad%20channel&token={token()}", 400, "bad_channel")
+    expect(f"token={token()}", 400, "missing_channel")
+    expect(f"channel={ch}&since={ch}%3Dabc&token={token()}", 400, "bad_cursor")
+    expect(f"channel={ch}&token={token()}", 400, "bad_cursor", {"Last-Event-ID": "x=1,x=2"})
+    expect(f"channel={ch}&token={token()}", 405, "method_not_allowed", method="POST")
+    many = "&".join(f"channel=project:{RUN}m{i}" for i in range(51))
+    expect(f"{many}&token={token()}", 400, "too_many_channels")
+
+
+def check_stream():
+    ch = f"project:{RUN}s"
+    s = Stream(f"channel={ch}&token={token()}")
+    ok(s.status == 200, "stream answers 200", s.status)
+    ok(s.headers.get("content-type", "").startswith("text/event-stream"), "Content-Type text/event-stream",
+       s.headers)
+    ok(s.headers.get("cache-control") == "no-cache", "Cache-Control: no-cache")
+    ok(s.headers.get("x-accel-buffering") == "no", "X-Accel-Buffering: no")
+    ok("content-encoding" not in s.headers, "no compression even when the client accepts it")
+    ok(s.wait_for(lambda x: x.retry is not None, 5), "retry: comes first", s.buf[:100])
+    time.sleep(0.3)  # the subscription is being set up; publishing now also tests the seam
+    publish("t1", ch, 1, "project.updated")
+    arrived = s.wait_for(lambda x: len(x.seqs()) >= 1, 10)
+    ok(arrived and not s.closed, "a published event arrives while the stream is open (nothing buffers it)")
+    if arrived:
+        eid, d = s.events[-1]
+        ok(d["type"] == "project.updated" and d["channel"] == ch and d["seq"] == 1 and d["payload"] == {"i": 1}
+           and isinstance(d["timestamp"], int), "data: is the SPEC envelope", d)
+        ok(eid == f"{ch}=1", "id: is the cursor after the event", eid)
+    publish("t2", ch, 2)  # same channel name, another tenant
+    publish("t1", ch, 2)
+    s.wait_for(lambda x: len(x.seqs()) >= 3, 10)
+    ok(s.seqs() == [1, 2, 3], "another tenant's events on the same name never arrive", s.seqs())
+    s.close()
+
+    # resume with Last-Event-ID (what the browser sends) and with since=
+    last = f"{ch}=3"
+    publish("t1", ch, 3)
+    r = Stream(f"channel={ch}&token={token()}", {"Last-Event-ID": last})
+    r.wait_for(lambda x: len(x.seqs()) >= 3, 10)
+    publish("t1", ch, 1)
+    r.wait_for(lambda x: len(x.seqs()) >= 4, 10)
+    ok(r.seqs() == [4, 5, 6, 7], "Last-Event-ID resumes: missed events, then live, no gap, no duplicate", r.seqs())
+    r.close()
+    q = Stream(f"channel={ch}&since={urllib.parse.quote(f'{ch}=5')}&token={token()}")
+    q.wait_for(lambda x: len(x.seqs()) >= 2, 10)
+    ok(q.seqs() == [6, 7], "since= resumes too", q.seqs())
+    q.close()
+
+    # several channels: the id carries every channel's position
+    a, b = f"project:{RUN}a", f"project:{RUN}b"
+    publish("t1", a, 2)
+    m = Stream(f"channel={a}&channel={b}&token={token()}")
+    time.sleep(0.3)
+    publish("t1", b, 1)
+    m.wait_for(lambda x: len(x.seqs()) >= 1, 10)
+    ok(m.events and m.events[-1][0] == f"{a}=2,{b}=1", "id: carries the position of every channel",
+       m.events[-1:] if m.events else None)
+    m.close()
+
+
+def check_heartbeats():
+    psql("INSERT INTO realtime.realtime_heartbeat_config VALUES ('hbt', 200, 1000) "
+         "ON CONFLICT (channel_type) DO UPDATE SET heartbeat_interval_ms = 200, timeout_ms = 1000")
+    time.sleep(1.2)  # the handlers reload within a second
+    s = Stream(f"channel=hbt:{RUN}&token={token()}")
+    s.wait_for(lambda x: len(x.data("heartbeat")) >= 4, 5)
+    hb = s.data("heartbeat")
+    ok(len(hb) >= 4, "heartbeats arrive at the channel type's interval (200 ms)", len(hb))
+    ok(all(e[0] is None for e in s.events if e[1].get("type") == "heartbeat"), "heartbeats carry no id:")
+    ok(all(isinstance(h.get("timestamp"), int) for h in hb), "heartbeat has a timestamp")
+    psql("UPDATE realtime.realtime_heartbeat_config SET heartbeat_interval_ms = 60000, timeout_ms = 180000 "
+         "WHERE channel_type = 'hbt'")
+    time.sleep(1.5)
+    before = len(s.data("heartbeat"))
+    s.wait_for(lambda x: False, 2.5)
+    after = len(s.data("heartbeat"))
+    ok(after - before <= 1, "after an UPDATE of the config the open stream uses the new interval",
+       f"{after - before} heartbeats in 2.5 s")
+    ok(not s.closed, "the stream stays open")
+    s.close()
+
+
+def open_count(channel):
+    return int(psql("SELECT count(*) FROM realtime.realtime_connection_stats "
+                    f"WHERE transport = 'sse' AND channel = '{channel}' AND disconnected_at IS NULL"))
+
+
+def check_many(nstreams, nevents=100):
+    # a client that leaves is noticed within one heartbeat interval: make it short
+    ch = f"many:{RUN}"
+    psql("INSERT INTO realtime.realtime_heartbeat_config VALUES ('many', 1000, 3000) "
+         "ON CONFLICT (channel_type) DO UPDATE SET heartbeat_interval_ms = 1000")
+    time.sleep(1.2)
+    streams = []
+    for i in range(nstreams):
+        streams.append(Stream(f"channel={ch}&token={token()}"))
+    good = sum(1 for s in streams if s.status == 200)
+    ok(good == nstreams, f"{nstreams} concurrent streams open", good)
+    time.sleep(1.5)
+    ok(open_count(ch) == nstreams, "each open stream has its row in realtime_connection_stats", open_count(ch))
+    publish("t1", ch, nevents)
+    end = time.time() + 60
+    pending = [s for s in streams if s.status == 200]
+    while pending and time.time() < end:
+        socks = {s.sock: s for s in pending}
+        r, _, _ = select.select(list(socks), [], [], 0.5)
+        for sk in r:
+            socks[sk].pump(0)
+        pending = [s for s in pending if len(s.seqs()) < nevents and not s.closed]
+    full = sum(1 for s in streams if s.seqs() == list(range(1, nevents + 1)))
+    bad = [s for s in streams if s.seqs() != list(range(1, nevents + 1))][:1]
+    ok(full == nstreams, f"each of {nstreams} streams received all {nevents} events in order",
+       f"{full} complete; first incomplete: {bad[0].seqs()[:10] if bad else ''} closed={bad[0].closed if bad else ''} "
+       f"events={bad[0].events[:3] if bad else ''}")
+    for s in streams:
+        s.close()
+    deadline = time.time() + 20
+    cnt = open_count(ch)
+    while cnt > 0 and time.time() < deadline:
+        time.sleep(0.5)
+        cnt = open_count(ch)
+    ok(cnt == 0, "after the clients leave, the open-stream count returns to zero", cnt)
+
+
+if __name__ == "__main__":
+    check_errors()
+    check_stream()
+    if os.environ.get("SSE_HEARTBEATS"):
+        check_heartbeats()
+    if STREAMS:
+        check_many(STREAMS)
+    sys.exit(1 if failed else 0)
