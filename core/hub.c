@@ -38,6 +38,8 @@
 
 #define HUB_READ_BATCH 500         /* events per log read */
 #define HUB_INSTANCE_REFRESH_MS 5000
+#define HUB_SWEEP_EVERY 6 /* refreshes: every 30 s, close what dead processes left */
+#define HUB_INSTANCE_STALE "30 seconds"
 #define HUB_BACKOFF_MIN_MS 100
 #define HUB_BACKOFF_MAX_MS 5000
 #define HUB_MAX_HB_TYPES 64
@@ -114,6 +116,7 @@ struct pgc_hub {
     _Atomic bool db_ok;
     int backoff_ms;
     int64_t next_connect_ms, next_instance_ms;
+    int refreshes;
     struct lh_table *chans;
 
     pthread_rwlock_t hb_lock;
@@ -586,6 +589,10 @@ static void refresh_instance(pgc_hub *h)
                    "VALUES ($1, $2, $3, $4::int) ON CONFLICT (instance_id) DO UPDATE SET last_seen_at = now()",
                    4, p);
     h->next_instance_ms = now_ms(CLOCK_MONOTONIC) + HUB_INSTANCE_REFRESH_MS;
+    /* Any live process sweeps: rows and presence members of processes that stopped
+     * refreshing (crashed, killed) are closed and removed. */
+    if (h->refreshes++ % HUB_SWEEP_EVERY == 0)
+        (void)hub_exec(h, "SELECT realtime.sweep_instances(interval '" HUB_INSTANCE_STALE "')", 0, NULL);
 }
 
 /* The channel's current seq, from realtime_channels. -1 on error. */
