@@ -175,3 +175,27 @@ int pgc_app_method(pgc_request *r, const char *allow)
     pgc_req_send_error(r, 405, "method_not_allowed", msg, hdr);
     return -1;
 }
+
+PGresult *pgc_app_query(pgc_app *app, pgc_request *r, const char *sql, int nparams, const char *const *params)
+{
+    PGconn *c = pgc_db_acquire(app->pool, 5000);
+    if (!c) {
+        pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "Retry-After: 1\r\n");
+        return NULL;
+    }
+    PGresult *res = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+        pgc_db_release(app->pool, c, false);
+        return res;
+    }
+    bool broken = PQstatus(c) != CONNECTION_OK;
+    pgc_log(PGC_LOG_WARN, pgc_req_id(r), "query failed: %s", PQresultErrorMessage(res));
+    PQclear(res);
+    pgc_db_release(app->pool, c, broken);
+    if (broken)
+        pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "Retry-After: 1\r\n");
+    else
+        pgc_req_send_error(r, 500, "internal", "the database refused the request", "");
+    return NULL;
+}

@@ -40,6 +40,10 @@ int pgc_app_check_channel(pgc_request *r, const pgc_token *t, const char *channe
  * each checked as above. Returns the count, or -1 with the answer sent. */
 int pgc_app_channels(pgc_app *app, pgc_request *r, const pgc_token *t, const char *path_channel, char ***out);
 
+/* Runs one statement on a pooled connection. On failure answers 503
+ * (database_unavailable) or 500 and returns NULL; otherwise the caller PQclear()s. */
+PGresult *pgc_app_query(pgc_app *app, pgc_request *r, const char *sql, int nparams, const char *const *params);
+
 /* "GET" etc.; answers 405 with Allow and returns -1 when the method is not in allow
  * (a comma-separated list). */
 int pgc_app_method(pgc_request *r, const char *allow);

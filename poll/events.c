@@ -1,0 +1,342 @@
+/* GET {prefix}/events: what follows a cursor, as {"events":[...],"cursor":"..."}.
+ *
+ * Cheap first: one query of the channels' current positions (realtime_channels only).
+ * When nothing is new that answers the request — 304 when If-None-Match holds the
+ * cursor's ETag, an empty page otherwise — without reading any event body. With
+ * ?wait=S a request with nothing new waits: in FastCGI mode as a hub subscriber (no
+ * database work while it waits; woken by the hub, answered from the items it queues),
+ * in plain-CGI mode by re-checking the positions every cgi_poll_interval_ms. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cursor.h"
+#include "log.h"
+#include "poll.h"
+#include "server.h"
+
+struct page {
+    char *buf;
+    size_t len, cap;
+    int count, limit;
+    pgc_cursor *cur;
+    bool oom;
+};
+
+static void page_add(struct page *p, const char *s, size_t n)
+{
+    if (p->oom)
+        return;
+    if (p->len + n + 1 > p->cap) {
+        size_t cap = p->cap ? p->cap : 1024;
+        while (cap < p->len + n + 1)
+            cap *= 2;
+        char *b = realloc(p->buf, cap);
+        if (!b) {
+            p->oom = true;
+            return;
+        }
+        p->buf = b;
+        p->cap = cap;
+    }
+    memcpy(p->buf + p->len, s, n);
+    p->len += n;
+    p->buf[p->len] = '\0';
+}
+
+/* Adds an EVENT or GAP item and moves the cursor; takes the reference. */
+static int page_item(pgc_event *e, void *arg)
+{
+    struct page *p = arg;
+    if (e->kind == PGC_ITEM_EVENT || e->kind == PGC_ITEM_GAP) {
+        int64_t pos = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
+        if (pos > pgc_cursor_get(p->cur, e->channel)) {
+            page_add(p, p->count ? "," : "", p->count ? 1 : 0);
+            page_add(p, e->json, e->json_len);
+            if (pgc_cursor_set(p->cur, e->channel, pos) != 0)
+                p->oom = true;
+            p->count += e->kind == PGC_ITEM_EVENT;
+        }
+    }
+    pgc_event_unref(e);
+    return 0;
+}
+
+/* W/"..." from the tenant and the cursor: the same cursor, the same page. */
+static void etag_of(const char *tenant, const pgc_cursor *cur, char out[40])
+{
+    uint64_t h = 1469598103934665603ULL;
+    const char *parts[2] = {tenant, NULL};
+    char *text = pgc_cursor_format(cur);
+    parts[1] = text ? text : "";
+    for (int i = 0; i < 2; i++) {
+        for (const char *s = parts[i]; *s; s++)
+            h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        h = (h ^ 0x1f) * 1099511628211ULL;
+    }
+    free(text);
+    snprintf(out, 40, "W/\"%016" PRIx64 "\"", h);
+}
+
+static void send_page(pgc_request *r, const char *tenant, struct page *p)
+{
+    char *cur = pgc_cursor_format(p->cur);
+    if (!cur || p->oom) {
+        free(cur);
+        pgc_req_send_error(r, 500, "internal", "out of memory", "");
+        return;
+    }
+    char etag[40], hdr[64];
+    etag_of(tenant, p->cur, etag);
+    snprintf(hdr, sizeof(hdr), "ETag: %s\r\n", etag);
+    struct page out = {0};
+    page_add(&out, "{\"events\":[", 11);
+    if (p->len)
+        page_add(&out, p->buf, p->len);
+    page_add(&out, "],\"cursor\":\"", 12);
+    page_add(&out, cur, strlen(cur)); /* channel grammar and digits: nothing to escape */
+    page_add(&out, "\"}", 2);
+    free(cur);
+    if (out.oom)
+        pgc_req_send_error(r, 500, "internal", "out of memory", "");
+    else
+        pgc_req_send_json(r, 200, out.buf, out.len, hdr);
+    free(out.buf);
+}
+
+/* Postgres text[] literal of the channels (channel grammar needs no escaping). */
+static char *channels_array(char **chans, int n)
+{
+    struct page a = {0};
+    page_add(&a, "{", 1);
+    for (int i = 0; i < n; i++) {
+        page_add(&a, i ? ",\"" : "\"", i ? 2 : 1);
+        page_add(&a, chans[i], strlen(chans[i]));
+        page_add(&a, "\"", 1);
+    }
+    page_add(&a, "}", 1);
+    if (a.oom) {
+        free(a.buf);
+        return NULL;
+    }
+    return a.buf;
+}
+
+/* 1: something after the cursor (an event, or a gap), 0: nothing, -1: answered (error). */
+static int anything_new(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, const pgc_cursor *cur)
+{
+    char *arr = channels_array(chans, n);
+    if (!arr) {
+        pgc_req_send_error(r, 500, "internal", "out of memory", "");
+        return -1;
+    }
+    const char *params[2] = {tenant, arr};
+    PGresult *res = pgc_app_query(app, r, "SELECT channel, last_seq, pruned_through FROM realtime.positions($1, $2::text[])",
+                                  2, params);
+    free(arr);
+    if (!res)
+        return -1;
+    int news = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        int64_t seen = pgc_cursor_get(cur, PQgetvalue(res, i, 0));
+        if (strtoll(PQgetvalue(res, i, 1), NULL, 10) > seen || strtoll(PQgetvalue(res, i, 2), NULL, 10) > seen)
+            news = 1;
+    }
+    PQclear(res);
+    return news;
+}
+
+static void read_page(pgc_app *app, pgc_request *r, const char *tenant, struct page *p)
+{
+    PGconn *c = pgc_db_acquire(app->pool, 5000);
+    if (!c) {
+        pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "Retry-After: 1\r\n");
+        return;
+    }
+    char err[256];
+    pgc_cursor after;
+    pgc_cursor_init(&after);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < p->cur->n; i++)
+        rc = pgc_cursor_set(&after, p->cur->v[i].channel, p->cur->v[i].seq);
+    int n = rc == 0 ? pgc_db_read(c, tenant, &after, p->limit, page_item, p, err, sizeof(err)) : -1;
+    pgc_cursor_free(&after);
+    pgc_db_release(app->pool, c, n < 0 && PQstatus(c) != CONNECTION_OK);
+    if (n < 0) {
+        pgc_log(PGC_LOG_WARN, pgc_req_id(r), "reading events: %s", rc ? "out of memory" : err);
+        pgc_req_send_error(r, 503, "database_unavailable", "the events could not be read", "");
+        return;
+    }
+    send_page(r, tenant, p);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wake_fd(void *arg)
+{
+    uint64_t one = 1;
+    ssize_t w = write(*(int *)arg, &one, sizeof(one));
+    (void)w; /* the counter only has to be non-zero */
+}
+
+/* FastCGI long-poll: a hub subscriber from the cursor; answered with the first items. */
+static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, struct page *p,
+                          int wait_s)
+{
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    pgc_sub *sub = efd >= 0 ? pgc_sub_new(app->hub, tenant, wake_fd, &efd) : NULL;
+    if (!sub) {
+        if (efd >= 0)
+            close(efd);
+        pgc_req_send_error(r, 503, "unavailable", "out of resources", "");
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        pgc_sub_add(sub, chans[i], pgc_cursor_get(p->cur, chans[i]));
+    int64_t deadline = mono_ms() + (int64_t)wait_s * 1000;
+    bool gone = false;
+    for (;;) {
+        pgc_event *items[64];
+        size_t k;
+        while (p->count < p->limit && (k = pgc_sub_take(sub, items, 64)) > 0)
+            for (size_t i = 0; i < k; i++)
+                page_item(items[i], p);
+        if (p->len > 0 || pgc_sub_get_state(sub) != PGC_SUB_OK)
+            break; /* something to answer (an overflowed queue answers what it got) */
+        int64_t now = mono_ms();
+        if (now >= deadline)
+            break;
+        enum pgc_wait_result w = pgc_req_wait(r, efd, (int)(deadline - now));
+        if (w == PGC_WAIT_GONE) {
+            gone = true;
+            break;
+        }
+        if (w == PGC_WAIT_SHUTDOWN)
+            break;
+    }
+    pgc_sub_free(sub);
+    close(efd);
+    if (!gone)
+        send_page(r, tenant, p);
+}
+
+/* Plain-CGI long-poll: no hub, re-check the positions now and then. */
+static void long_poll_cgi(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, struct page *p,
+                          int wait_s)
+{
+    int64_t deadline = mono_ms() + (int64_t)wait_s * 1000;
+    for (;;) {
+        int64_t now = mono_ms();
+        if (now >= deadline)
+            break;
+        int step = app->cfg.cgi_poll_interval_ms;
+        if (now + step > deadline)
+            step = (int)(deadline - now);
+        enum pgc_wait_result w = pgc_req_wait(r, -1, step);
+        if (w == PGC_WAIT_GONE)
+            return;
+        if (w == PGC_WAIT_SHUTDOWN)
+            break;
+        int news = anything_new(app, r, tenant, chans, n, p->cur);
+        if (news < 0)
+            return;
+        if (news) {
+            read_page(app, r, tenant, p);
+            return;
+        }
+    }
+    send_page(r, tenant, p);
+}
+
+static int int_param(pgc_request *r, const char *query, const char *name, int def, int min, int max, int *out)
+{
+    char *v = pgc_query_get(query, name);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    bool bad = errno || end == v || *end || n < min;
+    free(v);
+    if (bad) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "%s must be an integer >= %d", name, min);
+        pgc_req_send_error(r, 400, "bad_request", msg, "");
+        return -1;
+    }
+    *out = n > max ? max : (int)n;
+    return 0;
+}
+
+void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
+{
+    if (pgc_app_method(r, "GET") != 0)
+        return;
+    pgc_token tok;
+    if (pgc_app_authenticate(app, r, &tok) != 0)
+        return;
+    char **chans = NULL;
+    int n = pgc_app_channels(app, r, &tok, path_channel, &chans);
+    if (n < 0) {
+        pgc_token_free(&tok);
+        return;
+    }
+    const char *query = pgc_req_param(r, "QUERY_STRING");
+    pgc_cursor since, cur;
+    pgc_cursor_init(&since);
+    pgc_cursor_init(&cur);
+    char err[256];
+    int limit, wait_s;
+    char *since_text = pgc_query_get(query, "since");
+    if (since_text && pgc_cursor_parse(&since, since_text, (size_t)app->cfg.max_channels, err, sizeof(err)) != 0) {
+        pgc_req_send_error(r, 400, "bad_cursor", err, "");
+    } else if (int_param(r, query, "limit", 100, 1, app->cfg.poll_max_limit, &limit) == 0 &&
+               int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
+        /* the page's cursor: every requested channel, in request order; channels the
+         * cursor does not name start at 0 (everything retained) */
+        int rc = 0;
+        for (int i = 0; rc == 0 && i < n; i++) {
+            int64_t s = pgc_cursor_get(&since, chans[i]);
+            rc = pgc_cursor_set(&cur, chans[i], s < 0 ? 0 : s);
+        }
+        struct page p = {.cur = &cur, .limit = limit};
+        int news = rc == 0 ? anything_new(app, r, tok.tenant, chans, n, &cur) : -1;
+        if (rc != 0) {
+            pgc_req_send_error(r, 500, "internal", "out of memory", "");
+        } else if (news == 1) {
+            read_page(app, r, tok.tenant, &p);
+        } else if (news == 0) {
+            char etag[40];
+            etag_of(tok.tenant, &cur, etag);
+            const char *inm = pgc_req_param(r, "HTTP_IF_NONE_MATCH");
+            if (inm && strstr(inm, etag)) {
+                pgc_req_printf(r, "Status: 304 Not Modified\r\nETag: %s\r\nCache-Control: no-store\r\n\r\n", etag);
+                pgc_req_flush(r);
+            } else if (wait_s > 0 && app->hub) {
+                long_poll_hub(app, r, tok.tenant, chans, n, &p, wait_s);
+            } else if (wait_s > 0) {
+                long_poll_cgi(app, r, tok.tenant, chans, n, &p, wait_s);
+            } else {
+                send_page(r, tok.tenant, &p);
+            }
+        }
+        free(p.buf);
+    }
+    free(since_text);
+    pgc_cursor_free(&since);
+    pgc_cursor_free(&cur);
+    pgc_query_free(chans, n);
+    pgc_token_free(&tok);
+}

@@ -1,0 +1,49 @@
+/* POST {prefix}/publish {"channel","type","payload"} -> 201 {"channel","seq"}.
+ * Every check happens before the one INSERT: a refused request writes nothing. */
+#include <json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+#include "poll.h"
+
+void poll_publish(pgc_app *app, pgc_request *r)
+{
+    if (pgc_app_method(r, "POST") != 0)
+        return;
+    pgc_token tok;
+    if (pgc_app_authenticate(app, r, &tok) != 0)
+        return;
+    struct json_object *body = poll_json_body(app, r), *payload = NULL;
+    if (!body) {
+        pgc_token_free(&tok);
+        return;
+    }
+    bool bad = false;
+    const char *channel = poll_json_str(body, "channel", &bad);
+    const char *type = poll_json_str(body, "type", &bad);
+    json_object_object_get_ex(body, "payload", &payload);
+    if (bad || !channel || !type || !*type || strlen(type) > 200) {
+        pgc_req_send_error(r, 400, "missing_field",
+                           "channel (string) and type (string of 1-200 bytes) are required; payload is any JSON", "");
+    } else if (pgc_app_check_channel(r, &tok, channel, true) == 0) {
+        const char *payload_text =
+            payload ? json_object_to_json_string_ext(payload, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                    : "{}";
+        const char *params[4] = {tok.tenant, channel, type, payload_text};
+        PGresult *res = pgc_app_query(app, r, "SELECT realtime.publish($1, $2, $3, $4::jsonb)", 4, params);
+        if (res) {
+            struct json_object *out = json_object_new_object();
+            json_object_object_add(out, "channel", json_object_new_string(channel));
+            json_object_object_add(out, "seq", json_object_new_int64(strtoll(PQgetvalue(res, 0, 0), NULL, 10)));
+            size_t len;
+            const char *s = json_object_to_json_string_length(out, JSON_C_TO_STRING_PLAIN, &len);
+            pgc_req_send_json(r, 201, s, len, "");
+            json_object_put(out);
+            PQclear(res);
+        }
+    }
+    json_object_put(body);
+    pgc_token_free(&tok);
+}
