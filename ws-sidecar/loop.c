@@ -112,11 +112,16 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA, (const uint8_t *)why, strlen(why));
         return;
     }
-    char *reply = ws_message_handle((const char *)arg->msg, arg->msg_length);
+    ws_action a;
+    ws_message_parse((const char *)arg->msg, arg->msg_length, &a);
+    char *reply = ws_message_reply(&a);
+    if (!reply && a.kind != WS_ACT_ERROR && a.kind != WS_ACT_PING)
+        reply = ws_error_json("not_implemented", "not implemented yet in this sidecar", a.request_id);
     if (reply) {
         conn_send_text(c, reply, strlen(reply));
         free(reply);
     }
+    ws_action_free(&a);
 }
 
 static void conn_update_events(ws_conn *c)
