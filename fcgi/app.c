@@ -52,7 +52,7 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
     }
     enum pgc_fcgi_mode mode = pgc_fcgi_detect_mode(listen);
     app->cgi = mode == PGC_MODE_CGI;
-    app->pool = pgc_db_pool_new(app->cfg.database_url, app->cgi ? 1 : 8);
+    app->pool = pgc_db_pool_new(app->cfg.database_url, app->cgi ? 2 : 8); /* CGI: the stream + stats */
     if (!app->cgi) {
         pgc_hub_options o = {.conninfo = app->cfg.database_url,
                              .kind = kind,

@@ -46,6 +46,7 @@ struct pgc_request {
     FCGX_Request fcgx; /* FastCGI mode */
     bool cgi;
     bool gone;
+    bool drained; /* the request's stdin was read to its end */
     char id[24];
     char **envp; /* FastCGI params or environ */
 };
@@ -174,6 +175,15 @@ enum pgc_wait_result pgc_req_wait(pgc_request *r, int wake_fd, int timeout_ms)
 {
     if (r->gone)
         return PGC_WAIT_GONE;
+    if (!r->cgi && !r->drained) {
+        /* consume the rest of the request (at least the empty FCGI_STDIN record that
+         * ends it): afterwards, anything readable on the connection means the web
+         * server closed or aborted it */
+        char buf[4096];
+        while (FCGX_GetStr(buf, sizeof(buf), r->fcgx.in) > 0)
+            ;
+        r->drained = true;
+    }
     if (atomic_load(&shutting_down))
         return PGC_WAIT_SHUTDOWN;
     /* CGI: stdout is a pipe to the web server; POLLERR/POLLHUP when it is closed */

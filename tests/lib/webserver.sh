@@ -16,7 +16,7 @@ web_init() {
     chmod 0777 "$WEB_DIR/run" "$WEB_DIR/log"
     PGCAST_TEST_CONFIG="$WEB_DIR/pgcast.conf"
     cat >"$PGCAST_TEST_CONFIG" <<EOT
-database_url = $PGCAST_DATABASE_URL
+database_url = host=127.0.0.1 port=$PGPORT user=postgres dbname=$PGDATABASE
 jwt_secret = $TEST_JWT_SECRET
 log_level = info
 EOT
@@ -61,6 +61,61 @@ EOT
         return 1
     fi
     LIGHTTPD_URL="http://127.0.0.1:$port"
+}
+
+# apache_start VARIANT: proxy-fcgi (handlers as FastCGI daemons on their own ports) or
+# cgi (plain CGI, the shared-hosting case); includes apache-conf/pgcast-VARIANT.conf.
+apache_start() {
+    local variant=$1 port sse_port poll_port
+    port=$("$PGCAST_ROOT/scripts/free-port.sh")
+    sse_port=$("$PGCAST_ROOT/scripts/free-port.sh")
+    poll_port=$("$PGCAST_ROOT/scripts/free-port.sh")
+    local mods=/usr/lib/apache2/modules user=""
+    [ "$(id -u)" = 0 ] && user="User www-data
+Group www-data"
+    mkdir -p "$WEB_DIR/apache" "$WEB_DIR/www"
+    cat >"$WEB_DIR/apache.conf" <<EOT
+ServerRoot "$WEB_DIR/apache"
+ServerName 127.0.0.1
+Listen 127.0.0.1:$port
+PidFile "$WEB_DIR/run/apache.pid"
+ErrorLog "$WEB_DIR/log/apache-error.log"
+LogLevel warn
+Mutex file:$WEB_DIR/run default
+ScriptSock "$WEB_DIR/run/cgid.sock"
+LoadModule mpm_event_module $mods/mod_mpm_event.so
+LoadModule authz_core_module $mods/mod_authz_core.so
+LoadModule mime_module $mods/mod_mime.so
+TypesConfig /etc/mime.types
+LoadModule alias_module $mods/mod_alias.so
+LoadModule env_module $mods/mod_env.so
+LoadModule cgid_module $mods/mod_cgid.so
+$user
+DocumentRoot "$WEB_DIR/www"
+Define PGCAST_BINDIR "$PGCAST_BIN"
+Define PGCAST_CONFIG "$PGCAST_TEST_CONFIG"
+Define PGCAST_SSE_ADDR 127.0.0.1:$sse_port
+Define PGCAST_POLL_ADDR 127.0.0.1:$poll_port
+Include "$PGCAST_ROOT/apache-conf/pgcast-$variant.conf"
+EOT
+    if [ "$variant" = proxy-fcgi ]; then
+        PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-sse.fcgi" --listen "127.0.0.1:$sse_port" \
+            >>"$WEB_DIR/log/pgcast-sse.log" 2>&1 &
+        _web_pids+=($!)
+        if [ -x "$PGCAST_BIN/pgcast-poll.fcgi" ]; then
+            PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-poll.fcgi" --listen "127.0.0.1:$poll_port" \
+                >>"$WEB_DIR/log/pgcast-poll.log" 2>&1 &
+            _web_pids+=($!)
+        fi
+        _wait_port "$sse_port" || { echo "# pgcast-sse.fcgi did not listen"; return 1; }
+    fi
+    apache2 -f "$WEB_DIR/apache.conf" -D FOREGROUND >"$WEB_DIR/log/apache.out" 2>&1 &
+    _web_pids+=($!)
+    if ! _wait_port "$port"; then
+        echo "# apache did not start:"; sed 's/^/# /' "$WEB_DIR/log/apache.out" "$WEB_DIR/log/apache-error.log" 2>/dev/null
+        return 1
+    fi
+    APACHE_URL="http://127.0.0.1:$port"
 }
 
 web_stop_all() {
