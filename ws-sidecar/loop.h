@@ -1,0 +1,24 @@
+/* The event loop of upgraded WebSocket connections: one thread, one epoll, non-blocking
+ * sockets, RFC 6455 framing by wslay's event API. */
+#ifndef PGCAST_WS_LOOP_H
+#define PGCAST_WS_LOOP_H
+#include <stddef.h>
+#include <stdint.h>
+#include <microhttpd.h>
+
+typedef struct ws_loop ws_loop;
+
+typedef struct ws_loop_stats {
+    uint64_t connections, messages_in, messages_out, queue_overflows;
+} ws_loop_stats;
+
+ws_loop *ws_loop_new(size_t max_message_bytes, size_t queue_bytes, int ping_interval_ms, int ping_timeout_ms);
+/* Called from MHD's thread: hands an upgraded socket (and bytes read past the handshake)
+ * to the loop. tenant is copied. Returns 0 or -1. */
+int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struct MHD_UpgradeResponseHandle *urh);
+/* Runs until ws_loop_stop; then closes every client with 1001 and returns. */
+int ws_loop_run(ws_loop *l);
+void ws_loop_stop(ws_loop *l);   /* async-signal-safe */
+void ws_loop_get_stats(ws_loop *l, ws_loop_stats *out);
+void ws_loop_free(ws_loop *l);
+#endif

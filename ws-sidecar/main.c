@@ -1,0 +1,259 @@
+/* pgcast-ws: the WebSocket sidecar. libmicrohttpd answers HTTP (handshake, /health,
+ * /metrics); upgraded sockets go to one epoll loop (loop.c). */
+#include <errno.h>
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "token.h"
+#include "version.h"
+
+static ws_loop *g_loop;
+static pgc_config g_cfg;
+static pgc_verifier *g_verifier;
+
+static const char *usage =
+    "NAME\n"
+    "    pgcast-ws - WebSocket sidecar of pgcast\n\n"
+    "SYNOPSIS\n"
+    "    pgcast-ws [--listen HOST:PORT] [--config FILE] [--help] [--version]\n\n"
+    "DESCRIPTION\n"
+    "    Accepts WebSocket connections on GET /ws (RFC 6455), after checking the client's\n"
+    "    token (Authorization: Bearer, ?token=, or the token cookie) before switching\n"
+    "    protocols. Also serves GET /health and GET /metrics (Prometheus text).\n\n"
+    "OPTIONS\n"
+    "    --listen HOST:PORT   address to listen on (default: ws_listen, 127.0.0.1:8081)\n"
+    "    --config FILE        configuration file (default: $PGCAST_CONFIG)\n"
+    "    --help               this text\n"
+    "    --version            the version\n\n"
+    "ENVIRONMENT\n"
+    "    PGCAST_CONFIG        configuration file\n"
+    "    PGCAST_<KEY>         overrides the key of the configuration file\n"
+    "                         (e.g. PGCAST_DATABASE_URL, PGCAST_JWT_SECRET, PGCAST_WS_LISTEN)\n"
+    "    PG*                  libpq variables when database_url is empty\n\n"
+    "FILES\n"
+    "    pgcast.conf          see pgcast.conf.example for every key\n\n"
+    "SIGNALS\n"
+    "    SIGTERM, SIGINT      close every client with 1001 (going away), then exit 0\n\n"
+    "EXIT STATUS\n"
+    "    0  clean shutdown    1  runtime error    2  bad usage or configuration\n";
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_loop) ws_loop_stop(g_loop);
+}
+
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, const char *ctype, const char *body)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", ctype);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result json_error(struct MHD_Connection *conn, unsigned status, const char *code, const char *msg)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+    return respond(conn, status, "application/json", body);
+}
+
+/* Does a comma-separated header list contain token (case-insensitive)? */
+static int header_has(const char *list, const char *tok)
+{
+    size_t n = strlen(tok);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t') p++;
+        const char *e = p;
+        while (*e && *e != ',') e++;
+        const char *t = e;
+        while (t > p && (t[-1] == ' ' || t[-1] == '\t')) t--;
+        if ((size_t)(t - p) == n && strncasecmp(p, tok, n) == 0) return 1;
+        p = e;
+    }
+    return 0;
+}
+
+static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *req_cls, const char *extra_in,
+                       size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+    if (ws_loop_adopt(g_loop, sock, extra_in, extra_in_size, urh) != 0) {
+        pgc_log(PGC_LOG_WARN, NULL, "cannot hand the connection to the loop");
+        if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
+            pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
+    }
+}
+
+static enum MHD_Result handle_ws(struct MHD_Connection *conn)
+{
+    const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
+    const char *co = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
+    const char *key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Key");
+    const char *ver = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Sec-WebSocket-Version");
+    if (!up || !header_has(up, "websocket") || !co || !header_has(co, "upgrade"))
+        return json_error(conn, 426, "upgrade_required", "WebSocket upgrade required");
+    unsigned char raw[64];
+    /* The key must be 16 bytes, base64-encoded (24 characters). */
+    if (!key || strlen(key) != 24 || EVP_DecodeBlock(raw, (const unsigned char *)key, 24) != 18)
+        return json_error(conn, 400, "bad_request", "bad Sec-WebSocket-Key");
+    if (!ver || strcmp(ver, "13") != 0) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "Sec-WebSocket-Version", "13");
+        enum MHD_Result ret = MHD_queue_response(conn, 426, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    char *jwt = pgc_token_from_request(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+                                       MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token"),
+                                       MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie"),
+                                       g_cfg.token_cookie);
+    pgc_token tok;
+    pgc_token_status st = pgc_token_verify(g_verifier, jwt, (int64_t)time(NULL), &tok);
+    free(jwt);
+    if (st != PGC_TOKEN_OK) return json_error(conn, 401, "unauthorized", pgc_token_status_str(st));
+    pgc_token_free(&tok);
+
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    unsigned char sha[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)buf, strlen(buf), sha);
+    char accept[64];
+    EVP_EncodeBlock((unsigned char *)accept, sha, SHA_DIGEST_LENGTH);
+
+    struct MHD_Response *r = MHD_create_response_for_upgrade(upgrade_cb, NULL);
+    if (!r) return MHD_NO;
+    if (MHD_add_response_header(r, "Upgrade", "websocket") != MHD_YES ||
+        MHD_add_response_header(r, "Sec-WebSocket-Accept", accept) != MHD_YES) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_SWITCHING_PROTOCOLS, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result handle_metrics(struct MHD_Connection *conn)
+{
+    ws_loop_stats s;
+    ws_loop_get_stats(g_loop, &s);
+    char body[1024];
+    snprintf(body, sizeof body,
+             "# TYPE pgcast_ws_connections gauge\npgcast_ws_connections %llu\n"
+             "# TYPE pgcast_ws_messages_in_total counter\npgcast_ws_messages_in_total %llu\n"
+             "# TYPE pgcast_ws_messages_out_total counter\npgcast_ws_messages_out_total %llu\n"
+             "# TYPE pgcast_ws_queue_overflows_total counter\npgcast_ws_queue_overflows_total %llu\n",
+             (unsigned long long)s.connections, (unsigned long long)s.messages_in,
+             (unsigned long long)s.messages_out, (unsigned long long)s.queue_overflows);
+    return respond(conn, 200, "text/plain; version=0.0.4", body);
+}
+
+static enum MHD_Result handle_health(struct MHD_Connection *conn)
+{
+    if (PQping(g_cfg.database_url ? g_cfg.database_url : "") == PQPING_OK)
+        return respond(conn, 200, "application/json", "{\"status\":\"ok\",\"database\":\"ok\"}");
+    return respond(conn, 503, "application/json", "{\"status\":\"error\",\"database\":\"down\"}");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **req_cls)
+{
+    if (!*req_cls) { *req_cls = (void *)1; return MHD_YES; } /* headers first, body later */
+    if (*upload_data_size) { *upload_data_size = 0; return MHD_YES; }
+    if (strcmp(method, "GET") != 0) return json_error(conn, 405, "method_not_allowed", "GET only");
+    if (strcmp(url, "/ws") == 0) return handle_ws(conn);
+    if (strcmp(url, "/health") == 0) return handle_health(conn);
+    if (strcmp(url, "/metrics") == 0) return handle_metrics(conn);
+    return json_error(conn, 404, "not_found", "no such path");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "listen", required_argument, NULL, 'l' }, { "config", required_argument, NULL, 'c' },
+        { "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 } };
+    const char *listen = NULL, *config = NULL;
+    int o;
+    while ((o = getopt_long(argc, argv, "l:c:hV", opts, NULL)) != -1) {
+        switch (o) {
+        case 'l': listen = optarg; break;
+        case 'c': config = optarg; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case 'V': printf("pgcast-ws %s\n", PGCAST_VERSION); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    char err[256];
+    if (pgc_config_load(&g_cfg, config, err, sizeof err) != 0) {
+        fprintf(stderr, "pgcast-ws: %s\n", err);
+        return 2;
+    }
+    pgc_log_init("pgcast-ws", (enum pgc_log_level)g_cfg.log_level);
+    if (!listen) listen = g_cfg.ws_listen;
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    if (!colon || (size_t)(colon - listen) >= sizeof host) {
+        fprintf(stderr, "pgcast-ws: --listen wants HOST:PORT\n");
+        pgc_config_free(&g_cfg);
+        return 2;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = 0;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST };
+    struct addrinfo *ai = NULL;
+    if (getaddrinfo(host, colon + 1, &hints, &ai) != 0) {
+        fprintf(stderr, "pgcast-ws: bad listen address %s\n", listen);
+        pgc_config_free(&g_cfg);
+        return 2;
+    }
+    g_verifier = pgc_verifier_new(&g_cfg, err, sizeof err);
+    if (!g_verifier) {
+        fprintf(stderr, "pgcast-ws: %s\n", err);
+        freeaddrinfo(ai);
+        pgc_config_free(&g_cfg);
+        return 2;
+    }
+    g_loop = ws_loop_new(g_cfg.max_message_bytes, g_cfg.queue_bytes, 25000, 10000);
+    int rc = 1;
+    if (!g_loop) { pgc_log(PGC_LOG_ERROR, NULL, "cannot create the event loop"); goto out; }
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0 ||
+        signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        pgc_log(PGC_LOG_ERROR, NULL, "sigaction: %s", strerror(errno));
+        goto out;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
+                     (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
+                                            ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+    if (!d) { pgc_log(PGC_LOG_ERROR, NULL, "cannot listen on %s", listen); goto out; }
+    pgc_log(PGC_LOG_INFO, NULL, "listening on %s", listen);
+    rc = ws_loop_run(g_loop) == 0 ? 0 : 1;
+    MHD_stop_daemon(d);
+out:
+    ws_loop_free(g_loop);
+    pgc_verifier_free(g_verifier);
+    freeaddrinfo(ai);
+    pgc_config_free(&g_cfg);
+    return rc;
+}
