@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ struct pgc_request {
     bool cgi;
     bool gone;
     bool drained; /* the request's stdin was read to its end */
+    unsigned long long consumed; /* body bytes read (CGI) */
     char id[24];
     char **envp; /* FastCGI params or environ */
 };
@@ -72,6 +74,20 @@ const char *pgc_req_param(pgc_request *r, const char *name)
 bool pgc_req_is_cgi(pgc_request *r) { return r->cgi; }
 const char *pgc_req_id(pgc_request *r) { return r->id; }
 
+static int body_read(pgc_request *r, char *buf, size_t len)
+{
+    if (!r->cgi)
+        return FCGX_GetStr(buf, len > INT32_MAX ? INT32_MAX : (int)len, r->fcgx.in);
+    for (;;) {
+        ssize_t m = read(STDIN_FILENO, buf, len);
+        if (m < 0 && errno == EINTR)
+            continue;
+        if (m > 0)
+            r->consumed += (unsigned long long)m;
+        return (int)m;
+    }
+}
+
 int pgc_req_read_body(pgc_request *r, char **out, size_t *len, size_t max)
 {
     *out = NULL;
@@ -81,22 +97,24 @@ int pgc_req_read_body(pgc_request *r, char **out, size_t *len, size_t max)
     unsigned long long want = cl && *cl ? strtoull(cl, &end, 10) : 0;
     if (cl && *cl && *end)
         return -1;
-    if (want > max)
+    if (want > max) {
+        /* read and drop it (up to a bound), so the web server can deliver the 413
+         * instead of failing to write the body to a process that stopped reading */
+        char sink[16384];
+        for (unsigned long long left = want < 64ULL * max ? want : 0; left > 0;) {
+            int n = body_read(r, sink, left < sizeof(sink) ? (size_t)left : sizeof(sink));
+            if (n <= 0)
+                break;
+            left -= (unsigned long long)n;
+        }
         return -2;
+    }
     char *buf = malloc((size_t)want + 1);
     if (!buf)
         return -1;
     size_t got = 0;
     while (got < want) {
-        int n;
-        if (r->cgi) {
-            ssize_t m = read(STDIN_FILENO, buf + got, (size_t)want - got);
-            if (m < 0 && errno == EINTR)
-                continue;
-            n = (int)m;
-        } else {
-            n = FCGX_GetStr(buf + got, (int)(want - got), r->fcgx.in);
-        }
+        int n = body_read(r, buf + got, (size_t)(want - got));
         if (n <= 0)
             break;
         got += (size_t)n;
@@ -275,6 +293,16 @@ static int serve_cgi(pgc_handler_fn handler, void *ctx)
     handler(r, ctx);
     if (!r->gone)
         fflush(stdout);
+    /* read what is left of the body: a process that exits with unread input makes the
+     * web server's socket reset, and the answer already written is lost with it */
+    const char *cl = getenv("CONTENT_LENGTH");
+    unsigned long long want = cl ? strtoull(cl, NULL, 10) : 0;
+    char sink[16384];
+    while (r->consumed < want && want - r->consumed < (64ULL << 20)) {
+        unsigned long long left = want - r->consumed;
+        if (body_read(r, sink, left < sizeof(sink) ? (size_t)left : sizeof(sink)) <= 0)
+            break;
+    }
     free(r);
     return 0;
 }

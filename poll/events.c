@@ -23,7 +23,8 @@
 struct page {
     char *buf;
     size_t len, cap;
-    int count, limit;
+    int count, limit; /* count: events (gaps do not count against the limit) */
+    int items;        /* entries written, for the separators */
     pgc_cursor *cur;
     bool oom;
 };
@@ -56,7 +57,7 @@ static int page_item(pgc_event *e, void *arg)
     if (e->kind == PGC_ITEM_EVENT || e->kind == PGC_ITEM_GAP) {
         int64_t pos = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
         if (pos > pgc_cursor_get(p->cur, e->channel)) {
-            page_add(p, p->count ? "," : "", p->count ? 1 : 0);
+            page_add(p, ",", p->items++ ? 1 : 0);
             page_add(p, e->json, e->json_len);
             if (pgc_cursor_set(p->cur, e->channel, pos) != 0)
                 p->oom = true;
