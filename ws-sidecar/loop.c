@@ -15,7 +15,7 @@
 #include <wslay/wslay.h>
 
 #include "log.h"
-#include "message.h"
+#include "session.h"
 #include "utf8.h"
 
 typedef struct ws_conn {
@@ -29,6 +29,10 @@ typedef struct ws_conn {
     int64_t last_pong_ms, ping_sent_ms;
     int64_t lingering_ms;            /* non-zero: closed, draining until the peer's EOF */
     uint32_t events;                 /* what epoll watches now */
+    pgc_token tok;                   /* verified at the handshake; moved to the session */
+    ws_session *session;
+    atomic_bool ready;               /* the hub queued items (set from the hub thread) */
+    struct ws_conn *next_ready;      /* ready list (under the loop mutex) */
 } ws_conn;
 
 struct ws_loop {
@@ -36,9 +40,11 @@ struct ws_loop {
     pthread_mutex_t mu;
     ws_conn *incoming;               /* adopted, not yet in the loop */
     ws_conn *conns;
+    ws_conn *ready;                  /* woken by the hub, to pump (under mu) */
+    ws_env env;
+    uint64_t next_id;
     atomic_bool stop;
     size_t max_msg, queue_bytes;
-    int ping_interval_ms, ping_timeout_ms;
     _Atomic uint64_t n_conn, n_in, n_out, n_overflow;
 };
 
@@ -84,8 +90,10 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
 
 /* Queues a text message unless the connection's outbound bytes exceed its bound: a
  * slow reader is cut off (1008) instead of growing without limit. */
-static void conn_send_text(ws_conn *c, const char *s, size_t n)
+void ws_conn_send(ws_conn *c, const char *s, size_t n)
 {
+    if (c->lingering_ms || wslay_event_get_close_sent(c->ctx))
+        return; /* closing */
     if (wslay_event_get_queued_msg_length(c->ctx) + n > c->loop->queue_bytes) {
         atomic_fetch_add(&c->loop->n_overflow, 1);
         const char *why = "outbound queue overflow";
@@ -94,6 +102,25 @@ static void conn_send_text(ws_conn *c, const char *s, size_t n)
     }
     struct wslay_event_msg m = { WSLAY_TEXT_FRAME, (const uint8_t *)s, n };
     if (wslay_event_queue_msg(c->ctx, &m) == 0) atomic_fetch_add(&c->loop->n_out, 1);
+}
+
+void ws_conn_close(ws_conn *c, uint16_t code, const char *reason)
+{
+    wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, strlen(reason));
+    wslay_event_shutdown_read(c->ctx);
+}
+
+static void wake(ws_loop *l);
+
+void ws_conn_mark_ready(ws_conn *c)
+{
+    if (atomic_exchange(&c->ready, true))
+        return;
+    pthread_mutex_lock(&c->loop->mu);
+    c->next_ready = c->loop->ready;
+    c->loop->ready = c;
+    pthread_mutex_unlock(&c->loop->mu);
+    wake(c->loop);
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
@@ -112,16 +139,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA, (const uint8_t *)why, strlen(why));
         return;
     }
-    ws_action a;
-    ws_message_parse((const char *)arg->msg, arg->msg_length, &a);
-    char *reply = ws_message_reply(&a);
-    if (!reply && a.kind != WS_ACT_ERROR && a.kind != WS_ACT_PING)
-        reply = ws_error_json("not_implemented", "not implemented yet in this sidecar", a.request_id);
-    if (reply) {
-        conn_send_text(c, reply, strlen(reply));
-        free(reply);
-    }
-    ws_action_free(&a);
+    ws_session_on_text(c->session, (const char *)arg->msg, arg->msg_length);
 }
 
 static void conn_update_events(ws_conn *c)
@@ -138,6 +156,17 @@ static void conn_update_events(ws_conn *c)
 
 static void conn_free(ws_loop *l, ws_conn *c)
 {
+    ws_session_close(c->session); /* after this the hub never marks c ready again */
+    c->session = NULL;
+    pthread_mutex_lock(&l->mu);
+    for (ws_conn **pp = &l->ready; *pp; pp = &(*pp)->next_ready) {
+        if (*pp == c) {
+            *pp = c->next_ready;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    pgc_token_free(&c->tok);
     if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
         pgc_log(PGC_LOG_WARN, NULL, "epoll_ctl del: %s", strerror(errno));
     if (c->prev) c->prev->next = c->next; else l->conns = c->next;
@@ -187,10 +216,11 @@ static bool conn_io(ws_conn *c, uint32_t ev)
     return conn_linger(c);
 }
 
-ws_loop *ws_loop_new(size_t max_message_bytes, size_t queue_bytes, int ping_interval_ms, int ping_timeout_ms)
+ws_loop *ws_loop_new(const ws_env *env, size_t max_message_bytes, size_t queue_bytes)
 {
     ws_loop *l = calloc(1, sizeof *l);
     if (!l) return NULL;
+    l->env = *env;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (l->epfd < 0 || l->evfd < 0 || pthread_mutex_init(&l->mu, NULL) != 0) goto fail;
@@ -198,8 +228,6 @@ ws_loop *ws_loop_new(size_t max_message_bytes, size_t queue_bytes, int ping_inte
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &e) != 0) goto fail;
     l->max_msg = max_message_bytes;
     l->queue_bytes = queue_bytes;
-    l->ping_interval_ms = ping_interval_ms;
-    l->ping_timeout_ms = ping_timeout_ms;
     return l;
 fail:
     if (l->epfd >= 0) close(l->epfd);
@@ -216,10 +244,13 @@ static void wake(ws_loop *l)
         pgc_log(PGC_LOG_WARN, NULL, "eventfd write: %s", strerror(errno));
 }
 
-int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struct MHD_UpgradeResponseHandle *urh)
+int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struct MHD_UpgradeResponseHandle *urh,
+                  pgc_token *tok)
 {
     ws_conn *c = calloc(1, sizeof *c);
     if (!c) return -1;
+    c->tok = *tok;
+    memset(tok, 0, sizeof(*tok));
     if (extra_len) {
         c->pre = malloc(extra_len);
         if (!c->pre) { free(c); return -1; }
@@ -227,7 +258,12 @@ int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struc
         c->pre_len = extra_len;
     }
     int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) { free(c->pre); free(c); return -1; }
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
+        *tok = c->tok; /* the caller keeps it */
+        free(c->pre);
+        free(c);
+        return -1;
+    }
     c->fd = fd;
     c->urh = urh;
     c->loop = l;
@@ -256,6 +292,7 @@ static void take_incoming(ws_loop *l)
             if (c->ctx) wslay_event_context_free(c->ctx);
             if (MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
                 pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
+            pgc_token_free(&c->tok);
             free(c->pre);
             free(c);
             continue;
@@ -267,8 +304,13 @@ static void take_incoming(ws_loop *l)
         if (l->conns) l->conns->prev = c;
         l->conns = c;
         atomic_fetch_add(&l->n_conn, 1);
-        const char *hello = "{\"type\":\"connected\"}";
-        conn_send_text(c, hello, strlen(hello));
+        char id[48];
+        snprintf(id, sizeof(id), "%s-%llu", pgc_hub_instance_id(l->env.hub), (unsigned long long)++l->next_id);
+        c->session = ws_session_open(&l->env, c, &c->tok, id);
+        if (!c->session) {
+            pgc_log(PGC_LOG_WARN, NULL, "out of memory opening a session");
+            ws_conn_close(c, 1011, "server error");
+        }
         /* Bytes that came with the handshake are parsed now, not on the next readiness. */
         if (!conn_io(c, c->pre_len ? EPOLLIN : 0)) conn_free(l, c);
     }
@@ -283,15 +325,40 @@ static void heartbeat(ws_loop *l, int64_t now)
             if (now - c->lingering_ms > LINGER_MS) conn_free(l, c);
             continue;
         }
-        if (c->ping_sent_ms && now - c->ping_sent_ms > l->ping_timeout_ms) {
+        int interval = 30000, timeout = 90000;
+        if (c->session) {
+            ws_session_heartbeat(c->session, &interval, &timeout);
+            ws_session_tick(c->session, now);
+        }
+        if (c->ping_sent_ms && now - c->ping_sent_ms > timeout) {
             const char *why = "ping timeout";
             wslay_event_queue_close(c->ctx, WSLAY_CODE_POLICY_VIOLATION, (const uint8_t *)why, strlen(why));
             wslay_event_shutdown_read(c->ctx);
-        } else if (!c->ping_sent_ms && now - c->last_pong_ms >= l->ping_interval_ms) {
+        } else if (!c->ping_sent_ms && now - c->last_pong_ms >= interval) {
             struct wslay_event_msg m = { WSLAY_PING, (const uint8_t *)"hb", 2 };
             if (wslay_event_queue_msg(c->ctx, &m) == 0) c->ping_sent_ms = now;
         }
         if (!conn_io(c, 0)) conn_free(l, c);
+    }
+}
+
+/* Connections the hub woke: move their queued items to wslay, then write. */
+static void pump_ready(ws_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    ws_conn *list = l->ready;
+    l->ready = NULL;
+    for (ws_conn *c = list; c; c = c->next_ready)
+        atomic_store(&c->ready, false);
+    pthread_mutex_unlock(&l->mu);
+    while (list) {
+        ws_conn *c = list;
+        list = c->next_ready;
+        if (!c->session || c->lingering_ms)
+            continue;
+        ws_session_pump(c->session);
+        if (!conn_io(c, 0))
+            conn_free(l, c);
     }
 }
 
@@ -313,6 +380,7 @@ int ws_loop_run(ws_loop *l)
                 if (read(l->evfd, &v, sizeof v) < 0 && errno != EAGAIN)
                     pgc_log(PGC_LOG_WARN, NULL, "eventfd read: %s", strerror(errno));
                 take_incoming(l);
+                pump_ready(l);
                 continue;
             }
             if (!conn_io(c, evs[i].events)) conn_free(l, c);

@@ -6,16 +6,20 @@
 #include <stdint.h>
 #include <microhttpd.h>
 
+#include "session.h"
+
 typedef struct ws_loop ws_loop;
 
 typedef struct ws_loop_stats {
     uint64_t connections, messages_in, messages_out, queue_overflows;
 } ws_loop_stats;
 
-ws_loop *ws_loop_new(size_t max_message_bytes, size_t queue_bytes, int ping_interval_ms, int ping_timeout_ms);
+/* Ping intervals and timeouts come from each connection's channel types. */
+ws_loop *ws_loop_new(const ws_env *env, size_t max_message_bytes, size_t queue_bytes);
 /* Called from MHD's thread: hands an upgraded socket (and bytes read past the handshake)
- * to the loop. tenant is copied. Returns 0 or -1. */
-int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struct MHD_UpgradeResponseHandle *urh);
+ * to the loop with the verified token, which it takes (left to the caller on -1). */
+int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struct MHD_UpgradeResponseHandle *urh,
+                  pgc_token *tok);
 /* Runs until ws_loop_stop; then closes every client with 1001 and returns. */
 int ws_loop_run(ws_loop *l);
 void ws_loop_stop(ws_loop *l);   /* async-signal-safe */

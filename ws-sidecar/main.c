@@ -7,7 +7,10 @@
 #include <netdb.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +18,8 @@
 #include <time.h>
 
 #include "config.h"
+#include "db.h"
+#include "hub.h"
 #include "log.h"
 #include "loop.h"
 #include "token.h"
@@ -23,6 +28,14 @@
 static ws_loop *g_loop;
 static pgc_config g_cfg;
 static pgc_verifier *g_verifier;
+static pgc_hub *g_hub;
+static pgc_db_pool *g_pool;
+
+/* Per HTTP request: the token verified at the handshake, handed to the loop on upgrade. */
+struct req_state {
+    bool has_token;
+    pgc_token tok;
+};
 
 static const char *usage =
     "NAME\n"
@@ -71,7 +84,7 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned status, con
 static enum MHD_Result json_error(struct MHD_Connection *conn, unsigned status, const char *code, const char *msg)
 {
     char body[256];
-    snprintf(body, sizeof body, "{\"error\":\"%s\",\"message\":\"%s\"}", code, msg);
+    snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
     return respond(conn, status, "application/json", body);
 }
 
@@ -94,14 +107,17 @@ static int header_has(const char *list, const char *tok)
 static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *req_cls, const char *extra_in,
                        size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
-    if (ws_loop_adopt(g_loop, sock, extra_in, extra_in_size, urh) != 0) {
+    struct req_state *rs = req_cls;
+    pgc_token none = {0};
+    pgc_token *tok = rs && rs->has_token ? &rs->tok : &none;
+    if (ws_loop_adopt(g_loop, sock, extra_in, extra_in_size, urh, tok) != 0) {
         pgc_log(PGC_LOG_WARN, NULL, "cannot hand the connection to the loop");
         if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
             pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
     }
 }
 
-static enum MHD_Result handle_ws(struct MHD_Connection *conn)
+static enum MHD_Result handle_ws(struct MHD_Connection *conn, struct req_state *rs)
 {
     const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
     const char *co = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Connection");
@@ -129,7 +145,8 @@ static enum MHD_Result handle_ws(struct MHD_Connection *conn)
     pgc_token_status st = pgc_token_verify(g_verifier, jwt, (int64_t)time(NULL), &tok);
     free(jwt);
     if (st != PGC_TOKEN_OK) return json_error(conn, 401, "unauthorized", pgc_token_status_str(st));
-    pgc_token_free(&tok);
+    rs->tok = tok; /* the loop takes it at the upgrade; freed at completion otherwise */
+    rs->has_token = true;
 
     char buf[128];
     snprintf(buf, sizeof buf, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
@@ -154,20 +171,32 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn)
 {
     ws_loop_stats s;
     ws_loop_get_stats(g_loop, &s);
-    char body[1024];
+    pgc_hub_stats h;
+    pgc_hub_get_stats(g_hub, &h);
+    char body[2048];
     snprintf(body, sizeof body,
              "# TYPE pgcast_ws_connections gauge\npgcast_ws_connections %llu\n"
+             "# TYPE pgcast_ws_subscriptions gauge\npgcast_ws_subscriptions %llu\n"
              "# TYPE pgcast_ws_messages_in_total counter\npgcast_ws_messages_in_total %llu\n"
              "# TYPE pgcast_ws_messages_out_total counter\npgcast_ws_messages_out_total %llu\n"
-             "# TYPE pgcast_ws_queue_overflows_total counter\npgcast_ws_queue_overflows_total %llu\n",
-             (unsigned long long)s.connections, (unsigned long long)s.messages_in,
-             (unsigned long long)s.messages_out, (unsigned long long)s.queue_overflows);
+             "# TYPE pgcast_ws_queue_overflows_total counter\npgcast_ws_queue_overflows_total %llu\n"
+             "# TYPE pgcast_hub_events_total counter\npgcast_hub_events_total %llu\n"
+             "# TYPE pgcast_hub_deliveries_total counter\npgcast_hub_deliveries_total %llu\n"
+             "# TYPE pgcast_hub_overflows_total counter\npgcast_hub_overflows_total %llu\n"
+             "# TYPE pgcast_db_reconnects_total counter\npgcast_db_reconnects_total %llu\n"
+             "# TYPE pgcast_db_up gauge\npgcast_db_up %d\n"
+             "# TYPE pgcast_hub_lag_ms gauge\npgcast_hub_lag_ms %lld\n",
+             (unsigned long long)s.connections, (unsigned long long)ws_sessions_subscriptions(),
+             (unsigned long long)s.messages_in, (unsigned long long)s.messages_out,
+             (unsigned long long)(s.queue_overflows + h.overflows), (unsigned long long)h.events_in,
+             (unsigned long long)h.deliveries, (unsigned long long)h.overflows, (unsigned long long)h.reconnects,
+             pgc_hub_db_ok(g_hub) ? 1 : 0, (long long)h.lag_ms);
     return respond(conn, 200, "text/plain; version=0.0.4", body);
 }
 
 static enum MHD_Result handle_health(struct MHD_Connection *conn)
 {
-    if (PQping(g_cfg.database_url ? g_cfg.database_url : "") == PQPING_OK)
+    if (pgc_hub_db_ok(g_hub))
         return respond(conn, 200, "application/json", "{\"status\":\"ok\",\"database\":\"ok\"}");
     return respond(conn, 503, "application/json", "{\"status\":\"error\",\"database\":\"down\"}");
 }
@@ -176,13 +205,62 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
 {
-    if (!*req_cls) { *req_cls = (void *)1; return MHD_YES; } /* headers first, body later */
+    if (!*req_cls) { /* headers first, body later */
+        *req_cls = calloc(1, sizeof(struct req_state));
+        return *req_cls ? MHD_YES : MHD_NO;
+    }
     if (*upload_data_size) { *upload_data_size = 0; return MHD_YES; }
     if (strcmp(method, "GET") != 0) return json_error(conn, 405, "method_not_allowed", "GET only");
-    if (strcmp(url, "/ws") == 0) return handle_ws(conn);
+    if (strcmp(url, "/ws") == 0) return handle_ws(conn, *req_cls);
     if (strcmp(url, "/health") == 0) return handle_health(conn);
     if (strcmp(url, "/metrics") == 0) return handle_metrics(conn);
     return json_error(conn, 404, "not_found", "no such path");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct req_state *rs = *req_cls;
+    if (!rs)
+        return;
+    if (rs->has_token)
+        pgc_token_free(&rs->tok); /* not upgraded (or already moved: then it is empty) */
+    free(rs);
+    *req_cls = NULL;
+}
+
+/* Retention and presence expiry: every process may run them; each run is one statement
+ * that skips rows other runs hold. */
+static atomic_bool g_stop_maint;
+static void *maintenance(void *arg)
+{
+    (void)arg;
+    int64_t next_prune = 0;
+    while (!atomic_load(&g_stop_maint)) {
+        struct timespec one = {1, 0};
+        nanosleep(&one, NULL);
+        PGconn *c = pgc_db_acquire(g_pool, 1000);
+        if (!c)
+            continue;
+        PGresult *r = PQexec(c, "SELECT realtime.presence_expire()");
+        bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+        time_t now = time(NULL);
+        if (ok && g_cfg.prune_interval_s > 0 && now >= next_prune) {
+            char age[32], count[32];
+            snprintf(age, sizeof age, "%d seconds", g_cfg.retention_max_age_s);
+            snprintf(count, sizeof count, "%d", g_cfg.retention_max_events);
+            const char *p[2] = {age, count};
+            r = PQexecParams(c, "SELECT realtime.prune($1::interval, $2::bigint)", 2, NULL, p, NULL, NULL, 0);
+            ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+            if (!ok)
+                pgc_log(PGC_LOG_WARN, NULL, "prune failed: %s", PQresultErrorMessage(r));
+            PQclear(r);
+            next_prune = now + g_cfg.prune_interval_s;
+        }
+        pgc_db_release(g_pool, c, !ok && PQstatus(c) != CONNECTION_OK);
+    }
+    return NULL;
 }
 
 int main(int argc, char **argv)
@@ -232,9 +310,18 @@ int main(int argc, char **argv)
         pgc_config_free(&g_cfg);
         return 2;
     }
-    g_loop = ws_loop_new(g_cfg.max_message_bytes, g_cfg.queue_bytes, 25000, 10000);
     int rc = 1;
+    pthread_t maint;
+    bool maint_started = false;
+    pgc_hub_options ho = {.conninfo = g_cfg.database_url, .kind = "ws",
+                          .queue_events = (size_t)g_cfg.queue_events, .queue_bytes = g_cfg.queue_bytes};
+    g_hub = pgc_hub_start(&ho, err, sizeof err);
+    g_pool = pgc_db_pool_new(g_cfg.database_url, 4);
+    if (!g_hub || !g_pool) { pgc_log(PGC_LOG_ERROR, NULL, "cannot start: %s", g_hub ? "no memory" : err); goto out; }
+    ws_env env = {.cfg = &g_cfg, .hub = g_hub, .pool = g_pool};
+    g_loop = ws_loop_new(&env, g_cfg.max_message_bytes, g_cfg.queue_bytes);
     if (!g_loop) { pgc_log(PGC_LOG_ERROR, NULL, "cannot create the event loop"); goto out; }
+    maint_started = pthread_create(&maint, NULL, maintenance, NULL) == 0;
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0 ||
@@ -245,13 +332,20 @@ int main(int argc, char **argv)
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
                      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-                                            ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+                                            ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!d) { pgc_log(PGC_LOG_ERROR, NULL, "cannot listen on %s", listen); goto out; }
     pgc_log(PGC_LOG_INFO, NULL, "listening on %s", listen);
     rc = ws_loop_run(g_loop) == 0 ? 0 : 1;
     MHD_stop_daemon(d);
 out:
+    if (maint_started) {
+        atomic_store(&g_stop_maint, true);
+        pthread_join(maint, NULL);
+    }
     ws_loop_free(g_loop);
+    pgc_hub_stop(g_hub);
+    pgc_db_pool_free(g_pool);
     pgc_verifier_free(g_verifier);
     freeaddrinfo(ai);
     pgc_config_free(&g_cfg);
