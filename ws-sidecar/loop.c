@@ -33,6 +33,7 @@ typedef struct ws_conn {
     ws_session *session;
     atomic_bool ready;               /* the hub queued items (set from the hub thread) */
     struct ws_conn *next_ready;      /* ready list (under the loop mutex) */
+    bool closing;                    /* a close is queued: ignore the rest */
 } ws_conn;
 
 struct ws_loop {
@@ -92,7 +93,7 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
  * slow reader is cut off (1008) instead of growing without limit. */
 void ws_conn_send(ws_conn *c, const char *s, size_t n)
 {
-    if (c->lingering_ms || wslay_event_get_close_sent(c->ctx))
+    if (c->closing || c->lingering_ms || wslay_event_get_close_sent(c->ctx))
         return; /* closing */
     if (wslay_event_get_queued_msg_length(c->ctx) + n > c->loop->queue_bytes) {
         atomic_fetch_add(&c->loop->n_overflow, 1);
@@ -106,6 +107,13 @@ void ws_conn_send(ws_conn *c, const char *s, size_t n)
 
 void ws_conn_close(ws_conn *c, uint16_t code, const char *reason)
 {
+    if (c->closing)
+        return;
+    c->closing = true;
+    /* wslay sends control frames before queued data: write what is queued first so
+     * that the messages explaining the close (rate_limited, ...) are not lost */
+    if (wslay_event_want_write(c->ctx))
+        (void)wslay_event_send(c->ctx);
     wslay_event_queue_close(c->ctx, code, (const uint8_t *)reason, strlen(reason));
     wslay_event_shutdown_read(c->ctx);
 }
@@ -139,7 +147,8 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         wslay_event_queue_close(ctx, WSLAY_CODE_UNSUPPORTED_DATA, (const uint8_t *)why, strlen(why));
         return;
     }
-    ws_session_on_text(c->session, (const char *)arg->msg, arg->msg_length);
+    if (!c->closing && c->session)
+        ws_session_on_text(c->session, (const char *)arg->msg, arg->msg_length);
 }
 
 static void conn_update_events(ws_conn *c)
