@@ -201,6 +201,12 @@ static enum MHD_Result handle_health(struct MHD_Connection *conn)
     return respond(conn, 503, "application/json", "{\"status\":\"error\",\"database\":\"down\"}");
 }
 
+static bool path_is(const char *url, const char *name)
+{
+    size_t ul = strlen(url), nl = strlen(name);
+    return ul >= nl && strcmp(url + ul - nl, name) == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **req_cls)
@@ -211,9 +217,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size) { *upload_data_size = 0; return MHD_YES; }
     if (strcmp(method, "GET") != 0) return json_error(conn, 405, "method_not_allowed", "GET only");
-    if (strcmp(url, "/ws") == 0) return handle_ws(conn, *req_cls);
-    if (strcmp(url, "/health") == 0) return handle_health(conn);
-    if (strcmp(url, "/metrics") == 0) return handle_metrics(conn);
+    /* by suffix: behind a web server the path keeps its prefix ({prefix}/ws) */
+    if (path_is(url, "/ws")) return handle_ws(conn, *req_cls);
+    if (path_is(url, "/health")) return handle_health(conn);
+    if (path_is(url, "/metrics")) return handle_metrics(conn);
     return json_error(conn, 404, "not_found", "no such path");
 }
 

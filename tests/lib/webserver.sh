@@ -36,8 +36,18 @@ _wait_port() {
     return 1
 }
 
+# The WebSocket sidecar the web servers proxy {prefix}/ws to -> $WS_PORT
+ws_start() {
+    WS_PORT=$("$PGCAST_ROOT/scripts/free-port.sh")
+    PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-ws" --listen "127.0.0.1:$WS_PORT" \
+        >>"$WEB_DIR/log/pgcast-ws.log" 2>&1 &
+    _web_pids+=($!)
+    _wait_port "$WS_PORT" || { echo "# pgcast-ws did not listen"; return 1; }
+}
+
 lighttpd_start() {
     local port
+    ws_start || return 1
     port=$("$PGCAST_ROOT/scripts/free-port.sh")
     cat >"$WEB_DIR/lighttpd.conf" <<EOT
 server.document-root = "$WEB_DIR/www"
@@ -51,6 +61,8 @@ mimetype.assign = ( ".html" => "text/html", ".js" => "text/javascript" )
 var.pgcast_bindir = "$PGCAST_BIN"
 var.pgcast_rundir = "$WEB_DIR/run"
 var.pgcast_config = "$PGCAST_TEST_CONFIG"
+var.pgcast_ws_host = "127.0.0.1"
+var.pgcast_ws_port = $WS_PORT
 include "$PGCAST_ROOT/lighttpd-conf/pgcast.conf"
 EOT
     mkdir -p "$WEB_DIR/www"
@@ -74,6 +86,8 @@ apache_start() {
     [ "$(id -u)" = 0 ] && user="User www-data
 Group www-data"
     mkdir -p "$WEB_DIR/apache" "$WEB_DIR/www"
+    WS_PORT=
+    [ "$variant" = proxy-fcgi ] && { ws_start || return 1; }
     cat >"$WEB_DIR/apache.conf" <<EOT
 ServerRoot "$WEB_DIR/apache"
 ServerName 127.0.0.1
@@ -96,6 +110,7 @@ Define PGCAST_BINDIR "$PGCAST_BIN"
 Define PGCAST_CONFIG "$PGCAST_TEST_CONFIG"
 Define PGCAST_SSE_ADDR 127.0.0.1:$sse_port
 Define PGCAST_POLL_ADDR 127.0.0.1:$poll_port
+Define PGCAST_WS_ADDR 127.0.0.1:${WS_PORT:-1}
 Include "$PGCAST_ROOT/apache-conf/pgcast-$variant.conf"
 EOT
     if [ "$variant" = proxy-fcgi ]; then
