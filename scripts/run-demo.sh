@@ -1,13 +1,19 @@
 #!/bin/bash
 # make run: the demo. A private PostgreSQL cluster in .run/pg of the checkout (kept between
-# runs), migrated; then it prints how to publish and read events, and waits. Ctrl-C stops
-# everything it started. PGCAST_RUN_DIR moves the folder; PGCAST_PG_PORT picks the port.
+# runs), migrated; the WebSocket sidecar; lighttpd on 127.0.0.1 with the shipped
+# lighttpd-conf/pgcast.conf (SSE and poll handlers, /realtime/ws proxied to the sidecar)
+# serving the demo page. Prints the URL, a demo token and a psql publish command; Ctrl-C
+# stops everything it started.
+#   PGCAST_HTTP_PORT (8080), PGCAST_WS_PORT (8081), PGCAST_PG_PORT (free),
+#   PGCAST_RUN_DIR (.run of the checkout)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 run=${PGCAST_RUN_DIR:-$ROOT/.run}
 mkdir -p "$run"
 run=$(cd "$run" && pwd)
+http_port=${PGCAST_HTTP_PORT:-8080}
+ws_port=${PGCAST_WS_PORT:-8081}
 
 # One demo at a time per folder: flock on a lock file, released when this shell exits.
 exec 9>"$run/lock"
@@ -18,18 +24,37 @@ if ! flock -n 9; then
 fi
 echo $$ >"$run/pid"
 
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$http_port" "$ws_port"; do
+    if port_busy "$p"; then
+        echo "pgcast: port $p on 127.0.0.1 is in use; set PGCAST_HTTP_PORT / PGCAST_WS_PORT to free ones." >&2
+        exit 1
+    fi
+done
+
 pids=()
 stop() {
     trap - INT TERM EXIT
+    [ -n "${stopped:-}" ] && return
+    stopped=1
     echo
     echo "pgcast: stopping"
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${pids[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
     scripts/pg-cluster.sh stop "$run/pg"
     rm -f "$run/pid"
     exit 0
 }
 trap stop INT TERM EXIT
+
+wait_port() {
+    for _ in $(seq 1 200); do port_busy "$1" && return 0; sleep 0.05; done
+    return 1
+}
 
 [ -n "${PGCAST_PG_PORT:-}" ] && port_arg=$PGCAST_PG_PORT || port_arg=
 if ! env_out=$(scripts/pg-cluster.sh start "$run/pg" $port_arg); then
@@ -37,20 +62,69 @@ if ! env_out=$(scripts/pg-cluster.sh start "$run/pg" $port_arg); then
     exit 1
 fi
 eval "$env_out"
-export PGCAST_DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres"
+export PGCAST_DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
 bin/pgcast-migrate --quiet || exit 1
+
+# The demo's configuration and secret, kept between runs.
+[ -s "$run/secret" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$run/secret"
+secret=$(cat "$run/secret")
+mkdir -p "$run/sockets" "$run/logs"
+cat >"$run/pgcast.conf" <<EOT
+# written by make run
+database_url = $PGCAST_DATABASE_URL
+jwt_secret = $secret
+anonymous = true
+anonymous_tenant = demo
+anonymous_channels = public:*
+log_level = info
+EOT
+export PGCAST_CONFIG="$run/pgcast.conf"
+
+bin/pgcast-ws --listen "127.0.0.1:$ws_port" >>"$run/logs/pgcast-ws.log" 2>&1 &
+pids+=($!)
+wait_port "$ws_port" || { echo "pgcast: the sidecar did not start (see $run/logs/pgcast-ws.log)" >&2; exit 1; }
+
+cat >"$run/lighttpd.conf" <<EOT
+server.document-root = "$ROOT/demo"
+server.bind = "127.0.0.1"
+server.port = $http_port
+server.errorlog = "$run/logs/lighttpd-error.log"
+server.modules += ( "mod_alias" )
+alias.url = ( "/pgcast.js" => "$ROOT/client/pgcast.js" )
+index-file.names = ( "index.html" )
+mimetype.assign = ( ".html" => "text/html; charset=utf-8", ".js" => "text/javascript" )
+var.pgcast_bindir = "$ROOT/bin"
+var.pgcast_rundir = "$run/sockets"
+var.pgcast_config = "$run/pgcast.conf"
+var.pgcast_ws_host = "127.0.0.1"
+var.pgcast_ws_port = $ws_port
+include "$ROOT/lighttpd-conf/pgcast.conf"
+EOT
+lighttpd -D -f "$run/lighttpd.conf" >>"$run/logs/lighttpd.out" 2>&1 &
+pids+=($!)
+wait_port "$http_port" || { echo "pgcast: lighttpd did not start (see $run/logs/)" >&2; exit 1; }
+
+token=$(/usr/bin/python3 scripts/jwt.py "$secret" \
+    '{"sub":"demo-user","name":"Demo","tenant":"demo","exp":"+86400","channels":["project:*","public:*"],"publish":["project:*"]}')
 
 cat <<EOT
 
 pgcast demo is running.
-  PostgreSQL: $PGCAST_DATABASE_URL  (data in $run/pg)
 
-Publish an event:
-  psql "$PGCAST_DATABASE_URL" -c "SELECT realtime.publish('demo', 'project:demo', 'project.updated', '{\"hello\": \"world\"}')"
+  Open:     http://127.0.0.1:$http_port/?token=$token
+  Token:    $token
+            (tenant "demo", may subscribe to project:* and publish to project:*, valid 24 h)
 
-Read the channel from the start:
-  psql "$PGCAST_DATABASE_URL" -c "SELECT * FROM realtime.read('demo', ARRAY['project:demo'], ARRAY[0]::bigint[], 100)"
+  Publish from the database, and watch it appear on the page:
+  psql "$PGCAST_DATABASE_URL" -c "SELECT realtime.publish('demo', 'project:demo', 'demo.message', '{\"text\": \"hello from SQL\"}')"
+
+  Health:   curl http://127.0.0.1:$http_port/realtime/health
+  Logs:     $run/logs/     Data: $run/pg
 
 Press Ctrl-C to stop.
 EOT
-while :; do sleep 3600 & wait $!; done
+# The signal only sets a flag; the stopping itself runs here, not inside a trap.
+interrupted=
+trap 'interrupted=1' INT TERM
+while [ -z "$interrupted" ]; do sleep 1 & wait $! 2>/dev/null; done
+stop

@@ -26,7 +26,7 @@ EOT
 
 pgcast_config_add() { echo "$1" >>"$PGCAST_TEST_CONFIG"; }
 
-mint() { /usr/bin/python3 "$PGCAST_ROOT/tests/lib/jwt.py" "$TEST_JWT_SECRET" "$1" "${2:-HS256}"; }
+mint() { /usr/bin/python3 "$PGCAST_ROOT/scripts/jwt.py" "$TEST_JWT_SECRET" "$1" "${2:-HS256}"; }
 
 _wait_port() {
     for _ in $(seq 1 200); do

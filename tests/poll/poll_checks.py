@@ -4,7 +4,7 @@
 Run by tests/poll/*.sh once they started a server; prints TAP lines."""
 import concurrent.futures, json, os, socket, subprocess, sys, threading, time, urllib.error, urllib.parse, urllib.request
 
-sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
 from jwt import mint  # noqa: E402
 
 BASE, LABEL = sys.argv[1].rstrip("/"), sys.argv[2]

@@ -2,11 +2,11 @@
 """SSE checks against a running web server: sse_checks.py BASE_URL LABEL [STREAMS].
 
 Run by tests/sse/*.sh once they started a server; prints TAP lines. Uses only the
-standard library (raw sockets, HTTP/1.0), psql for publishing, tests/lib/jwt.py for tokens.
+standard library (raw sockets, HTTP/1.0), psql for publishing, scripts/jwt.py for tokens.
 """
 import json, os, select, socket, subprocess, sys, time, urllib.parse
 
-sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
 from jwt import mint  # noqa: E402
 
 BASE, LABEL = sys.argv[1], sys.argv[2]

@@ -10,7 +10,7 @@ import websockets
 
 ROOT = os.environ["PGCAST_ROOT"]
 BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
-sys.path.insert(0, os.path.join(ROOT, "tests/lib"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from jwt import mint  # noqa: E402
 
 SECRET = "ws-flow-secret"

@@ -7,7 +7,7 @@ import websockets
 
 ROOT = os.environ.get("PGCAST_ROOT", os.getcwd())
 BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
-sys.path.insert(0, os.path.join(ROOT, "tests/lib"))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from jwt import mint  # noqa: E402
 
 SECRET = "ws-test-secret"

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Mints test tokens: jwt.py SECRET 'CLAIMS_JSON' [ALG].
+"""Mints HS256 tokens (tests, the demo): jwt.py SECRET 'CLAIMS_JSON' [ALG].
 
 HS256 only (what the tests configure); ALG=none builds an unsigned token, ALG=HS512 one
 signed with another algorithm. A claim "exp": "+N" becomes now + N seconds.
