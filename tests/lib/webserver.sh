@@ -37,11 +37,12 @@ _wait_port() {
 }
 
 # The WebSocket sidecar the web servers proxy {prefix}/ws to -> $WS_PORT
-ws_start() {
-    WS_PORT=$("$PGCAST_ROOT/scripts/free-port.sh")
+ws_start() { # [PORT] (default: a free one)
+    WS_PORT=${1:-$("$PGCAST_ROOT/scripts/free-port.sh")}
     PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-ws" --listen "127.0.0.1:$WS_PORT" \
         >>"$WEB_DIR/log/pgcast-ws.log" 2>&1 &
-    _web_pids+=($!)
+    WS_PID=$!
+    _web_pids+=($WS_PID)
     _wait_port "$WS_PORT" || { echo "# pgcast-ws did not listen"; return 1; }
 }
 
@@ -58,6 +59,7 @@ server.pid-file = "$WEB_DIR/run/lighttpd.pid"
 server.max-fds = 20000
 server.max-connections = 9000
 mimetype.assign = ( ".html" => "text/html", ".js" => "text/javascript" )
+index-file.names = ( "index.html" )
 var.pgcast_bindir = "$PGCAST_BIN"
 var.pgcast_rundir = "$WEB_DIR/run"
 var.pgcast_config = "$PGCAST_TEST_CONFIG"
