@@ -1,0 +1,122 @@
+#!/bin/bash
+# SSE through lighttpd (the shipped config, release build) against nginx + nchan, same
+# machine, same load generator (bench/loadgen.c): idle capacity and memory per stream,
+# then fan-out at fixed offered loads — deliveries/s, publish-to-client latency, and
+# server CPU time per delivery (lighttpd + pgcast-sse, resp. nginx, from /proc).
+# BENCH_SECONDS (10), BENCH_IDLE (9000) and BENCH_STREAMS_SMALL/LARGE (1000/9000) scale it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PGCAST_ROOT=$(pwd) PGCAST_BIN=$(pwd)/bin
+secs=${BENCH_SECONDS:-10}
+idle=${BENCH_IDLE:-9000}
+small=${BENCH_STREAMS_SMALL:-1000}
+large=${BENCH_STREAMS_LARGE:-9000}
+LOADGEN=build/release/bench/loadgen
+export PGCAST_TEST_WORK=$(mktemp -d /tmp/pgcast-bench-sse.XXXXXX)
+chmod 0755 "$PGCAST_TEST_WORK"
+pgdir="$PGCAST_TEST_WORK/pg"
+ngx_pid=
+cleanup() {
+    [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null
+    web_stop_all 2>/dev/null
+    scripts/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1
+    rm -rf "$PGCAST_TEST_WORK"
+}
+trap cleanup EXIT
+eval "$(scripts/pg-cluster.sh start "$pgdir")" || exit 1
+export PGCAST_DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
+bin/pgcast-migrate --quiet || exit 1
+ulimit -n "$(ulimit -Hn)"
+
+source tests/lib/webserver.sh
+web_init
+trap cleanup EXIT
+pgcast_config_add "queue_events = 4096"
+lighttpd_start || { web_logs; exit 1; }
+lport=${LIGHTTPD_URL##*:}
+tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"]}')
+
+nport=$(scripts/free-port.sh)
+cat >"$PGCAST_TEST_WORK/nginx.conf" <<EOT
+load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+worker_processes 1;
+worker_rlimit_nofile 40000;
+pid $PGCAST_TEST_WORK/nginx.pid;
+error_log $PGCAST_TEST_WORK/nginx-error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$nport;
+        location = /sub { nchan_subscriber eventsource; nchan_channel_id bench; }
+        location = /pub { nchan_publisher; nchan_channel_id bench; }
+    }
+}
+EOT
+nginx -c "$PGCAST_TEST_WORK/nginx.conf" -p "$PGCAST_TEST_WORK" -g 'daemon off;' 2>>"$PGCAST_TEST_WORK/nginx.out" &
+ngx_pid=$!
+sleep 1
+
+pids_pgcast() { echo $(pgrep -f "lighttpd -D -f $WEB_DIR") $(pgrep -f "$PGCAST_BIN/pgcast-sse.fcgi"); }
+pids_nchan() { echo $ngx_pid $(pgrep -P "$ngx_pid"); }
+cpu_ticks() { local t=0; for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null); t=$((t + ${1:-0} + ${2:-0})); done; echo $t; }
+rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
+hz=$(getconf CLK_TCK)
+
+echo "SSE benchmark: lighttpd + pgcast-sse (FastCGI) vs nginx + nchan, $(nproc) cores, load generator on the same machine"
+echo
+
+# idle capacity
+for side in pgcast nchan; do
+    if [ $side = pgcast ]; then pids=$(pids_pgcast); args=(127.0.0.1 "$lport" "/realtime/sse?channel=bench:idle&token=$tok");
+    else pids=$(pids_nchan); args=(127.0.0.1 "$nport" "/sub"); fi
+    before=$(rss_kb $pids)
+    $LOADGEN "${args[@]}" "$idle" 8 0 idle >"$PGCAST_TEST_WORK/idle.out" &
+    lg=$!
+    sleep 7
+    [ $side = pgcast ] && pids=$(pids_pgcast)
+    after=$(rss_kb $pids)
+    wait $lg
+    streams=$(grep -o 'streams=[0-9]*' "$PGCAST_TEST_WORK/idle.out" | cut -d= -f2)
+    per=$(( (after - before) * 1024 / (streams > 0 ? streams : 1) ))
+    printf 'idle %-7s %5s streams held: server RSS %6d -> %6d KiB, %5d bytes per stream\n' "$side" "$streams" "$before" "$after" "$per"
+    eval "idle_$side=$per"
+    sleep 3
+done
+echo "aim: <= 24 KiB per stream (lighttpd + pgcast together); nchan's figure is the reference"
+echo
+
+run() { # side streams rate
+    local side=$1 n=$2 rate=$3 pids out
+    if [ $side = pgcast ]; then
+        pids=$(pids_pgcast)
+        args=(127.0.0.1 "$lport" "/realtime/sse?channel=bench:fan&token=$tok" "$n" "$secs" "$rate" pg "$PGCAST_DATABASE_URL" bench bench:fan)
+    else
+        pids=$(pids_nchan)
+        args=(127.0.0.1 "$nport" /sub "$n" "$secs" "$rate" http 127.0.0.1 "$nport" /pub)
+    fi
+    local c0=$(cpu_ticks $pids)
+    out=$($LOADGEN "${args[@]}")
+    [ $side = pgcast ] && pids=$(pids_pgcast)
+    local c1=$(cpu_ticks $pids)
+    local deliveries=$(echo "$out" | grep -o 'deliveries=[0-9]*' | cut -d= -f2)
+    local us=$(( (c1 - c0) * 1000000 / hz ))
+    local per=$(awk -v u=$us -v d=${deliveries:-0} 'BEGIN{ if (d>0) printf "%.2f", u/d; else print "n/a" }')
+    printf '%-7s %5d streams x %3d ev/s: %s cpu=%sus/delivery\n' "$side" "$n" "$rate" "$out" "$per"
+    eval "res_${side}_${n}_cpu=$per"
+    eval "res_${side}_${n}_p99=$(echo "$out" | grep -o 'p99=[0-9.]*' | cut -d= -f2)"
+    eval "res_${side}_${n}_rate=$(echo "$out" | grep -o ' rate=[0-9]*' | cut -d= -f2)"
+    sleep 3
+}
+for w in "$small 200" "$large 20"; do
+    set -- $w
+    run pgcast "$1" "$2"
+    run nchan "$1" "$2"
+done
+echo
+echo "ratios pgcast/nchan (aims: CPU per delivery <= 2x nchan, p99 <= nchan's, full offered rate at ${large} x 20/s):"
+for n in "$small" "$large"; do
+    eval "pc=\$res_pgcast_${n}_cpu nc=\$res_nchan_${n}_cpu pp=\$res_pgcast_${n}_p99 np=\$res_nchan_${n}_p99"
+    awk -v n=$n -v pc=$pc -v nc=$nc -v pp=$pp -v np=$np 'BEGIN{ printf "  %5d streams: cpu/delivery %.2fx, p99 %.2fx\n", n, (nc>0?pc/nc:0), (np>0?pp/np:0) }'
+done
+echo "(pgcast's figures include lighttpd's relay; the database's own CPU for publishing is not counted on either side)"
