@@ -6,7 +6,8 @@
 source "$(dirname "$0")/../lib/tap.sh"
 cd "$PGCAST_ROOT" || exit 1
 export PGCAST_RUN_DIR="$PGCAST_TEST_WORK/demo-run"
-export PGCAST_PG_PORT=$(scripts/free-port.sh) PGCAST_HTTP_PORT=$(scripts/free-port.sh) PGCAST_WS_PORT=$(scripts/free-port.sh)
+read -r PGCAST_PG_PORT PGCAST_HTTP_PORT PGCAST_WS_PORT <<<"$(scripts/free-port.sh 3 | tr '\n' ' ')"
+export PGCAST_PG_PORT PGCAST_HTTP_PORT PGCAST_WS_PORT
 out="$PGCAST_TEST_WORK/demo.out"
 # background jobs of a script start with SIGINT ignored; the demo must see Ctrl-C
 setsid env --default-signal=INT scripts/run-demo.sh >"$out" 2>&1 </dev/null &

@@ -81,15 +81,14 @@ EOT
 # cgi (plain CGI, the shared-hosting case); includes apache-conf/pgcast-VARIANT.conf.
 apache_start() {
     local variant=$1 port sse_port poll_port
-    port=$("$PGCAST_ROOT/scripts/free-port.sh")
-    sse_port=$("$PGCAST_ROOT/scripts/free-port.sh")
-    poll_port=$("$PGCAST_ROOT/scripts/free-port.sh")
+    WS_PORT=
+    [ "$variant" = proxy-fcgi ] && { ws_start || return 1; }
+    # distinct ports in one call (the sidecar's is taken already: it listens)
+    read -r port sse_port poll_port <<<"$("$PGCAST_ROOT/scripts/free-port.sh" 3 | tr '\n' ' ')"
     local mods=/usr/lib/apache2/modules user=""
     [ "$(id -u)" = 0 ] && user="User www-data
 Group www-data"
     mkdir -p "$WEB_DIR/apache" "$WEB_DIR/www"
-    WS_PORT=
-    [ "$variant" = proxy-fcgi ] && { ws_start || return 1; }
     cat >"$WEB_DIR/apache.conf" <<EOT
 ServerRoot "$WEB_DIR/apache"
 ServerName 127.0.0.1
