@@ -16,6 +16,7 @@
  * otherwise it is behind and is fed from the log as its queue has room, so a catch-up
  * never overflows a queue and never delays anyone else's live events for long.
  */
+#include "clock.h"
 #include "hub.h"
 
 #include <errno.h>
@@ -134,13 +135,6 @@ struct pgc_hub {
     _Atomic int64_t st_lag_ms;
 };
 
-static int64_t now_ms(int clock)
-{
-    struct timespec ts;
-    if (clock_gettime(clock, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void hub_signal(pgc_hub *h)
 {
@@ -504,7 +498,7 @@ static void drop_conn(pgc_hub *h, const char *why)
     h->conn = NULL;
     atomic_store(&h->db_ok, false);
     atomic_fetch_add(&h->st_reconnects, 1);
-    h->next_connect_ms = now_ms(CLOCK_MONOTONIC) + h->backoff_ms;
+    h->next_connect_ms = pgc_mono_ms() + h->backoff_ms;
 }
 
 /* Runs a command that returns nothing of interest; drops the connection on failure. */
@@ -588,7 +582,7 @@ static void refresh_instance(pgc_hub *h)
                    "INSERT INTO realtime.realtime_instances (instance_id, kind, hostname, pid) "
                    "VALUES ($1, $2, $3, $4::int) ON CONFLICT (instance_id) DO UPDATE SET last_seen_at = now()",
                    4, p);
-    h->next_instance_ms = now_ms(CLOCK_MONOTONIC) + HUB_INSTANCE_REFRESH_MS;
+    h->next_instance_ms = pgc_mono_ms() + HUB_INSTANCE_REFRESH_MS;
     /* Any live process sweeps: rows and presence members of processes that stopped
      * refreshing (crashed, killed) are closed and removed. */
     if (h->refreshes++ % HUB_SWEEP_EVERY == 0)
@@ -803,7 +797,7 @@ static void on_event_notify(pgc_hub *h, const char *payload)
                                            strlen(nl + 1), ms);
         if (e) {
             atomic_fetch_add_explicit(&h->st_events_in, 1, memory_order_relaxed);
-            atomic_store(&h->st_lag_ms, now_ms(CLOCK_REALTIME) - ms);
+            atomic_store(&h->st_lag_ms, pgc_wall_ms() - ms);
             deliver_live(h, c, e);
             json_object_put(hdr);
             return;
@@ -812,7 +806,7 @@ static void on_event_notify(pgc_hub *h, const char *payload)
     json_object_put(hdr);
     /* a jump, or the body was too big for NOTIFY: the log has it */
     catchup_channel(h, c);
-    atomic_store(&h->st_lag_ms, now_ms(CLOCK_REALTIME) - ms);
+    atomic_store(&h->st_lag_ms, pgc_wall_ms() - ms);
 }
 
 static void on_presence_notify(pgc_hub *h, const char *payload)
@@ -855,7 +849,7 @@ static void try_connect(pgc_hub *h)
 {
     PGconn *c = pgc_db_connect(h->conninfo, "pgcast-hub");
     if (!c) {
-        h->next_connect_ms = now_ms(CLOCK_MONOTONIC) + h->backoff_ms;
+        h->next_connect_ms = pgc_mono_ms() + h->backoff_ms;
         h->backoff_ms = h->backoff_ms * 2 > HUB_BACKOFF_MAX_MS ? HUB_BACKOFF_MAX_MS : h->backoff_ms * 2;
         return;
     }
@@ -955,7 +949,7 @@ static void *hub_main(void *arg)
 {
     pgc_hub *h = arg;
     while (!atomic_load(&h->stop)) {
-        int64_t now = now_ms(CLOCK_MONOTONIC);
+        int64_t now = pgc_mono_ms();
         if (!h->conn && now >= h->next_connect_ms)
             try_connect(h);
         run_commands(h);
@@ -963,7 +957,7 @@ static void *hub_main(void *arg)
             refresh_instance(h);
 
         struct pollfd fds[2] = {{h->efd, POLLIN, 0}, {h->conn ? PQsocket(h->conn) : -1, POLLIN, 0}};
-        now = now_ms(CLOCK_MONOTONIC);
+        now = pgc_mono_ms();
         int64_t until = h->conn ? h->next_instance_ms : h->next_connect_ms;
         int timeout = until > now ? (int)(until - now) : 0;
         int n = poll(fds, 2, timeout);
@@ -1007,7 +1001,7 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
     char host[64] = "";
     if (gethostname(host, sizeof(host) - 1) != 0)
         snprintf(host, sizeof(host), "host");
-    unsigned rnd = (unsigned)now_ms(CLOCK_REALTIME) ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)h;
+    unsigned rnd = (unsigned)pgc_wall_ms() ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)h;
     snprintf(h->instance_id, sizeof(h->instance_id), "%s:%d:%08x", host, (int)getpid(), rnd);
     if (!h->conninfo || !h->kind || !h->chans || h->efd < 0 || pthread_mutex_init(&h->cmd_mu, NULL) != 0 ||
         pthread_mutex_init(&h->subs_mu, NULL) != 0 || pthread_rwlock_init(&h->hb_lock, NULL) != 0) {

@@ -1,6 +1,7 @@
 /* Connection stats in batches (see stats.h). Opening, counting and closing touch only
  * memory; one thread writes the changes every flush_ms: new rows with ids drawn from
  * the sequence, then one UPDATE from arrays for the rows already written. */
+#include "clock.h"
 #include "stats.h"
 
 #include <inttypes.h>
@@ -53,13 +54,6 @@ struct snap {
     int64_t closed_ms;
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return 0;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- PostgreSQL array literals ---- */
 
@@ -169,7 +163,7 @@ pgc_stats_conn *pgc_stats_open(pgc_stats *st, const char *connection_id, const c
         conn_free(c);
         return NULL;
     }
-    c->connected_ms = wall_ms();
+    c->connected_ms = pgc_wall_ms();
     atomic_init(&c->count, 0);
     atomic_init(&c->hb_ms, c->connected_ms);
     c->flushed_hb = c->connected_ms;
@@ -189,7 +183,7 @@ void pgc_stats_count(pgc_stats_conn *c, uint64_t n)
 void pgc_stats_heartbeat(pgc_stats_conn *c)
 {
     if (c)
-        atomic_store_explicit(&c->hb_ms, wall_ms(), memory_order_relaxed);
+        atomic_store_explicit(&c->hb_ms, pgc_wall_ms(), memory_order_relaxed);
 }
 
 void pgc_stats_close(pgc_stats_conn *c, const char *reason)
@@ -202,7 +196,7 @@ void pgc_stats_close(pgc_stats_conn *c, const char *reason)
     if (!c->closed) {
         c->closed = true;
         c->reason = r;
-        c->closed_ms = wall_ms();
+        c->closed_ms = pgc_wall_ms();
         r = NULL;
     }
     pthread_mutex_unlock(&st->mu);

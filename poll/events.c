@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cursor.h"
 #include "log.h"
 #include "poll.h"
@@ -176,26 +177,12 @@ static void read_page(pgc_app *app, pgc_request *r, const char *tenant, struct p
     send_page(r, tenant, p);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void wake_fd(void *arg)
-{
-    uint64_t one = 1;
-    ssize_t w = write(*(int *)arg, &one, sizeof(one));
-    (void)w; /* the counter only has to be non-zero */
-}
-
 /* FastCGI long-poll: a hub subscriber from the cursor; answered with the first items. */
 static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, struct page *p,
                           int wait_s)
 {
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    pgc_sub *sub = efd >= 0 ? pgc_sub_new(app->hub, tenant, wake_fd, &efd) : NULL;
+    pgc_sub *sub = efd >= 0 ? pgc_sub_new(app->hub, tenant, pgc_wake_eventfd, &efd) : NULL;
     if (!sub) {
         if (efd >= 0)
             close(efd);
@@ -204,7 +191,7 @@ static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char
     }
     for (int i = 0; i < n; i++)
         pgc_sub_add(sub, chans[i], pgc_cursor_get(p->cur, chans[i]));
-    int64_t deadline = mono_ms() + (int64_t)wait_s * 1000;
+    int64_t deadline = pgc_mono_ms() + (int64_t)wait_s * 1000;
     bool gone = false;
     for (;;) {
         pgc_event *items[64];
@@ -214,7 +201,7 @@ static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char
                 page_item(items[i], p);
         if (p->len > 0 || pgc_sub_get_state(sub) != PGC_SUB_OK)
             break; /* something to answer (an overflowed queue answers what it got) */
-        int64_t now = mono_ms();
+        int64_t now = pgc_mono_ms();
         if (now >= deadline)
             break;
         enum pgc_wait_result w = pgc_req_wait(r, efd, (int)(deadline - now));
@@ -235,9 +222,9 @@ static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char
 static void long_poll_cgi(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, struct page *p,
                           int wait_s)
 {
-    int64_t deadline = mono_ms() + (int64_t)wait_s * 1000;
+    int64_t deadline = pgc_mono_ms() + (int64_t)wait_s * 1000;
     for (;;) {
-        int64_t now = mono_ms();
+        int64_t now = pgc_mono_ms();
         if (now >= deadline)
             break;
         int step = app->cfg.cgi_poll_interval_ms;

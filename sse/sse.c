@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "app.h"
 #include "channel.h"
 #include "cursor.h"
@@ -52,27 +53,6 @@ typedef struct stream {
     pgc_stats_conn *stat;
 } stream;
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void wake_stream(void *arg)
-{
-    uint64_t one = 1;
-    ssize_t w = write(*(int *)arg, &one, sizeof(one));
-    (void)w; /* the counter only has to be non-zero; EAGAIN means it already is */
-}
-
 /* "id: <cursor>\ndata: <json>\n\n" for items with a position, "data: ...\n\n" otherwise. */
 static int write_item(stream *s, const pgc_event *e)
 {
@@ -100,7 +80,7 @@ static int write_item(stream *s, const pgc_event *e)
 static int write_heartbeat(stream *s)
 {
     size_t len;
-    char *hb = pgc_envelope_heartbeat(wall_ms(), &len);
+    char *hb = pgc_envelope_heartbeat(pgc_wall_ms(), &len);
     int rc = hb ? pgc_req_printf(s->r, "data: %s\n\n", hb) : -1;
     free(hb);
     if (s->stat)
@@ -191,7 +171,7 @@ static int pump(stream *s, pgc_sub *sub, struct held *held)
 static const char *run_hub_stream(stream *s, int64_t deadline, int64_t token_end)
 {
     s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    pgc_sub *sub = s->efd >= 0 ? pgc_sub_new(s->app->hub, s->tok.tenant, wake_stream, &s->efd) : NULL;
+    pgc_sub *sub = s->efd >= 0 ? pgc_sub_new(s->app->hub, s->tok.tenant, pgc_wake_eventfd, &s->efd) : NULL;
     if (!sub) {
         if (s->efd >= 0)
             close(s->efd);
@@ -202,10 +182,10 @@ static const char *run_hub_stream(stream *s, int64_t deadline, int64_t token_end
     struct held held = {0};
     s->cfg_gen = pgc_hub_config_generation(s->app->hub);
     s->hb_ms = heartbeat_ms(s);
-    int64_t next_hb = mono_ms() + s->hb_ms;
+    int64_t next_hb = pgc_mono_ms() + s->hb_ms;
     const char *reason = NULL;
     while (!reason) {
-        int64_t now = mono_ms();
+        int64_t now = pgc_mono_ms();
         int64_t until = next_hb;
         if (deadline && deadline < until)
             until = deadline;
@@ -232,7 +212,7 @@ static const char *run_hub_stream(stream *s, int64_t deadline, int64_t token_end
         } else if (st == PGC_SUB_CLOSED) {
             reason = "hub stopped";
         }
-        now = mono_ms();
+        now = pgc_mono_ms();
         uint64_t gen = pgc_hub_config_generation(s->app->hub);
         if (gen != s->cfg_gen) {
             s->cfg_gen = gen;
@@ -292,10 +272,10 @@ static const char *run_cgi_stream(stream *s, PGconn *c, int64_t deadline, int64_
     int poll_ms = s->app->cfg.cgi_poll_interval_ms;
     s->hb_ms = 30000;
     s->hb_ms = cgi_heartbeat_ms(s, c);
-    int64_t next_hb = mono_ms() + s->hb_ms, next_read = 0;
+    int64_t next_hb = pgc_mono_ms() + s->hb_ms, next_read = 0;
     char err[256];
     for (;;) {
-        int64_t now = mono_ms();
+        int64_t now = pgc_mono_ms();
         if (now >= next_read) {
             int n;
             do {
@@ -400,9 +380,9 @@ static void handle(pgc_app *app, pgc_request *r)
                        "X-Accel-Buffering: no\r\n\r\nretry: %d\n\n",
                        app->cfg.sse_retry_ms);
         pgc_req_flush(r);
-        int64_t start = mono_ms();
+        int64_t start = pgc_mono_ms();
         int64_t deadline = app->cfg.sse_max_duration_s ? start + (int64_t)app->cfg.sse_max_duration_s * 1000 : 0;
-        int64_t token_end = s.tok.exp ? start + (s.tok.exp * 1000 - wall_ms()) : 0;
+        int64_t token_end = s.tok.exp ? start + (s.tok.exp * 1000 - pgc_wall_ms()) : 0;
         if (token_end && token_end <= start)
             token_end = start + 1;
         pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels", s.tok.tenant, s.nchans);

@@ -1,3 +1,4 @@
+#include "clock.h"
 #include "loop.h"
 
 #include <errno.h>
@@ -48,13 +49,6 @@ struct ws_loop {
     size_t max_msg, queue_bytes;
     _Atomic uint64_t n_conn, n_in, n_out, n_overflow;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
@@ -134,7 +128,7 @@ void ws_conn_mark_ready(ws_conn *c)
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg, void *user)
 {
     ws_conn *c = user;
-    if (arg->opcode == WSLAY_PONG) { c->last_pong_ms = now_ms(); c->ping_sent_ms = 0; return; }
+    if (arg->opcode == WSLAY_PONG) { c->last_pong_ms = pgc_mono_ms(); c->ping_sent_ms = 0; return; }
     if (wslay_is_ctrl_frame(arg->opcode)) return; /* ping answered and close handled by wslay */
     atomic_fetch_add(&c->loop->n_in, 1);
     if (arg->opcode == WSLAY_TEXT_FRAME && !ws_utf8_valid(arg->msg, arg->msg_length)) {
@@ -218,7 +212,7 @@ static bool conn_io(ws_conn *c, uint32_t ev)
     }
     if (ev & (EPOLLHUP | EPOLLERR)) return false;
     if (shutdown(c->fd, SHUT_WR) != 0) return false;
-    c->lingering_ms = now_ms();
+    c->lingering_ms = pgc_mono_ms();
     struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
     if (epoll_ctl(c->loop->epfd, EPOLL_CTL_MOD, c->fd, &e) != 0) return false;
     c->events = EPOLLIN;
@@ -308,7 +302,7 @@ static void take_incoming(ws_loop *l)
         }
         c->events = EPOLLIN;
         wslay_event_config_set_max_recv_msg_length(c->ctx, l->max_msg);
-        c->last_pong_ms = now_ms();
+        c->last_pong_ms = pgc_mono_ms();
         c->next = l->conns;
         if (l->conns) l->conns->prev = c;
         l->conns = c;
@@ -374,7 +368,7 @@ static void pump_ready(ws_loop *l)
 int ws_loop_run(ws_loop *l)
 {
     struct epoll_event evs[256];
-    int64_t next_hb = now_ms() + 1000;
+    int64_t next_hb = pgc_mono_ms() + 1000;
     while (!atomic_load(&l->stop)) {
         int n = epoll_wait(l->epfd, evs, 256, 1000);
         if (n < 0) {
@@ -394,7 +388,7 @@ int ws_loop_run(ws_loop *l)
             }
             if (!conn_io(c, evs[i].events)) conn_free(l, c);
         }
-        int64_t now = now_ms();
+        int64_t now = pgc_mono_ms();
         if (now >= next_hb) { heartbeat(l, now); next_hb = now + 1000; }
     }
     /* Graceful end: 1001 to everyone, a short wait for the close replies. */
@@ -405,8 +399,8 @@ int ws_loop_run(ws_loop *l)
         wslay_event_queue_close(c->ctx, WSLAY_CODE_GOING_AWAY, (const uint8_t *)why, strlen(why));
         conn_update_events(c);
     }
-    int64_t until = now_ms() + 2000;
-    while (l->conns && now_ms() < until) {
+    int64_t until = pgc_mono_ms() + 2000;
+    while (l->conns && pgc_mono_ms() < until) {
         int n = epoll_wait(l->epfd, evs, 256, 100);
         for (int i = 0; i < n; i++) {
             ws_conn *c = evs[i].data.ptr;

@@ -3,6 +3,7 @@
  * Database calls (publish, presence) run on the loop thread through the pool: each is
  * one short statement on a warm connection. Event delivery never touches the database
  * here: the hub queues items and wakes the connection. */
+#include "clock.h"
 #include "session.h"
 
 #include <json.h>
@@ -45,13 +46,6 @@ struct ws_session {
 static _Atomic uint64_t subscriptions;
 
 uint64_t ws_sessions_subscriptions(void) { return atomic_load(&subscriptions); }
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void send_json(ws_session *s, struct json_object *o)
 {
@@ -113,7 +107,7 @@ ws_session *ws_session_open(const ws_env *env, ws_conn *c, pgc_token *tok, const
     memset(tok, 0, sizeof(*tok));
     snprintf(s->conn_id, sizeof(s->conn_id), "%s", connection_id);
     s->tokens = env->cfg->client_rate;
-    s->bucket_ms = mono_ms();
+    s->bucket_ms = pgc_mono_ms();
     s->sub = pgc_sub_new(env->hub, s->tok.tenant, wake, c);
     if (!s->sub) {
         pgc_token_free(&s->tok);
@@ -308,7 +302,7 @@ static void do_presence(ws_session *s, ws_action *a)
 /* Token bucket of client_rate messages per second. */
 static bool rate_ok(ws_session *s)
 {
-    int64_t now = mono_ms();
+    int64_t now = pgc_mono_ms();
     double rate = s->env.cfg->client_rate;
     s->tokens += (double)(now - s->bucket_ms) * rate / 1000.0;
     if (s->tokens > rate)
