@@ -36,7 +36,8 @@ made_policy=0
 if [ ! -e "$policy" ]; then
     printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
 fi
-cleanup() { [ "$made_policy" = 1 ] && rm -f "$policy"; }
+# (an if, not &&: a false test as the trap's last command would become the exit status)
+cleanup() { if [ "$made_policy" = 1 ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 apt-get update -qq >&2
 apt-get install -y -qq --no-install-recommends $missing >&2
