@@ -3,23 +3,10 @@
 # for the 304 path (If-None-Match, answered from channel positions only) and for a
 # 10-event page; then N concurrent long-poll waiters held (RSS per waiter) and woken by
 # one publish (time until all answered). BENCH_SECONDS (10), BENCH_WAITERS (9000).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-export PGCAST_ROOT=$(pwd) PGCAST_BIN=$(pwd)/bin
+source "$(dirname "$0")/lib.sh"
 secs=${BENCH_SECONDS:-10}
 waiters=${BENCH_WAITERS:-9000}
-export PGCAST_TEST_WORK=$(mktemp -d /tmp/pgcast-bench-poll.XXXXXX)
-chmod 0755 "$PGCAST_TEST_WORK"
-pgdir="$PGCAST_TEST_WORK/pg"
-cleanup() { web_stop_all 2>/dev/null; scripts/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1; rm -rf "$PGCAST_TEST_WORK"; }
-trap cleanup EXIT
-eval "$(scripts/pg-cluster.sh start "$pgdir")" || exit 1
-export PGCAST_DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
-bin/pgcast-migrate --quiet || exit 1
-ulimit -n "$(ulimit -Hn)"
-source tests/lib/webserver.sh
-web_init
-trap cleanup EXIT
+bench_setup poll
 lighttpd_start || exit 1
 export BENCH_TOKEN=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"]}')
 psql -qXAt -c "SELECT realtime.publish('bench', 'bench:page', 'e', jsonb_build_object('i', g)) FROM generate_series(1, 10) g" >/dev/null

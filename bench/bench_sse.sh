@@ -4,33 +4,16 @@
 # then fan-out at fixed offered loads — deliveries/s, publish-to-client latency, and
 # server CPU time per delivery (lighttpd + pgcast-sse, resp. nginx, from /proc).
 # BENCH_SECONDS (10), BENCH_IDLE (9000) and BENCH_STREAMS_SMALL/LARGE (1000/9000) scale it.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-export PGCAST_ROOT=$(pwd) PGCAST_BIN=$(pwd)/bin
+source "$(dirname "$0")/lib.sh"
 secs=${BENCH_SECONDS:-10}
 idle=${BENCH_IDLE:-9000}
 small=${BENCH_STREAMS_SMALL:-1000}
 large=${BENCH_STREAMS_LARGE:-9000}
 LOADGEN=build/release/bench/loadgen
-export PGCAST_TEST_WORK=$(mktemp -d /tmp/pgcast-bench-sse.XXXXXX)
-chmod 0755 "$PGCAST_TEST_WORK"
-pgdir="$PGCAST_TEST_WORK/pg"
 ngx_pid=
-cleanup() {
-    [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null
-    web_stop_all 2>/dev/null
-    scripts/pg-cluster.sh stop "$pgdir" >/dev/null 2>&1
-    rm -rf "$PGCAST_TEST_WORK"
-}
-trap cleanup EXIT
-eval "$(scripts/pg-cluster.sh start "$pgdir")" || exit 1
-export PGCAST_DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
-bin/pgcast-migrate --quiet || exit 1
-ulimit -n "$(ulimit -Hn)"
-
-source tests/lib/webserver.sh
-web_init
-trap cleanup EXIT
+stop_nginx() { [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null; }
+bench_on_exit=stop_nginx
+bench_setup sse
 pgcast_config_add "queue_events = 4096"
 lighttpd_start || { web_logs; exit 1; }
 lport=${LIGHTTPD_URL##*:}
