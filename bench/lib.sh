@@ -2,13 +2,17 @@
 #   bench_setup NAME   a temp dir, a private migrated cluster, lighttpd with the shipped
 #                      config and the release handlers (tests/lib/webserver.sh); all
 #                      stopped and removed on exit, plus whatever bench_on_exit names.
+#   cpu_ticks/rss_kb PIDS, field NAME LINE, wait_for FILE PATTERN, ratio A B, and
+#   nchan_start SUBSCRIBER (nginx + nchan, the reference server): see below.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PGCAST_ROOT=$(pwd) PGCAST_BIN=$(pwd)/bin
 bench_on_exit=:
+_bench_pids=()
 
 bench_cleanup() {
     $bench_on_exit
+    for p in "${_bench_pids[@]}"; do kill "$p" 2>/dev/null; done
     web_stop_all 2>/dev/null
     scripts/pg-cluster.sh stop "$PGCAST_TEST_WORK/pg" >/dev/null 2>&1
     rm -rf "$PGCAST_TEST_WORK"
@@ -26,3 +30,49 @@ bench_setup() {
     web_init
     trap bench_cleanup EXIT
 }
+
+# ---- measuring servers (/proc) and load-generator output
+hz=$(getconf CLK_TCK)
+# utime + stime of the processes, in clock ticks
+cpu_ticks() { local t=0; for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null); t=$((t + ${1:-0} + ${2:-0})); done; echo $t; }
+rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
+# field NAME "OUTPUT": the value of NAME=value in a loadgen line (ms/s suffixes dropped)
+field() { echo "$2" | grep -o "\(^\| \)$1=[0-9.]*" | tail -n1 | cut -d= -f2; }
+# wait_for FILE PATTERN [SECONDS]: until a line of FILE matches (a background job's output)
+wait_for() {
+    local i
+    for ((i = 0; i < ${3:-120} * 20; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+    return 1
+}
+# ratio A B: A/B with two decimals, "n/a" when B is not positive
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0) printf "%.2f", a/b; else print "n/a" }'; }
+
+# nchan_start SUBSCRIBER: nginx (one worker) + nchan with /sub (nchan_subscriber
+# SUBSCRIBER, e.g. eventsource or websocket) and /pub on channel "bench" -> $NCHAN_PORT,
+# $NCHAN_PID; stopped on exit. Subscribers get only what is published after they came
+# (like a WebSocket subscribe without since), not the messages earlier runs left.
+nchan_start() {
+    NCHAN_PORT=$(scripts/free-port.sh)
+    cat >"$PGCAST_TEST_WORK/nginx.conf" <<EOT
+load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+worker_processes 1;
+worker_rlimit_nofile 40000;
+pid $PGCAST_TEST_WORK/nginx.pid;
+error_log $PGCAST_TEST_WORK/nginx-error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$NCHAN_PORT;
+        location = /sub { nchan_subscriber $1; nchan_channel_id bench; nchan_subscriber_first_message newest; }
+        location = /pub { nchan_publisher; nchan_channel_id bench; }
+    }
+}
+EOT
+    nginx -c "$PGCAST_TEST_WORK/nginx.conf" -p "$PGCAST_TEST_WORK" -g 'daemon off;' 2>>"$PGCAST_TEST_WORK/nginx.out" &
+    NCHAN_PID=$!
+    _bench_pids+=($NCHAN_PID)
+    _wait_port "$NCHAN_PORT" || { echo "nginx did not start:"; cat "$PGCAST_TEST_WORK/nginx.out"; return 1; }
+}
+# the master and its worker(s)
+nchan_pids() { echo $NCHAN_PID $(pgrep -P "$NCHAN_PID"); }

@@ -23,7 +23,6 @@ typedef struct ws_conn {
     struct ws_conn *next, *prev;     /* loop list (loop thread only) */
     struct ws_conn *next_new;        /* handover list (under the loop mutex) */
     int fd;
-    struct MHD_UpgradeResponseHandle *urh;
     wslay_event_context_ptr ctx;
     ws_loop *loop;
     char *pre; size_t pre_len, pre_off; /* bytes MHD read past the handshake */
@@ -175,9 +174,7 @@ static void conn_free(ws_loop *l, ws_conn *c)
     if (c->prev) c->prev->next = c->next; else l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     wslay_event_context_free(c->ctx);
-    /* MHD owns the socket: it closes it on this action. */
-    if (MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
-        pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
+    close(c->fd);
     free(c->pre);
     free(c);
     atomic_fetch_sub(&l->n_conn, 1);
@@ -247,8 +244,7 @@ static void wake(ws_loop *l)
         pgc_log(PGC_LOG_WARN, NULL, "eventfd write: %s", strerror(errno));
 }
 
-int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struct MHD_UpgradeResponseHandle *urh,
-                  pgc_token *tok)
+int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, pgc_token *tok)
 {
     ws_conn *c = calloc(1, sizeof *c);
     if (!c) return -1;
@@ -268,7 +264,6 @@ int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struc
         return -1;
     }
     c->fd = fd;
-    c->urh = urh;
     c->loop = l;
     pthread_mutex_lock(&l->mu);
     c->next_new = l->incoming;
@@ -293,8 +288,7 @@ static void take_incoming(ws_loop *l)
             epoll_ctl(l->epfd, EPOLL_CTL_ADD, c->fd, &e) != 0) {
             pgc_log(PGC_LOG_WARN, NULL, "cannot adopt a connection");
             if (c->ctx) wslay_event_context_free(c->ctx);
-            if (MHD_upgrade_action(c->urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
-                pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
+            close(c->fd);
             pgc_token_free(&c->tok);
             free(c->pre);
             free(c);
