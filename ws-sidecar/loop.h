@@ -1,5 +1,5 @@
 /* The event loop of upgraded WebSocket connections: one thread, one epoll, non-blocking
- * sockets, RFC 6455 framing by wslay's event API. */
+ * sockets, RFC 6455 framing by frame.c, frames written many at a time (sendmsg). */
 #ifndef PGCAST_WS_LOOP_H
 #define PGCAST_WS_LOOP_H
 #include <stddef.h>
