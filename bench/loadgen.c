@@ -16,7 +16,7 @@
  * text frame {"type":"subscribe","channel":CHANNEL} (SPEC §5); frames are parsed, pings
  * answered, the "t" of each text message measured. Once every connection is open (and
  * subscribed) or 60 s have passed it prints "ready open=N subscribed=N" on its own line,
- * and holds (idle) or publishes, as above.
+ * and one second later holds (idle) or publishes, as above.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -380,6 +380,17 @@ int main(int argc, char **argv)
     if (ws_mode) {
         printf("ready open=%d subscribed=%d\n", n_open, n_subscribed);
         fflush(stdout);
+        /* a second before publishing: time for the caller to sample the server's CPU */
+        int64_t go = now_us() + 1000000;
+        while (now_us() < go) {
+            int n = epoll_wait(ep, evs, 512, 100);
+            for (int i = 0; i < n; i++) {
+                if (!on_readable(evs[i].data.fd, buf, sizeof(buf))) {
+                    close(evs[i].data.fd);
+                    connected--;
+                }
+            }
+        }
     }
     struct pubargs pa = {.mode = mode, .rate = rate, .seconds = seconds};
     if (argc > 10) {

@@ -587,18 +587,19 @@ static void heartbeat(ws_loop *l, int64_t now)
     }
 }
 
-/* Connections the hub woke: queue their items, then write. */
+/* Connections the hub woke: queue their items, then write. Each stays flagged until its
+ * turn: a wake while flagged is covered by the pump to come, and a connection flagged
+ * again is linked into the next list only after its link in this one has been read. */
 static void pump_ready(ws_loop *l)
 {
     pthread_mutex_lock(&l->mu);
     ws_conn *list = l->ready;
     l->ready = NULL;
-    for (ws_conn *c = list; c; c = c->next_ready)
-        atomic_store(&c->ready, false);
     pthread_mutex_unlock(&l->mu);
     while (list) {
         ws_conn *c = list;
         list = c->next_ready;
+        atomic_store(&c->ready, false);
         if (!c->session || c->lingering_ms)
             continue;
         ws_session_pump(c->session);
