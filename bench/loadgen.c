@@ -17,6 +17,8 @@
  * answered, the "t" of each text message measured. Once every connection is open (and
  * subscribed) or 60 s have passed it prints "ready open=N subscribed=N" on its own line,
  * and one second later holds (idle) or publishes, as above.
+ *
+ * LOADGEN_GRACE_S: seconds to wait for deliveries after the last publish (default 3).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -80,6 +82,7 @@ struct pubargs {
     int rate, seconds;
     const char *a, *b, *c, *d; /* pg: conninfo tenant channel; http: host port path */
     atomic_long published;
+    atomic_bool done;
 };
 
 static void pace(int64_t start, long i, int rate)
@@ -101,6 +104,7 @@ static void *publisher(void *arg)
         if (PQstatus(c) != CONNECTION_OK) {
             fprintf(stderr, "loadgen: %s", PQerrorMessage(c));
             PQfinish(c);
+            atomic_store(&p->done, true);
             return NULL;
         }
         for (long i = 0; i < total; i++) {
@@ -137,6 +141,7 @@ static void *publisher(void *arg)
         if (fd >= 0)
             close(fd);
     }
+    atomic_store(&p->done, true);
     return NULL;
 }
 
@@ -403,8 +408,14 @@ int main(int argc, char **argv)
     if (pub && pthread_create(&pt, NULL, publisher, &pa) != 0)
         return 1;
     int64_t t0 = now_us();
-    int64_t end = t0 + (int64_t)seconds * 1000000 + (pub ? 3000000 : 0);
+    /* after the last publish: LOADGEN_GRACE_S (3) seconds for deliveries still on their
+     * way; in WebSocket mode it ends as soon as every connection has every event */
+    const char *grace = getenv("LOADGEN_GRACE_S");
+    int64_t end = t0 + (int64_t)seconds * 1000000 + (pub ? (grace ? atoi(grace) : 3) * 1000000LL : 0);
     while (now_us() < end) {
+        if (ws_mode && pub && atomic_load(&pa.done) &&
+            deliveries >= atomic_load(&pa.published) * connected)
+            break;
         int n = epoll_wait(ep, evs, 512, 100);
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
