@@ -6,13 +6,15 @@
 # (the sidecar, resp. nginx, from /proc, while events flow).
 # BENCH_SECONDS (10), BENCH_IDLE (19000), BENCH_IDLE_TWO (20000, split over two sidecars
 # and two load generators: one process cannot hold 20,000 sockets under 20,000 fds) and
-# BENCH_CONNS_SMALL/LARGE (1000/10000) scale it.
+# BENCH_CONNS_SMALL/LARGE (1000/10000) and BENCH_REPEAT (3 runs of each fan-out per
+# server) scale it.
 source "$(dirname "$0")/lib.sh"
 secs=${BENCH_SECONDS:-10}
 idle=${BENCH_IDLE:-19000}
 idle2=${BENCH_IDLE_TWO:-20000}
 small=${BENCH_CONNS_SMALL:-1000}
 large=${BENCH_CONNS_LARGE:-10000}
+reps=${BENCH_REPEAT:-3}
 LOADGEN=build/release/bench/loadgen
 bench_setup ws
 nchan_start websocket || exit 1
@@ -65,6 +67,7 @@ echo
 
 # fan-out: SIDE CONNECTIONS RATE; CPU is sampled once every connection is open and
 # subscribed (loadgen's "ready" line, a second before it publishes) and after the run
+export LOADGEN_GRACE_S=${LOADGEN_GRACE_S:-10}  # late deliveries count (loadgen ends once all are in)
 fan_run() {
     local side=$1 n=$2 rate=$3 pids c0 c1 res
     if [ $side = pgcast ]; then
@@ -82,24 +85,41 @@ fan_run() {
     c1=$(cpu_ticks $pids)
     res=$(grep '^streams=' "$out")
     local d=$(field deliveries "$res")
-    local us=$(( (c1 - c0) * 1000000 / hz ))
-    local per=$(awk -v u=$us -v d=${d:-0} 'BEGIN{ if (d>0) printf "%.2f", u/d; else print "n/a" }')
-    printf '%-7s %5d conns x %3d ev/s: %s cpu=%sus/delivery\n' "$side" "$n" "$rate" "$res" "$per"
-    eval "res_${side}_${n}_cpu=$per res_${side}_${n}_p99=$(field p99 "$res") res_${side}_${n}_p50=$(field p50 "$res")"
+    local per=$(awk -v t=$((c1 - c0)) -v hz=$hz -v d=${d:-0} 'BEGIN{ if (d>0) printf "%.2f", t*1e6/hz/d; else print "n/a" }')
+    printf '  %-7s %5d conns x %3d ev/s: %s cpu=%sus/delivery\n' "$side" "$n" "$rate" "$res" "$per"
+    local k=${side}_$n
+    eval "cpu_$k+=($per) p50_$k+=($(field p50 "$res")) p99_$k+=($(field p99 "$res")) rate_$k+=($(field rate "$res"))"
+    eval "lost_$k=\$(( \${lost_$k:-0} + $(field expected "$res") - ${d:-0} ))"
     sleep 2
 }
+# Runs alternate between the two servers, $reps times each: the machine is shared, so
+# the figures compared are medians of runs taken side by side.
 for w in "$small 200" "$large 20"; do
     set -- $w
-    fan_run pgcast "$1" "$2"
-    fan_run nchan "$1" "$2"
+    for ((r = 1; r <= reps; r++)); do
+        fan_run pgcast "$1" "$2"
+        fan_run nchan "$1" "$2"
+    done
+done
+echo
+printf 'fan-out, median of %d runs each   %12s %9s %9s %16s %s\n' "$reps" deliveries/s "p50 ms" "p99 ms" "cpu us/delivery" "(not delivered)"
+for w in "$small 200" "$large 20"; do
+    set -- $w
+    for side in pgcast nchan; do
+        k=${side}_$1
+        eval "m_rate=\$(median \${rate_$k[@]}) m_p50=\$(median \${p50_$k[@]}) m_p99=\$(median \${p99_$k[@]}) m_cpu=\$(median \${cpu_$k[@]}) lost=\$lost_$k"
+        printf '  %-7s %5d conns x %3d ev/s %12s %9s %9s %16s (%d)\n' "$side" "$1" "$2" "$m_rate" "$m_p50" "$m_p99" "$m_cpu" "$lost"
+        eval "med_${k}_cpu=$m_cpu med_${k}_p50=$m_p50 med_${k}_p99=$m_p99 med_${k}_rate=$m_rate"
+    done
 done
 echo
 echo "ratios pgcast/nchan (aims: CPU per delivery <= nchan's, p99 <= nchan's):"
 printf '  idle RSS per connection: %s (%d vs %d bytes)\n' "$(ratio $idle_one $idle_nchan)" "$idle_one" "$idle_nchan"
 for n in "$small" "$large"; do
-    eval "pc=\$res_pgcast_${n}_cpu nc=\$res_nchan_${n}_cpu pp=\$res_pgcast_${n}_p99 np=\$res_nchan_${n}_p99"
-    eval "p5=\$res_pgcast_${n}_p50 n5=\$res_nchan_${n}_p50"
-    printf '  %5d connections: cpu/delivery %sx, p50 %sx, p99 %sx\n' "$n" "$(ratio "$pc" "$nc")" \
-        "$(ratio "$p5" "$n5")" "$(ratio "$pp" "$np")"
+    eval "pc=\$med_pgcast_${n}_cpu nc=\$med_nchan_${n}_cpu pp=\$med_pgcast_${n}_p99 np=\$med_nchan_${n}_p99"
+    eval "p5=\$med_pgcast_${n}_p50 n5=\$med_nchan_${n}_p50 pr=\$med_pgcast_${n}_rate nr=\$med_nchan_${n}_rate"
+    printf '  %5d connections: deliveries/s %sx, cpu/delivery %sx, p50 %sx, p99 %sx\n' "$n" "$(ratio "$pr" "$nr")" \
+        "$(ratio "$pc" "$nc")" "$(ratio "$p5" "$n5")" "$(ratio "$pp" "$np")"
 done
-echo "(two sidecars: ${idle_two} bytes per connection at ${idle2}; the database's CPU for publishing is not counted on either side)"
+echo "(pgcast's latency includes the publish's commit in PostgreSQL and the hub's NOTIFY; the database's CPU"
+echo " is not counted on either side; two sidecars: ${idle_two} bytes per idle connection at ${idle2})"

@@ -2,7 +2,7 @@
 #   bench_setup NAME   a temp dir, a private migrated cluster, lighttpd with the shipped
 #                      config and the release handlers (tests/lib/webserver.sh); all
 #                      stopped and removed on exit, plus whatever bench_on_exit names.
-#   cpu_ticks/rss_kb PIDS, field NAME LINE, wait_for FILE PATTERN, ratio A B, and
+#   cpu_ticks/rss_kb PIDS, field NAME LINE, wait_for FILE PATTERN, median, ratio A B, and
 #   nchan_start SUBSCRIBER (nginx + nchan, the reference server): see below.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,6 +44,8 @@ wait_for() {
     for ((i = 0; i < ${3:-120} * 20; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
     return 1
 }
+# median VALUES...: the middle one (the lower middle of an even count); n/a when none
+median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END{print NR ? a[int((NR+1)/2)] : "n/a"}'; }
 # ratio A B: A/B with two decimals, "n/a" when B is not positive
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0) printf "%.2f", a/b; else print "n/a" }'; }
 

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -498,6 +500,12 @@ int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, pgc_t
         memcpy(c->in, extra, extra_len);
         c->in_len = c->in_cap = extra_len;
     }
+    /* Frames are written whole and many at a time already; Nagle would hold a frame
+     * back until the previous one is acknowledged, and the peer may delay that ACK
+     * (up to 40 ms on Linux). */
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        pgc_log(PGC_LOG_WARN, NULL, "TCP_NODELAY: %s", strerror(errno));
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) {
         free(c->in);
