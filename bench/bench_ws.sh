@@ -54,14 +54,19 @@ idle_run() {
     idle_per=$per
     sleep 2
 }
-sidecar; a_pid=$WS_PID a_port=$WS_PORT
-idle_run pgcast "$a_pid" "$a_port $idle"; idle_one=$idle_per
-kill "$a_pid"
-sidecar; b_pid=$WS_PID b_port=$WS_PORT
-sidecar; c_pid=$WS_PID c_port=$WS_PORT
-idle_run pgcast "$b_pid $c_pid" "$b_port $((idle2 / 2))" "$c_port $((idle2 - idle2 / 2))"; idle_two=$idle_per
-kill "$c_pid"
-idle_run nchan "$(nchan_pids)" "$NCHAN_PORT $idle"; idle_nchan=$idle_per
+idle_one=0 idle_two=0 idle_nchan=0
+if [ "$idle" -gt 0 ]; then  # BENCH_IDLE=0: fan-out only
+    sidecar; a_pid=$WS_PID a_port=$WS_PORT
+    idle_run pgcast "$a_pid" "$a_port $idle"; idle_one=$idle_per
+    kill "$a_pid"
+fi
+sidecar; b_pid=$WS_PID b_port=$WS_PORT  # also the fan-out's
+if [ "$idle2" -gt 0 ]; then
+    sidecar; c_pid=$WS_PID c_port=$WS_PORT
+    idle_run pgcast "$b_pid $c_pid" "$b_port $((idle2 / 2))" "$c_port $((idle2 - idle2 / 2))"; idle_two=$idle_per
+    kill "$c_pid"
+fi
+[ "$idle" -gt 0 ] && { idle_run nchan "$(nchan_pids)" "$NCHAN_PORT $idle"; idle_nchan=$idle_per; }
 echo "aim: <= 8 KiB (8192 bytes) per idle connection on the sidecar; nchan's figure is the reference"
 echo
 
@@ -84,11 +89,14 @@ fan_run() {
     wait $lg
     c1=$(cpu_ticks $pids)
     res=$(grep '^streams=' "$out")
+    local pubs=$(grep '^publish ' "$out")
     local d=$(field deliveries "$res")
     local per=$(awk -v t=$((c1 - c0)) -v hz=$hz -v d=${d:-0} 'BEGIN{ if (d>0) printf "%.2f", t*1e6/hz/d; else print "n/a" }')
     printf '  %-7s %5d conns x %3d ev/s: %s cpu=%sus/delivery\n' "$side" "$n" "$rate" "$res" "$per"
+    printf '  %-7s %5s                 %s\n' "" "" "$pubs"
     local k=${side}_$n
     eval "cpu_$k+=($per) p50_$k+=($(field p50 "$res")) p99_$k+=($(field p99 "$res")) rate_$k+=($(field rate "$res"))"
+    eval "s50_$k+=($(field sent_p50 "$pubs")) s99_$k+=($(field sent_p99 "$pubs")) rtt_$k+=($(field rtt_p50 "$pubs"))"
     eval "lost_$k=\$(( \${lost_$k:-0} + $(field expected "$res") - ${d:-0} ))"
     sleep 2
 }
@@ -102,14 +110,18 @@ for w in "$small 200" "$large 20"; do
     done
 done
 echo
-printf 'fan-out, median of %d runs each   %12s %9s %9s %16s %s\n' "$reps" deliveries/s "p50 ms" "p99 ms" "cpu us/delivery" "(not delivered)"
+echo "fan-out, median of $reps runs each; latency in ms from when each publish was due (a publish the server"
+echo "held up counts) and, in brackets, from when it was sent; publish: the publish call's round trip"
+printf '  %-27s %12s %9s %9s %18s %10s %16s %s\n' "" deliveries/s p50 p99 "[p50 / p99 sent]" publish "cpu us/delivery" "not delivered"
 for w in "$small 200" "$large 20"; do
     set -- $w
     for side in pgcast nchan; do
         k=${side}_$1
-        eval "m_rate=\$(median \${rate_$k[@]}) m_p50=\$(median \${p50_$k[@]}) m_p99=\$(median \${p99_$k[@]}) m_cpu=\$(median \${cpu_$k[@]}) lost=\$lost_$k"
-        printf '  %-7s %5d conns x %3d ev/s %12s %9s %9s %16s (%d)\n' "$side" "$1" "$2" "$m_rate" "$m_p50" "$m_p99" "$m_cpu" "$lost"
-        eval "med_${k}_cpu=$m_cpu med_${k}_p50=$m_p50 med_${k}_p99=$m_p99 med_${k}_rate=$m_rate"
+        eval "m_rate=\$(median \${rate_$k[@]}) m_p50=\$(median \${p50_$k[@]}) m_p99=\$(median \${p99_$k[@]}) m_cpu=\$(median \${cpu_$k[@]})"
+        eval "m_s50=\$(median \${s50_$k[@]}) m_s99=\$(median \${s99_$k[@]}) m_rtt=\$(median \${rtt_$k[@]}) lost=\$lost_$k"
+        printf '  %-7s %5d conns x %3d ev/s %12s %9s %9s %18s %10s %16s %d\n' "$side" "$1" "$2" "$m_rate" "$m_p50" "$m_p99" \
+            "[$m_s50 / $m_s99]" "$m_rtt" "$m_cpu" "$lost"
+        eval "med_${k}_cpu=$m_cpu med_${k}_p50=$m_p50 med_${k}_p99=$m_p99 med_${k}_rate=$m_rate med_${k}_s99=$m_s99"
     done
 done
 echo
@@ -118,8 +130,9 @@ printf '  idle RSS per connection: %s (%d vs %d bytes)\n' "$(ratio $idle_one $id
 for n in "$small" "$large"; do
     eval "pc=\$med_pgcast_${n}_cpu nc=\$med_nchan_${n}_cpu pp=\$med_pgcast_${n}_p99 np=\$med_nchan_${n}_p99"
     eval "p5=\$med_pgcast_${n}_p50 n5=\$med_nchan_${n}_p50 pr=\$med_pgcast_${n}_rate nr=\$med_nchan_${n}_rate"
-    printf '  %5d connections: deliveries/s %sx, cpu/delivery %sx, p50 %sx, p99 %sx\n' "$n" "$(ratio "$pr" "$nr")" \
-        "$(ratio "$pc" "$nc")" "$(ratio "$p5" "$n5")" "$(ratio "$pp" "$np")"
+    eval "ps9=\$med_pgcast_${n}_s99 ns9=\$med_nchan_${n}_s99"
+    printf '  %5d connections: deliveries/s %sx, cpu/delivery %sx, p50 %sx, p99 %sx [p99 from the send %sx]\n' "$n" \
+        "$(ratio "$pr" "$nr")" "$(ratio "$pc" "$nc")" "$(ratio "$p5" "$n5")" "$(ratio "$pp" "$np")" "$(ratio "$ps9" "$ns9")"
 done
 echo "(pgcast's latency includes the publish's commit in PostgreSQL and the hub's NOTIFY; the database's CPU"
 echo " is not counted on either side; two sidecars: ${idle_two} bytes per idle connection at ${idle2})"

@@ -19,6 +19,10 @@
  * and one second later holds (idle) or publishes, as above.
  *
  * LOADGEN_GRACE_S: seconds to wait for deliveries after the last publish (default 3).
+ * In WebSocket mode latency counts from when each publish was due (see payload_for), and
+ * a line "publish calls=N rtt_p50=… rtt_p99=…; … sent_p50=… sent_p99=…" gives the round
+ * trip of the publish calls (SQL call with its commit, or HTTP POST) and the latency
+ * counted from when each was sent instead.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -54,6 +58,8 @@ static int n_open, n_subscribed;
 static long deliveries;
 static int64_t *lat, first_at, last_at;
 static size_t nlat;
+static int64_t *lat_sent; /* WebSocket mode: from the "s" of each event */
+static size_t nlat_sent;
 
 static int64_t now_us(void)
 {
@@ -83,15 +89,30 @@ struct pubargs {
     const char *a, *b, *c, *d; /* pg: conninfo tenant channel; http: host port path */
     atomic_long published;
     atomic_bool done;
+    int64_t *rtt; /* round trip of each publish call, us */
 };
 
-static void pace(int64_t start, long i, int rate)
+/* Sleeps until publish i is due; returns when it was due. */
+static int64_t pace(int64_t start, long i, int rate)
 {
     int64_t due = start + i * 1000000L / rate, now = now_us();
     if (due > now) {
         struct timespec ts = {(time_t)((due - now) / 1000000), (long)((due - now) % 1000000) * 1000};
         nanosleep(&ts, NULL);
     }
+    return due;
+}
+
+/* The payload: {"t": when it was sent}; in WebSocket mode {"t": when it was due, "s":
+ * when it was sent}, so a publish the server held up (a slow commit, a POST answered
+ * only after its fan-out) counts in the latency, as it would for a producer at a fixed
+ * rate, and the time from the send is reported as well. */
+static void payload_for(char *buf, size_t size, int64_t due, const char *space)
+{
+    if (ws_mode)
+        snprintf(buf, size, "{\"t\":%s%lld,\"s\":%s%lld}", space, (long long)due, space, (long long)now_us());
+    else
+        snprintf(buf, size, "{\"t\":%s%lld}", space, (long long)now_us());
 }
 
 static void *publisher(void *arg)
@@ -108,25 +129,28 @@ static void *publisher(void *arg)
             return NULL;
         }
         for (long i = 0; i < total; i++) {
-            pace(start, i, p->rate);
-            char payload[64];
-            snprintf(payload, sizeof(payload), "{\"t\": %lld}", (long long)now_us());
+            int64_t due = pace(start, i, p->rate);
+            char payload[96];
+            payload_for(payload, sizeof(payload), due, " ");
             const char *params[3] = {p->b, p->c, payload};
+            int64_t t = now_us();
             PGresult *r = PQexecParams(c, "SELECT realtime.publish($1, $2, 'bench', $3::jsonb)", 3, NULL, params,
                                        NULL, NULL, 0);
-            if (PQresultStatus(r) == PGRES_TUPLES_OK)
-                atomic_fetch_add(&p->published, 1);
+            if (PQresultStatus(r) == PGRES_TUPLES_OK && p->rtt)
+                p->rtt[atomic_fetch_add(&p->published, 1)] = now_us() - t;
             PQclear(r);
         }
         PQfinish(c);
     } else {
         int fd = -1;
         for (long i = 0; i < total; i++) {
-            pace(start, i, p->rate);
+            int64_t due = pace(start, i, p->rate);
             if (fd < 0 && (fd = connect_to(p->a, atoi(p->b))) < 0)
                 continue;
-            char body[64], req[512], resp[4096];
-            int bl = snprintf(body, sizeof(body), "{\"t\":%lld}", (long long)now_us());
+            char body[96], req[512], resp[4096];
+            int64_t t = now_us();
+            payload_for(body, sizeof(body), due, "");
+            int bl = (int)strlen(body);
             int rl = snprintf(req, sizeof(req),
                               "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                               "Content-Length: %d\r\n\r\n%s",
@@ -136,7 +160,8 @@ static void *publisher(void *arg)
                 fd = -1;
                 continue;
             }
-            atomic_fetch_add(&p->published, 1);
+            if (p->rtt)
+                p->rtt[atomic_fetch_add(&p->published, 1)] = now_us() - t;
         }
         if (fd >= 0)
             close(fd);
@@ -175,6 +200,7 @@ static void measure(const char *p, const char *end)
 {
     /* every event carries "t": <us> (pgcast: "t": 1; nchan: "t":1) */
     int64_t now = now_us();
+    const char *msg = p;
     for (; (p = memmem(p, (size_t)(end - p), "\"t\":", 4)) != NULL; p += 4) {
         const char *q = p + 4;
         while (q < end && *q == ' ')
@@ -188,6 +214,9 @@ static void measure(const char *p, const char *end)
         last_at = now;
         if (nlat < MAX_SAMPLES)
             lat[nlat++] = now - t;
+        const char *sp;
+        if (ws_mode && (sp = memmem(msg, (size_t)(end - msg), "\"s\":", 4)) != NULL && nlat_sent < MAX_SAMPLES)
+            lat_sent[nlat_sent++] = now - strtoll(sp + 4 + (sp[4] == ' '), NULL, 10); /* one event a frame */
     }
 }
 
@@ -360,7 +389,7 @@ int main(int argc, char **argv)
         connected++;
     }
     lat = malloc(MAX_SAMPLES * sizeof(int64_t));
-    if (!lat)
+    if (!lat || (ws_mode && !(lat_sent = malloc(MAX_SAMPLES * sizeof(int64_t)))))
         return 1;
     char buf[65536];
     struct epoll_event evs[512];
@@ -398,6 +427,8 @@ int main(int argc, char **argv)
         }
     }
     struct pubargs pa = {.mode = mode, .rate = rate, .seconds = seconds};
+    if (rate > 0 && !(pa.rtt = calloc((size_t)rate * (size_t)seconds + 1, sizeof(int64_t))))
+        return 1;
     if (argc > 10) {
         pa.a = argv[8];
         pa.b = argv[9];
@@ -428,6 +459,16 @@ int main(int argc, char **argv)
     if (pub)
         pthread_join(pt, NULL);
     qsort(lat, nlat, sizeof(int64_t), cmp64);
+    size_t npub = (size_t)atomic_load(&pa.published);
+    if (ws_mode && npub) { /* what the publish call itself took */
+        qsort(pa.rtt, npub, sizeof(int64_t), cmp64);
+        qsort(lat_sent, nlat_sent, sizeof(int64_t), cmp64);
+        printf("publish calls=%zu rtt_p50=%.2fms rtt_p99=%.2fms; latency from the send: sent_p50=%.2fms sent_p99=%.2fms\n",
+               npub, pa.rtt[npub / 2] / 1000.0, pa.rtt[npub * 99 / 100] / 1000.0,
+               nlat_sent ? lat_sent[nlat_sent / 2] / 1000.0 : 0, nlat_sent ? lat_sent[nlat_sent * 99 / 100] / 1000.0 : 0);
+    }
+    free(pa.rtt);
+    free(lat_sent);
     double span = last_at > first_at ? (double)(last_at - first_at) / 1e6 : 1;
     printf("streams=%d published=%ld deliveries=%ld expected=%ld rate=%.0f/s p50=%.2fms p99=%.2fms max=%.2fms\n",
            connected, atomic_load(&pa.published), deliveries, atomic_load(&pa.published) * connected,
