@@ -177,52 +177,22 @@ static char *int_array(const pgc_cursor *c)
     return s;
 }
 
-/* Runs a named prepared statement, preparing it first on a connection that lacks it (a
- * new one, or one PQreset after a database restart: 26000, no such statement). Parse and
- * plan are then paid once per connection instead of once per request. Inside a
- * transaction block the failed attempt would abort the caller's transaction, so there
- * the statement is sent unnamed, as before. */
-static PGresult *exec_prepared(PGconn *c, const char *name, const char *sql, int nparams, const char *const *params)
+/* Inside a transaction block a failed Bind would abort the caller's transaction, so
+ * there the statement is sent unnamed, as an unprepared one. */
+PGresult *pgc_db_exec_prepared(PGconn *c, const char *name, const char *sql, int nparams, const char *const *params)
 {
     if (PQtransactionStatus(c) != PQTRANS_IDLE)
         return PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
     PGresult *r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     if (PQresultStatus(r) != PGRES_FATAL_ERROR || !state || strcmp(state, "26000") != 0)
-        return r;
+        return r; /* 26000: this connection has no such statement (new, or reset) */
     PQclear(r);
     r = PQprepare(c, name, sql, nparams, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
         return r;
     PQclear(r);
     return PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
-}
-
-int pgc_db_anything_after(PGconn *c, const char *tenant, const pgc_cursor *after, char *err, size_t errlen)
-{
-    char *chans = text_array(after);
-    if (!chans) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    const char *params[2] = {tenant, chans};
-    PGresult *r = exec_prepared(c, "pgcast_positions",
-                                "SELECT channel, last_seq, pruned_through FROM realtime.positions($1, $2::text[])", 2,
-                                params);
-    free(chans);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(err, errlen, "%s", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    int news = 0;
-    for (int i = 0; i < PQntuples(r); i++) {
-        int64_t seen = pgc_cursor_get(after, PQgetvalue(r, i, 0));
-        if (strtoll(PQgetvalue(r, i, 1), NULL, 10) > seen || strtoll(PQgetvalue(r, i, 2), NULL, 10) > seen)
-            news = 1;
-    }
-    PQclear(r);
-    return news;
 }
 
 int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn, void *arg,
@@ -238,7 +208,7 @@ int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limi
         return -1;
     }
     const char *params[4] = {tenant, chans, seqs, lim};
-    PGresult *r = exec_prepared(c, "pgcast_read",
+    PGresult *r = pgc_db_exec_prepared(c, "pgcast_read",
                                 "SELECT kind, channel, seq, gap_to, event_type, payload, ts_ms "
                                 "FROM realtime.read($1, $2::text[], $3::bigint[], $4::int)",
                                 4, params);

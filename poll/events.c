@@ -1,6 +1,7 @@
 /* GET {prefix}/events: what follows a cursor, as {"events":[...],"cursor":"..."}.
  *
- * Cheap first: one query of the channels' current positions (realtime_channels only).
+ * Cheap first: the channels' current positions (realtime_channels only; one query shared
+ * by the requests in flight, positions.c).
  * When nothing is new that answers the request — 304 when If-None-Match holds the
  * cursor's ETag, an empty page otherwise — without reading any event body. With
  * ?wait=S a request with nothing new waits: in FastCGI mode as a hub subscriber (no
@@ -114,22 +115,12 @@ static void send_page(pgc_request *r, const char *tenant, struct page *p)
 /* 1: something after the cursor (an event, or a gap), 0: nothing, -1: answered (error). */
 static int anything_new(pgc_app *app, pgc_request *r, const char *tenant, const pgc_cursor *cur)
 {
-    PGconn *c = pgc_db_acquire(app->pool, 5000);
-    if (!c) {
+    bool unreachable;
+    int news = poll_anything_after(app, tenant, cur, &unreachable);
+    if (news < 0 && unreachable)
         pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "Retry-After: 1\r\n");
-        return -1;
-    }
-    char err[256];
-    int news = pgc_db_anything_after(c, tenant, cur, err, sizeof(err));
-    bool broken = news < 0 && PQstatus(c) != CONNECTION_OK;
-    pgc_db_release(app->pool, c, broken);
-    if (news < 0) {
-        pgc_log(PGC_LOG_WARN, pgc_req_id(r), "reading positions: %s", err);
-        if (broken)
-            pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "Retry-After: 1\r\n");
-        else
-            pgc_req_send_error(r, 500, "internal", "the database refused the request", "");
-    }
+    else if (news < 0)
+        pgc_req_send_error(r, 500, "internal", "the database refused the request", "");
     return news;
 }
 
@@ -253,7 +244,7 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
     if (pgc_app_method(r, "GET") != 0)
         return;
     pgc_token tok;
-    if (pgc_app_authenticate(app, r, &tok) != 0)
+    if (poll_authenticate(app, r, &tok) != 0)
         return;
     char **chans = NULL;
     int n = pgc_app_channels(app, r, &tok, path_channel, &chans);

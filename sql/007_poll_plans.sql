@@ -45,3 +45,19 @@ BEGIN
       FROM (SELECT * FROM gaps UNION ALL SELECT * FROM evs) a
      ORDER BY a.kind = 'event', a.ord, a.channel;
 END $$;
+
+-- The positions of many (tenant, channel) pairs at once, for the poll handler's batched
+-- change check (poll/positions.c): one row per pair that has a channel row, with its
+-- ordinal in the arrays; pairs never published to have no row (position 0). Read from
+-- realtime_channels only, never from event bodies. Same plan reasoning as read above.
+CREATE OR REPLACE FUNCTION realtime.positions_of(p_tenants text[], p_channels text[])
+RETURNS TABLE (ord bigint, last_seq bigint, pruned_through bigint)
+LANGUAGE plpgsql STABLE
+SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT u.ord, c.last_seq, c.pruned_through
+      FROM unnest(p_tenants, p_channels) WITH ORDINALITY AS u(tenant, ch, ord)
+      JOIN realtime.realtime_channels c ON c.tenant_id = u.tenant AND c.channel_name = u.ch;
+END $$;
