@@ -4,8 +4,9 @@
  * The database's share of a 304 was almost all the round trip (the lookup itself is one
  * index probe), so requests share them: each queues its question; the first to find no
  * query running takes everything queued, asks for all their positions at once
- * (realtime.positions_of), hands each its answer and wakes them; requests arriving
- * meanwhile form the next batch. A lone request runs its query at once, as before: no
+ * (realtime.positions_of), hands each its answer and wakes it, then wakes the first
+ * request that queued meanwhile to lead the next batch. Each wakes once (its own
+ * condition variable, no broadcast herd on the one mutex). A lone request runs its query at once, as before: no
  * timer, no wait beyond a query already running.
  *
  * Freshness is unchanged: a batch's query starts after every request in it arrived, so
@@ -27,11 +28,11 @@ struct ask {
     const pgc_cursor *cur;
     int news; /* PENDING, then 1, 0 or -1 */
     bool unreachable;
+    pthread_cond_t wake;
     struct ask *next;
 };
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t answered = PTHREAD_COND_INITIALIZER;
 static struct ask *queue, **queue_tail = &queue;
 static bool running; /* a batch's query is in flight */
 
@@ -142,13 +143,13 @@ static void run_batch(pgc_app *app, const struct ask *batch, size_t nasks, int *
 
 int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur, bool *unreachable)
 {
-    struct ask me = {.tenant = tenant, .cur = cur, .news = PENDING};
+    struct ask me = {.tenant = tenant, .cur = cur, .news = PENDING, .wake = PTHREAD_COND_INITIALIZER};
     pthread_mutex_lock(&mu);
     *queue_tail = &me;
     queue_tail = &me.next;
     while (me.news == PENDING) {
         if (running) {
-            pthread_cond_wait(&answered, &mu);
+            pthread_cond_wait(&me.wake, &mu);
             continue;
         }
         /* take the queue, up to BATCH_CHANNELS channels (at least one request) */
@@ -174,13 +175,17 @@ int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur,
         for (struct ask *a = batch; a; a = a->next, j++) {
             a->news = news ? news[j] : -1;
             a->unreachable = news && down;
+            if (a != &me)
+                pthread_cond_signal(&a->wake);
         }
         if (news != stack_news)
             free(news);
         running = false;
-        pthread_cond_broadcast(&answered); /* the answered leave, the next batch's first leads */
+        if (queue)
+            pthread_cond_signal(&queue->wake); /* leads the next batch */
     }
     pthread_mutex_unlock(&mu);
+    pthread_cond_destroy(&me.wake);
     *unreachable = me.unreachable;
     return me.news;
 }
