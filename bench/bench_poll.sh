@@ -8,9 +8,10 @@
 #   10-event page  pgcast: since=bench:page=0, the 10 events as JSON; nchan: long-poll
 #                  from the oldest message, the 10 messages in one multipart answer
 #   waiters        N long-polls held (RSS per waiter: lighttpd + pgcast-poll, resp. the
-#                  nginx master + worker), then one publish over HTTP (POST
-#                  /realtime/publish, resp. to nchan's publisher location): time from
-#                  sending it until each waiter's answer arrives, p50/p99
+#                  nginx master + worker), then one publish on a connection opened
+#                  beforehand (realtime.publish through psql: lighttpd holds its
+#                  9,000-connection limit then; resp. a POST to nchan's publisher
+#                  location): time from sending it until each waiter's answer, p50/p99
 # wrk -t2 -c64 for BENCH_SECONDS (10) each; BENCH_WAITERS (9000).
 source "$(dirname "$0")/lib.sh"
 secs=${BENCH_SECONDS:-10}
@@ -66,10 +67,10 @@ ncpage=$(rps "$NGX/page"); sleep 2
 # drops FastCGI connections whose request has not arrived within 2 s and lighttpd
 # answers those 500; the table counts the 200s either way.
 waiter_py='
-import os, select, socket, sys, time
-host, port, path, hdrs, n, pub_path, pub_hdrs, pub_body, work = sys.argv[1:10]
+import os, select, socket, subprocess, sys, time
+host, port, path, hdrs, n, publish, work = sys.argv[1:8]
 n = int(n)
-hdrs, pub_hdrs = (h.replace("\\r\\n", "\r\n") for h in (hdrs, pub_hdrs))  # given as text
+hdrs = hdrs.replace("\\r\\n", "\r\n")  # given as text
 req = f"GET {path} HTTP/1.0\r\nHost: {host}\r\n{hdrs}\r\n".encode()
 socks = {}
 for i in range(n):
@@ -81,14 +82,26 @@ for i in range(n):
 ep = select.epoll()
 for fd in socks:
     ep.register(fd, select.EPOLLIN)
+# the publisher is connected before the clock starts: psql for SQL, a socket for HTTP
+kind, what = publish.split(":", 1)
+if kind == "sql":
+    pub = subprocess.Popen(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    pub.stdin.write("SELECT 1;\n")
+    pub.stdin.flush()
+    pub.stdout.readline()
+else:
+    pub = socket.create_connection((host, int(port)))
 open(work + "/held", "w").write(str(len(socks)))
 while not os.path.exists(work + "/go"):
     time.sleep(0.05)
 early = len(ep.poll(0))  # answered before the publish: not waiting
-pub = f"POST {pub_path} HTTP/1.0\r\nHost: {host}\r\n{pub_hdrs}Content-Length: {len(pub_body)}\r\n\r\n{pub_body}".encode()
-p = socket.create_connection((host, int(port)))
 t0 = time.perf_counter()
-p.sendall(pub)
+if kind == "sql":
+    pub.stdin.write(what + ";\n")
+    pub.stdin.flush()
+else:
+    pub.sendall(f"POST {what} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 2\r\n\r\n{{}}".encode())
 lat, good = [], 0
 while socks and time.perf_counter() - t0 < 30:
     events = ep.poll(0.5)
@@ -100,7 +113,12 @@ while socks and time.perf_counter() - t0 < 30:
         s.close()
         lat.append((now - t0) * 1000)
         good += data.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"200"]
-pub_status = p.recv(64).split(b" ")[1].decode()
+if kind == "sql":
+    pub_status = "seq_" + pub.stdout.readline().strip()
+    pub.stdin.close()
+    pub.wait()
+else:
+    pub_status = pub.recv(64).split(b" ")[1].decode()
 lat.sort()
 q = lambda f: lat[min(len(lat) - 1, int(len(lat) * f))] if lat else float("nan")
 print(f"answered={len(lat)} ok={good} early={early} p50={q(0.5):.1f} p99={q(0.99):.1f} last={q(1.0):.1f} publish={pub_status}")
@@ -108,13 +126,13 @@ print(f"answered={len(lat)} ok={good} early={early} p50={q(0.5):.1f} p99={q(0.99
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 lpid=$(pgrep -f "lighttpd -D -f $WEB_DIR/lighttpd.conf")
 pids_pgcast() { echo $lpid $(pgrep -P "$lpid" -f pgcast-poll.fcgi); }
-hold_and_wake() { # side host port path headers count pub_path pub_headers pub_body
+hold_and_wake() { # side host port path headers count sql:STATEMENT|http:PATH
     local side=$1 pids before after out
     shift
     rm -f "$PGCAST_TEST_WORK/held" "$PGCAST_TEST_WORK/go"
     pids=$(pids_$side)
     before=$(rss_kb $pids)
-    /usr/bin/python3 -c "$waiter_py" "$@" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" &
+    /usr/bin/python3 -c "$waiter_py" "$@" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" 2>&1 &
     local py=$!
     for _ in $(seq 1 1200); do [ -f "$PGCAST_TEST_WORK/held" ] || ! kill -0 $py 2>/dev/null && break; sleep 0.1; done
     sleep 3
@@ -122,6 +140,7 @@ hold_and_wake() { # side host port path headers count pub_path pub_headers pub_b
     touch "$PGCAST_TEST_WORK/go"
     wait $py
     out=$(cat "$PGCAST_TEST_WORK/wake.out")
+    [[ "$out" == *answered=* ]] || echo "$side waiters: $out" >&2
     eval "${side}_rss_before=$before ${side}_rss_after=$after ${side}_per=$(( (after - before) * 1024 / waiters ))"
     for k in answered ok early p50 p99 last publish; do
         eval "${side}_$k=$(echo "$out" | grep -o "$k=[^ ]*" | cut -d= -f2)"
@@ -130,9 +149,8 @@ hold_and_wake() { # side host port path headers count pub_path pub_headers pub_b
 }
 pids_nchan() { nginx_pids; }
 hold_and_wake pgcast 127.0.0.1 "${LIGHTTPD_URL##*:}" "/realtime/events?channel=bench:lp&since=bench:lp%3D0&wait=25" \
-    "Authorization: Bearer $tok\r\n" "$waiters" /realtime/publish \
-    "Authorization: Bearer $tok\r\nContent-Type: application/json\r\n" '{"channel":"bench:lp","type":"e","payload":{}}'
-hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" /wait "" "$waiters" "/pub?channel=lp" "" '{}'
+    "Authorization: Bearer $tok\r\n" "$waiters" "sql:SELECT realtime.publish('bench', 'bench:lp', 'e', '{}')"
+hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" /wait "" "$waiters" "http:/pub?channel=lp"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { printf '%-38s %12s %12s %10s\n' "$1" "$2" "$3" "${4-$(ratio "$2" "$3")}"; }
@@ -147,6 +165,6 @@ row "  wake-up p50, ms" "$pgcast_p50" "$nchan_p50"
 row "  wake-up p99, ms" "$pgcast_p99" "$nchan_p99"
 row "  wake-up last, ms" "$pgcast_last" "$nchan_last"
 echo "(RSS: lighttpd + pgcast-poll $pgcast_rss_before -> $pgcast_rss_after KiB, nginx $nchan_rss_before -> $nchan_rss_after KiB;"
-echo " publish answered $pgcast_publish resp. $nchan_publish; wake-up counted from sending the publish to each answer's"
+echo " publish answered ${pgcast_publish//_/ } resp. $nchan_publish; wake-up counted from sending the publish to each answer's"
 echo " first bytes at the one Python client, so it includes the client's own pass over the sockets)"
 awk -v r="$pg304" 'BEGIN { printf "aim: 304 path >= 10,000 requests/s through lighttpd on this machine: %s\n", (r >= 10000 ? "met" : "not met") }'
