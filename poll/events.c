@@ -183,10 +183,12 @@ static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char
         if (w == PGC_WAIT_SHUTDOWN)
             break;
     }
-    pgc_sub_free(sub);
-    close(efd);
+    /* answer first: unsubscribing takes hub locks that every waiter woken by the same
+     * publish wants at once */
     if (!gone)
         send_page(r, tenant, p);
+    pgc_sub_free(sub);
+    close(efd);
 }
 
 /* Plain-CGI long-poll: no hub, re-check the positions now and then. */
