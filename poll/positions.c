@@ -5,9 +5,9 @@
  * index probe), so requests share them: each queues its question; the first to find no
  * query running takes everything queued, asks for all their positions at once
  * (realtime.positions_of), hands each its answer and wakes it, then wakes the first
- * request that queued meanwhile to lead the next batch. Each wakes once (its own
- * condition variable, no broadcast herd on the one mutex). A lone request runs its query at once, as before: no
- * timer, no wait beyond a query already running.
+ * request that queued meanwhile to lead the next batch. Each wakes once, on its own
+ * condition variable (no broadcast herd on the one mutex). A lone request runs its
+ * query at once, as before: no timer, no wait beyond a query already running.
  *
  * Freshness is unchanged: a batch's query starts after every request in it arrived, so
  * its snapshot holds everything committed before any of them reached this process. */
