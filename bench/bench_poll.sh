@@ -155,6 +155,10 @@ hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" /wait "" "$waiters" "http:/pub?chann
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { printf '%-38s %12s %12s %10s\n' "$1" "$2" "$3" "${4-$(ratio "$2" "$3")}"; }
 echo
+echo "Compared: 304 path = pgcast's If-None-Match on /realtime/events (token checked, positions from"
+echo "PostgreSQL) vs nchan's interval-poll with its last message's id; page = the 10 events as JSON vs"
+echo "nchan's long-poll multipart answer with its 10 messages; waiters = long-polls (wait=25 / nchan"
+echo "long-poll) woken by one publish (realtime.publish via psql / POST to nchan's publisher)."
 printf '%-38s %12s %12s %10s\n' "" pgcast nchan pgcast/nchan
 row "304 path, requests/s" "$pg304" "$nc304"
 row "10-event page, requests/s" "$pgpage" "$ncpage"
