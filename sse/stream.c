@@ -24,27 +24,62 @@
 #define TAKE_BATCH 64
 #define CGI_READ_LIMIT 500
 
+/* "=<seq>" in decimal (seqs are never negative). */
+static size_t format_seq(char *buf, int64_t seq)
+{
+    char rev[20];
+    size_t n = 0;
+    uint64_t v = seq < 0 ? 0 : (uint64_t)seq;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf[0] = '=';
+    for (size_t i = 0; i < n; i++)
+        buf[1 + i] = rev[n - 1 - i];
+    return n + 1;
+}
+
+/* "id: " + the cursor ("a=1,b=2"), written in pieces: no format string, no allocation
+ * (this runs once per delivery). */
+static int write_id(sse_stream *s)
+{
+    int rc = pgc_stream_write(s->st, "id: ", 4);
+    for (size_t i = 0; rc == 0 && i < s->cur.n; i++) {
+        char num[24];
+        size_t len = format_seq(num, s->cur.v[i].seq);
+        if (i)
+            rc = pgc_stream_write(s->st, ",", 1);
+        if (rc == 0)
+            rc = pgc_stream_write(s->st, s->cur.v[i].channel, strlen(s->cur.v[i].channel));
+        if (rc == 0)
+            rc = pgc_stream_write(s->st, num, len);
+    }
+    return rc;
+}
+
 /* "id: <cursor>\ndata: <json>\n\n" for items with a position, "data: ...\n\n" otherwise. */
 static int write_item(sse_stream *s, const pgc_event *e)
 {
     if (e->kind == PGC_ITEM_SUBSCRIBED)
         return 0;
-    if (e->kind == PGC_ITEM_EPHEMERAL)
-        return pgc_stream_printf(s->st, "data: %s\n\n", e->json);
-    if (pgc_cursor_set(&s->cur, e->channel, e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq) != 0)
-        return -1;
-    char *id = pgc_cursor_format(&s->cur);
-    if (!id)
-        return -1;
-    int rc = pgc_stream_printf(s->st, "id: %s\ndata: ", id);
-    free(id);
+    int rc = 0;
+    if (e->kind != PGC_ITEM_EPHEMERAL) {
+        if (pgc_cursor_set(&s->cur, e->channel, e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq) != 0)
+            return -1;
+        rc = write_id(s);
+        if (rc == 0)
+            rc = pgc_stream_write(s->st, "\n", 1);
+        s->sent++;
+        if (s->stat)
+            pgc_stats_count(s->stat, 1);
+    }
+    if (rc == 0)
+        rc = pgc_stream_write(s->st, "data: ", 6);
     if (rc == 0)
         rc = pgc_stream_write(s->st, e->json, e->json_len);
     if (rc == 0)
         rc = pgc_stream_write(s->st, "\n\n", 2);
-    s->sent++;
-    if (s->stat)
-        pgc_stats_count(s->stat, 1);
     return rc;
 }
 
