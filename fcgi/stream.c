@@ -420,8 +420,16 @@ static void run_pump(pgc_stream *st)
 {
     if (st->ending || st->gone)
         return;
-    const char *reason = st->ops->pump(st, st->arg);
-    flush_out(st);
+    const char *reason;
+    bool again;
+    do {
+        reason = st->ops->pump(st, st->arg);
+        /* pump stopped at the soft bound: if the socket takes it all, nothing else will
+         * call pump again (the hub wakes only an empty queue), so go on here */
+        bool stopped_early = pgc_stream_backlogged(st);
+        flush_out(st);
+        again = !reason && !st->gone && stopped_early && st->off == st->len;
+    } while (again);
     if (reason)
         end_stream(st, reason);
     else if (st->gone)
