@@ -5,7 +5,10 @@
 
 #define NO_FCGI_DEFINES
 #include <fcgiapp.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "request.h"
 
@@ -18,6 +21,12 @@ struct pgc_request {
     unsigned long long consumed; /* body bytes read (CGI) */
     char id[24];
 };
+
+/* printf through a write function (pgc_req_printf, pgc_stream_printf). */
+int pgc_vprintf_to(int (*write_fn)(void *, const char *, size_t), void *dst, const char *fmt, va_list ap);
+
+/* pthread_create with SIGTERM/SIGINT blocked in the new thread. 0 or an errno. */
+int pgc_fcgi_thread_start(const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 
 /* Readable once SIGTERM/SIGINT arrived (never reset). */
 int pgc_fcgi_shutdown_fd(void);

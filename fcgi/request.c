@@ -94,25 +94,35 @@ int pgc_req_write(pgc_request *r, const char *data, size_t len)
 
 int pgc_req_puts(pgc_request *r, const char *s) { return pgc_req_write(r, s, strlen(s)); }
 
-int pgc_req_printf(pgc_request *r, const char *fmt, ...)
+int pgc_vprintf_to(int (*write_fn)(void *, const char *, size_t), void *dst, const char *fmt, va_list ap)
 {
     char small[1024];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    int rc = -1;
+    if (n >= 0 && (size_t)n < sizeof(small)) {
+        rc = write_fn(dst, small, (size_t)n);
+    } else if (n >= 0) {
+        char *big = malloc((size_t)n + 1);
+        if (big) {
+            vsnprintf(big, (size_t)n + 1, fmt, again);
+            rc = write_fn(dst, big, (size_t)n);
+            free(big);
+        }
+    }
+    va_end(again);
+    return rc;
+}
+
+static int req_write_fn(void *r, const char *data, size_t len) { return pgc_req_write(r, data, len); }
+
+int pgc_req_printf(pgc_request *r, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    int rc = pgc_vprintf_to(req_write_fn, r, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof(small))
-        return pgc_req_write(r, small, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = pgc_req_write(r, big, (size_t)n);
-    free(big);
     return rc;
 }
 

@@ -122,8 +122,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* Worker threads never take the signals: only the main thread's accept is interrupted. */
-static int start_worker(void)
+/* Threads of the runtime never take the signals: the main thread's accept must see
+ * SIGTERM. */
+int pgc_fcgi_thread_start(const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
 {
     sigset_t block, old;
     sigemptyset(&block);
@@ -131,9 +132,15 @@ static int start_worker(void)
     sigaddset(&block, SIGINT);
     int blocked = pthread_sigmask(SIG_BLOCK, &block, &old) == 0;
     pthread_t t;
-    int rc = pthread_create(&t, &pool.attr, worker, NULL);
+    int rc = pthread_create(&t, attr, fn, arg);
     if (blocked)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static int start_worker(void)
+{
+    int rc = pgc_fcgi_thread_start(&pool.attr, worker, NULL);
     if (rc != 0)
         PGC_ERROR("cannot start a request thread: %s", strerror(rc));
     return rc == 0 ? 0 : -1;

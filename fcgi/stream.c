@@ -216,25 +216,14 @@ int pgc_stream_write(pgc_stream *st, const char *data, size_t len)
     return 0;
 }
 
+static int stream_write_fn(void *st, const char *data, size_t len) { return pgc_stream_write(st, data, len); }
+
 int pgc_stream_printf(pgc_stream *st, const char *fmt, ...)
 {
-    char small[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    int rc = pgc_vprintf_to(stream_write_fn, st, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof(small))
-        return pgc_stream_write(st, small, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = pgc_stream_write(st, big, (size_t)n);
-    free(big);
     return rc;
 }
 
@@ -590,22 +579,13 @@ static void loop_init(void)
         PGC_ERROR("stream loop: epoll_ctl: %s", strerror(errno));
         return;
     }
-    /* the loop never takes the signals: the accepting thread must see SIGTERM */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    int blocked = pthread_sigmask(SIG_BLOCK, &block, &old) == 0;
     pthread_attr_t attr;
-    pthread_t t;
     int rc = pthread_attr_init(&attr);
     if (rc == 0)
         rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (rc == 0)
-        rc = pthread_create(&t, &attr, loop_main, NULL);
+        rc = pgc_fcgi_thread_start(&attr, loop_main, NULL);
     pthread_attr_destroy(&attr);
-    if (blocked)
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
         PGC_ERROR("stream loop: cannot start its thread: %s", strerror(rc));
         return;
