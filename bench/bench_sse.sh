@@ -41,6 +41,7 @@ ngx_pid=$!
 sleep 1
 
 pids_pgcast() { echo $(pgrep -f "lighttpd -D -f $WEB_DIR") $(pgrep -f "$PGCAST_BIN/pgcast-sse.fcgi"); }
+pids_handler() { pgrep -f "$PGCAST_BIN/pgcast-sse.fcgi"; }
 pids_nchan() { echo $ngx_pid $(pgrep -P "$ngx_pid"); }
 cpu_ticks() { local t=0; for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null); t=$((t + ${1:-0} + ${2:-0})); done; echo $t; }
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
@@ -69,23 +70,34 @@ done
 echo "aim: <= 24 KiB per stream (lighttpd + pgcast together); nchan's figure is the reference"
 echo
 
+# The publisher commits without waiting for its WAL flush (synchronous_commit=off, a
+# per-session choice open to any publisher; docs/operations.md): nchan's publish is not
+# durable either, so both sides are timed without a disk flush in the path.
+# BENCH_SYNC_COMMIT=on times pgcast with durable commits instead.
+pub_conninfo="$PGCAST_DATABASE_URL options='-c synchronous_commit=${BENCH_SYNC_COMMIT:-off}'"
+
 run() { # side streams rate
     local side=$1 n=$2 rate=$3 pids out
     if [ $side = pgcast ]; then
         pids=$(pids_pgcast)
-        args=(127.0.0.1 "$lport" "/realtime/sse?channel=bench:fan&token=$tok" "$n" "$secs" "$rate" pg "$PGCAST_DATABASE_URL" bench bench:fan)
+        args=(127.0.0.1 "$lport" "/realtime/sse?channel=bench:fan&token=$tok" "$n" "$secs" "$rate" pg "$pub_conninfo" bench bench:fan)
     else
         pids=$(pids_nchan)
         args=(127.0.0.1 "$nport" /sub "$n" "$secs" "$rate" http 127.0.0.1 "$nport" /pub)
     fi
-    local c0=$(cpu_ticks $pids)
+    local c0=$(cpu_ticks $pids) h0=$(cpu_ticks $(pids_handler))
     out=$($LOADGEN "${args[@]}")
     [ $side = pgcast ] && pids=$(pids_pgcast)
-    local c1=$(cpu_ticks $pids)
+    local c1=$(cpu_ticks $pids) h1=$(cpu_ticks $(pids_handler))
     local deliveries=$(echo "$out" | grep -o 'deliveries=[0-9]*' | cut -d= -f2)
     local us=$(( (c1 - c0) * 1000000 / hz ))
     local per=$(awk -v u=$us -v d=${deliveries:-0} 'BEGIN{ if (d>0) printf "%.2f", u/d; else print "n/a" }')
-    printf '%-7s %5d streams x %3d ev/s: %s cpu=%sus/delivery\n' "$side" "$n" "$rate" "$out" "$per"
+    local split=""
+    if [ $side = pgcast ]; then
+        split=$(awk -v h=$(( (h1 - h0) * 1000000 / hz )) -v u=$us -v d=${deliveries:-0} \
+            'BEGIN{ if (d>0) printf " (pgcast-sse %.2f + lighttpd %.2f)", h/d, (u-h)/d }')
+    fi
+    printf '%-7s %5d streams x %3d ev/s: %s cpu=%sus/delivery%s\n' "$side" "$n" "$rate" "$out" "$per" "$split"
     eval "res_${side}_${n}_cpu=$per"
     eval "res_${side}_${n}_p99=$(echo "$out" | grep -o 'p99=[0-9.]*' | cut -d= -f2)"
     eval "res_${side}_${n}_rate=$(echo "$out" | grep -o ' rate=[0-9]*' | cut -d= -f2)"
@@ -102,4 +114,5 @@ for n in "$small" "$large"; do
     eval "pc=\$res_pgcast_${n}_cpu nc=\$res_nchan_${n}_cpu pp=\$res_pgcast_${n}_p99 np=\$res_nchan_${n}_p99"
     awk -v n=$n -v pc=$pc -v nc=$nc -v pp=$pp -v np=$np 'BEGIN{ printf "  %5d streams: cpu/delivery %.2fx, p99 %.2fx\n", n, (nc>0?pc/nc:0), (np>0?pp/np:0) }'
 done
-echo "(pgcast's figures include lighttpd's relay; the database's own CPU for publishing is not counted on either side)"
+echo "(pgcast's figures include lighttpd's relay; the database's own CPU for publishing is not counted on either side;"
+echo " pgcast's publishes commit with synchronous_commit=${BENCH_SYNC_COMMIT:-off})"

@@ -16,8 +16,12 @@ small=${BENCH_CONNS_SMALL:-1000}
 large=${BENCH_CONNS_LARGE:-10000}
 reps=${BENCH_REPEAT:-3}
 LOADGEN=build/release/bench/loadgen
+bench_on_exit=nginx_stop
 bench_setup ws
-nchan_start websocket || exit 1
+# subscribers get what is published after they came, like a subscribe without since
+nginx_start '        location = /sub { nchan_subscriber websocket; nchan_channel_id bench; nchan_subscriber_first_message newest; }
+        location = /pub { nchan_publisher; nchan_channel_id bench; }
+        keepalive_requests 1000000;' || exit 1
 tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"]}')
 sidecar() { ws_start || { web_logs; exit 1; }; }
 out=$PGCAST_TEST_WORK/loadgen
@@ -66,7 +70,7 @@ if [ "$idle2" -gt 0 ]; then
     idle_run pgcast "$b_pid $c_pid" "$b_port $((idle2 / 2))" "$c_port $((idle2 - idle2 / 2))"; idle_two=$idle_per
     kill "$c_pid"
 fi
-[ "$idle" -gt 0 ] && { idle_run nchan "$(nchan_pids)" "$NCHAN_PORT $idle"; idle_nchan=$idle_per; }
+[ "$idle" -gt 0 ] && { idle_run nchan "$(nginx_pids)" "$NGINX_PORT $idle"; idle_nchan=$idle_per; }
 echo "aim: <= 8 KiB (8192 bytes) per idle connection on the sidecar; nchan's figure is the reference"
 echo
 
@@ -78,10 +82,10 @@ fan_run() {
     if [ $side = pgcast ]; then
         pids=$b_pid
         $LOADGEN --subscribe bench:fan 127.0.0.1 "$b_port" "/ws?token=$tok" "$n" "$secs" "$rate" \
-            pg "$PGCAST_DATABASE_URL" bench bench:fan >"$out" &
+            pg "$(bench_pub_conninfo)" bench bench:fan >"$out" &
     else
-        pids=$(nchan_pids)
-        $LOADGEN --ws 127.0.0.1 "$NCHAN_PORT" /sub "$n" "$secs" "$rate" http 127.0.0.1 "$NCHAN_PORT" /pub >"$out" &
+        pids=$(nginx_pids)
+        $LOADGEN --ws 127.0.0.1 "$NGINX_PORT" /sub "$n" "$secs" "$rate" http 127.0.0.1 "$NGINX_PORT" /pub >"$out" &
     fi
     local lg=$!
     wait_for "$out" '^ready' 120
@@ -135,5 +139,6 @@ for n in "$small" "$large"; do
     printf '  %5d connections: deliveries/s %sx, cpu/delivery %sx, p50 %sx, p99 %sx [p99 from the send %sx]\n' "$n" \
         "$(ratio "$pr" "$nr")" "$(ratio "$pc" "$nc")" "$(ratio "$p5" "$n5")" "$(ratio "$pp" "$np")" "$(ratio "$ps9" "$ns9")"
 done
-echo "(pgcast's latency includes the publish's commit in PostgreSQL and the hub's NOTIFY; the database's CPU"
-echo " is not counted on either side; two sidecars: ${idle_two} bytes per idle connection at ${idle2})"
+echo "(pgcast's latency includes the publish's commit in PostgreSQL, with synchronous_commit=${BENCH_SYNC_COMMIT:-off},"
+echo " and the hub's NOTIFY; the database's CPU is not counted on either side; two sidecars: ${idle_two} bytes"
+echo " per idle connection at ${idle2})"

@@ -177,6 +177,24 @@ static char *int_array(const pgc_cursor *c)
     return s;
 }
 
+/* Inside a transaction block a failed Bind would abort the caller's transaction, so
+ * there the statement is sent unnamed, as an unprepared one. */
+PGresult *pgc_db_exec_prepared(PGconn *c, const char *name, const char *sql, int nparams, const char *const *params)
+{
+    if (PQtransactionStatus(c) != PQTRANS_IDLE)
+        return PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (PQresultStatus(r) != PGRES_FATAL_ERROR || !state || strcmp(state, "26000") != 0)
+        return r; /* 26000: this connection has no such statement (new, or reset) */
+    PQclear(r);
+    r = PQprepare(c, name, sql, nparams, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        return r;
+    PQclear(r);
+    return PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+}
+
 int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn, void *arg,
                 char *err, size_t errlen)
 {
@@ -190,10 +208,10 @@ int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limi
         return -1;
     }
     const char *params[4] = {tenant, chans, seqs, lim};
-    PGresult *r = PQexecParams(c,
-                               "SELECT kind, channel, seq, gap_to, event_type, payload, ts_ms "
-                               "FROM realtime.read($1, $2::text[], $3::bigint[], $4::int)",
-                               4, NULL, params, NULL, NULL, 0);
+    PGresult *r = pgc_db_exec_prepared(c, "pgcast_read",
+                                "SELECT kind, channel, seq, gap_to, event_type, payload, ts_ms "
+                                "FROM realtime.read($1, $2::text[], $3::bigint[], $4::int)",
+                                4, params);
     free(chans);
     free(seqs);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {

@@ -32,4 +32,10 @@ typedef int (*pgc_item_fn)(pgc_event *item, void *arg);
 int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn,
                 void *arg, char *err, size_t errlen);
 
+/* PQexecParams of a named prepared statement: prepared on the connection the first time
+ * it runs there (and again after a PQreset), so parse and plan are paid once per
+ * connection, not per call. name must always go with the same sql. */
+PGresult *pgc_db_exec_prepared(PGconn *c, const char *name, const char *sql, int nparams,
+                               const char *const *params);
+
 #endif

@@ -1,32 +1,32 @@
 /*
- * The FastCGI runtime: accept loop, a thread per request, plain-CGI mode, shutdown.
+ * The FastCGI runtime: accept loop, a pool of request threads, plain-CGI mode, shutdown.
  *
- * Design: one thread per request, with a small stack (128 KiB reserved; an idle SSE
- * stream touches a few KiB of it). A stream spends its life in poll() on three file
- * descriptors — its FastCGI connection (to notice the client leaving at once), its
- * own eventfd (woken by the hub when events are queued) and the process-wide shutdown
- * eventfd — so thousands of mostly idle streams cost no CPU, and a slow or stalled client
- * blocks only the thread writing to it. libfcgi's FCGX_* API is reentrant per request,
- * which is what makes this simple; an event loop would need a FastCGI implementation of
- * our own, since libfcgi has no non-blocking mode. The cost is memory per stream (stack
- * pages actually used, plus the kernel's thread structures): bench/ measures it.
+ * Design: a request runs on a thread of its own, taken from a pool (pre-started, small
+ * stacks of 128 KiB reserved; a request touches a few KiB of it), so a slow or stalled
+ * client blocks only its own request. libfcgi's FCGX_* API is reentrant per request,
+ * which is what makes this simple; it has no non-blocking mode, so an event loop over
+ * whole requests would need a FastCGI parser of our own. Short requests (a poll, a
+ * publish) give their thread back to the pool: no thread is created per request. What
+ * lives long is handled in two ways:
+ *   - an SSE stream, once its head is written, leaves its thread for the process's one
+ *     stream loop (stream.c): an idle stream then costs a few hundred bytes, no thread;
+ *   - a long-poll keeps its thread, asleep in poll() on its connection, its wake eventfd
+ *     and the shutdown eventfd (request.c), until it answers.
+ * The pool grows whenever every thread is busy and shrinks back to POOL_MAX_IDLE idle
+ * threads as requests finish.
  *
- * The main thread accepts (FCGI_FAIL_ACCEPT_ON_INTR, so SIGTERM interrupts it), starts a
- * detached thread per request, and on SIGTERM/SIGINT stops accepting, signals every stream
- * through the shutdown eventfd and waits for them to finish.
+ * The main thread accepts (FCGI_FAIL_ACCEPT_ON_INTR, so SIGTERM interrupts it) and hands
+ * each request to the pool; on SIGTERM/SIGINT it stops accepting, signals every request
+ * and stream through the shutdown eventfd and waits for them to finish.
  *
  * Plain CGI (no FastCGI socket, GATEWAY_INTERFACE set): the one request is read from the
  * environment and stdin and answered on stdout; the handler runs on the main thread.
  */
-#define NO_FCGI_DEFINES
 #include "server.h"
 
 #include <errno.h>
-#include <fcgiapp.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,200 +34,23 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "log.h"
 
-#define STREAM_STACK_BYTES (128 * 1024)
+#define THREAD_STACK_BYTES (128 * 1024)
+#define POOL_MAX_IDLE 16
 #define SHUTDOWN_GRACE_MS 10000
-
-struct pgc_request {
-    FCGX_Request fcgx; /* FastCGI mode */
-    bool cgi;
-    bool gone;
-    bool drained; /* the request's stdin was read to its end */
-    unsigned long long consumed; /* body bytes read (CGI) */
-    char id[24];
-    char **envp; /* FastCGI params or environ */
-};
 
 static atomic_int active_requests;
 static atomic_bool shutting_down;
 static int shutdown_fd = -1;
-static pthread_mutex_t accept_mu = PTHREAD_MUTEX_INITIALIZER;
 static atomic_uint next_id;
 
 bool pgc_fcgi_shutting_down(void) { return atomic_load(&shutting_down); }
 int pgc_fcgi_active(void) { return atomic_load(&active_requests); }
-
-/* ---------------------------------------------------------------- request API */
-
-const char *pgc_req_param(pgc_request *r, const char *name)
-{
-    if (r->cgi)
-        return getenv(name);
-    return FCGX_GetParam(name, r->fcgx.envp);
-}
-
-bool pgc_req_is_cgi(pgc_request *r) { return r->cgi; }
-const char *pgc_req_id(pgc_request *r) { return r->id; }
-
-static int body_read(pgc_request *r, char *buf, size_t len)
-{
-    if (!r->cgi)
-        return FCGX_GetStr(buf, len > INT32_MAX ? INT32_MAX : (int)len, r->fcgx.in);
-    for (;;) {
-        ssize_t m = read(STDIN_FILENO, buf, len);
-        if (m < 0 && errno == EINTR)
-            continue;
-        if (m > 0)
-            r->consumed += (unsigned long long)m;
-        return (int)m;
-    }
-}
-
-int pgc_req_read_body(pgc_request *r, char **out, size_t *len, size_t max)
-{
-    *out = NULL;
-    *len = 0;
-    const char *cl = pgc_req_param(r, "CONTENT_LENGTH");
-    char *end;
-    unsigned long long want = cl && *cl ? strtoull(cl, &end, 10) : 0;
-    if (cl && *cl && *end)
-        return -1;
-    if (want > max) {
-        /* read and drop it (up to a bound), so the web server can deliver the 413
-         * instead of failing to write the body to a process that stopped reading */
-        char sink[16384];
-        for (unsigned long long left = want < 64ULL * max ? want : 0; left > 0;) {
-            int n = body_read(r, sink, left < sizeof(sink) ? (size_t)left : sizeof(sink));
-            if (n <= 0)
-                break;
-            left -= (unsigned long long)n;
-        }
-        return -2;
-    }
-    char *buf = malloc((size_t)want + 1);
-    if (!buf)
-        return -1;
-    size_t got = 0;
-    while (got < want) {
-        int n = body_read(r, buf + got, (size_t)(want - got));
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    if (got != want) {
-        free(buf);
-        return -1;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    *len = got;
-    return 0;
-}
-
-int pgc_req_write(pgc_request *r, const char *data, size_t len)
-{
-    if (r->gone)
-        return -1;
-    if (r->cgi) {
-        if (fwrite(data, 1, len, stdout) != len)
-            r->gone = true;
-    } else if (len && FCGX_PutStr(data, (int)len, r->fcgx.out) != (int)len) {
-        r->gone = true;
-    }
-    return r->gone ? -1 : 0;
-}
-
-int pgc_req_puts(pgc_request *r, const char *s) { return pgc_req_write(r, s, strlen(s)); }
-
-int pgc_req_printf(pgc_request *r, const char *fmt, ...)
-{
-    char small[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof(small))
-        return pgc_req_write(r, small, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = pgc_req_write(r, big, (size_t)n);
-    free(big);
-    return rc;
-}
-
-int pgc_req_flush(pgc_request *r)
-{
-    if (r->gone)
-        return -1;
-    if (r->cgi ? fflush(stdout) != 0 : FCGX_FFlush(r->fcgx.out) != 0)
-        r->gone = true;
-    return r->gone ? -1 : 0;
-}
-
-/* The web server has nothing more to send once the request is read: readable means it
- * closed the connection (the client left) or aborted the request. */
-static bool peer_gone(int fd, short revents, bool cgi)
-{
-    if (revents & (POLLHUP | POLLERR | POLLRDHUP))
-        return true;
-    if (!cgi && (revents & POLLIN)) {
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
-    }
-    return false;
-}
-
-enum pgc_wait_result pgc_req_wait(pgc_request *r, int wake_fd, int timeout_ms)
-{
-    if (r->gone)
-        return PGC_WAIT_GONE;
-    if (!r->cgi && !r->drained) {
-        /* consume the rest of the request (at least the empty FCGI_STDIN record that
-         * ends it): afterwards, anything readable on the connection means the web
-         * server closed or aborted it */
-        char buf[4096];
-        while (FCGX_GetStr(buf, sizeof(buf), r->fcgx.in) > 0)
-            ;
-        r->drained = true;
-    }
-    if (atomic_load(&shutting_down))
-        return PGC_WAIT_SHUTDOWN;
-    /* CGI: stdout is a pipe to the web server; POLLERR/POLLHUP when it is closed */
-    int conn = r->cgi ? STDOUT_FILENO : r->fcgx.ipcFd;
-    struct pollfd fds[3] = {{conn, (short)(r->cgi ? 0 : POLLIN | POLLRDHUP), 0},
-                            {wake_fd, POLLIN, 0},
-                            {shutdown_fd, POLLIN, 0}};
-    int n = poll(fds, 3, timeout_ms);
-    if (n < 0)
-        return errno == EINTR ? PGC_WAIT_TIMEOUT : PGC_WAIT_GONE;
-    if (fds[2].revents & POLLIN)
-        return PGC_WAIT_SHUTDOWN;
-    if (peer_gone(conn, fds[0].revents, r->cgi)) {
-        r->gone = true;
-        return PGC_WAIT_GONE;
-    }
-    if (wake_fd >= 0 && (fds[1].revents & POLLIN)) {
-        uint64_t v;
-        ssize_t m = read(wake_fd, &v, sizeof(v));
-        (void)m; /* non-blocking counter: reading resets it, EAGAIN means already reset */
-        return PGC_WAIT_WOKEN;
-    }
-    return PGC_WAIT_TIMEOUT;
-}
-
-/* ---------------------------------------------------------------- serving */
+int pgc_fcgi_shutdown_fd(void) { return shutdown_fd; }
 
 static void set_id(pgc_request *r)
 {
@@ -235,23 +58,114 @@ static void set_id(pgc_request *r)
     snprintf(r->id, sizeof(r->id), "%x-%x", (unsigned)getpid(), n);
 }
 
+/* ---------------------------------------------------------------- the pool */
+
 struct job {
+    struct job *next;
     pgc_request *r;
     pgc_handler_fn handler;
     void *ctx;
 };
 
-static void *request_thread(void *arg)
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *head, *tail; /* accepted, waiting for a thread */
+    int queued, idle;
+    bool stop;
+    pthread_attr_t attr;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void finish_request(pgc_request *r)
 {
-    struct job *j = arg;
-    j->handler(j->r, j->ctx);
-    FCGX_Finish_r(&j->r->fcgx);
-    FCGX_Free(&j->r->fcgx, 1);
-    free(j->r);
-    free(j);
+    FCGX_Finish_r(&r->fcgx);
+    FCGX_Free(&r->fcgx, 1);
+    free(r);
     atomic_fetch_sub(&active_requests, 1);
+}
+
+void pgc_fcgi_detached_done(pgc_request *r)
+{
+    free(r);
+    atomic_fetch_sub(&active_requests, 1);
+}
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&pool.mu);
+    for (;;) {
+        while (!pool.head && !pool.stop) {
+            pool.idle++;
+            pthread_cond_wait(&pool.cv, &pool.mu);
+            pool.idle--;
+        }
+        struct job *j = pool.head;
+        if (!j)
+            break; /* stopping, nothing left */
+        pool.head = j->next;
+        if (!pool.head)
+            pool.tail = NULL;
+        pool.queued--;
+        pthread_mutex_unlock(&pool.mu);
+
+        j->handler(j->r, j->ctx);
+        if (!j->r->detached) /* else the stream loop finishes it */
+            finish_request(j->r);
+        free(j);
+
+        pthread_mutex_lock(&pool.mu);
+        if (pool.idle >= POOL_MAX_IDLE)
+            break; /* enough threads wait already: give this one back */
+    }
+    pthread_mutex_unlock(&pool.mu);
     return NULL;
 }
+
+/* Threads of the runtime never take the signals: the main thread's accept must see
+ * SIGTERM. */
+int pgc_fcgi_thread_start(const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    int blocked = pthread_sigmask(SIG_BLOCK, &block, &old) == 0;
+    pthread_t t;
+    int rc = pthread_create(&t, attr, fn, arg);
+    if (blocked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+static int start_worker(void)
+{
+    int rc = pgc_fcgi_thread_start(&pool.attr, worker, NULL);
+    if (rc != 0)
+        PGC_ERROR("cannot start a request thread: %s", strerror(rc));
+    return rc == 0 ? 0 : -1;
+}
+
+/* Queues the request and starts a thread when every one is busy. If none can start,
+ * the request waits for the next thread that finishes. */
+static void dispatch(struct job *j)
+{
+    pthread_mutex_lock(&pool.mu);
+    j->next = NULL;
+    if (pool.tail)
+        pool.tail->next = j;
+    else
+        pool.head = j;
+    pool.tail = j;
+    pool.queued++;
+    bool need = pool.queued > pool.idle;
+    pthread_cond_signal(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    if (need)
+        start_worker();
+}
+
+/* ---------------------------------------------------------------- serving */
 
 static void on_signal(int sig)
 {
@@ -293,16 +207,7 @@ static int serve_cgi(pgc_handler_fn handler, void *ctx)
     handler(r, ctx);
     if (!r->gone)
         fflush(stdout);
-    /* read what is left of the body: a process that exits with unread input makes the
-     * web server's socket reset, and the answer already written is lost with it */
-    const char *cl = getenv("CONTENT_LENGTH");
-    unsigned long long want = cl ? strtoull(cl, NULL, 10) : 0;
-    char sink[16384];
-    while (r->consumed < want && want - r->consumed < (64ULL << 20)) {
-        unsigned long long left = want - r->consumed;
-        if (body_read(r, sink, left < sizeof(sink) ? (size_t)left : sizeof(sink)) <= 0)
-            break;
-    }
+    pgc_req_drain_cgi_body(r);
     free(r);
     return 0;
 }
@@ -340,17 +245,13 @@ int pgc_fcgi_serve(enum pgc_fcgi_mode mode, const char *listen, pgc_handler_fn h
         PGC_ERROR("sigaction: %s", strerror(errno));
         return 1;
     }
-    /* worker threads never take the signals: only this thread's accept is interrupted */
-    sigset_t block, old;
-    sigemptyset(&block);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGINT);
-    pthread_attr_t attr;
-    if (pthread_attr_init(&attr) != 0 || pthread_attr_setstacksize(&attr, STREAM_STACK_BYTES) != 0 ||
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0) {
+    if (pthread_attr_init(&pool.attr) != 0 || pthread_attr_setstacksize(&pool.attr, THREAD_STACK_BYTES) != 0 ||
+        pthread_attr_setdetachstate(&pool.attr, PTHREAD_CREATE_DETACHED) != 0) {
         PGC_ERROR("pthread attributes failed");
         return 1;
     }
+    for (int i = 0; i < 4; i++)
+        start_worker();
 
     while (!atomic_load(&shutting_down)) {
         pgc_request *r = calloc(1, sizeof(*r));
@@ -362,9 +263,7 @@ int pgc_fcgi_serve(enum pgc_fcgi_mode mode, const char *listen, pgc_handler_fn h
             sleep(1);
             continue;
         }
-        pthread_mutex_lock(&accept_mu);
         int rc = FCGX_Accept_r(&r->fcgx);
-        pthread_mutex_unlock(&accept_mu);
         if (rc < 0) {
             FCGX_Free(&r->fcgx, 1);
             free(r);
@@ -381,21 +280,12 @@ int pgc_fcgi_serve(enum pgc_fcgi_mode mode, const char *listen, pgc_handler_fn h
         j->handler = handler;
         j->ctx = ctx;
         atomic_fetch_add(&active_requests, 1);
-        pthread_t t;
-        int blocked = pthread_sigmask(SIG_BLOCK, &block, &old) == 0;
-        int started = pthread_create(&t, &attr, request_thread, j) == 0;
-        if (blocked)
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (!started) {
-            PGC_ERROR("cannot start a request thread: %s", strerror(errno));
-            atomic_fetch_sub(&active_requests, 1);
-            FCGX_Finish_r(&r->fcgx);
-            FCGX_Free(&r->fcgx, 1);
-            free(r);
-            free(j);
-        }
+        dispatch(j);
     }
-    pthread_attr_destroy(&attr);
+    pthread_mutex_lock(&pool.mu);
+    pool.stop = true;
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
 
     /* every stream saw the shutdown eventfd; give them a moment to say goodbye */
     PGC_INFO("shutting down: %d requests to finish", atomic_load(&active_requests));

@@ -1,6 +1,7 @@
 /* GET {prefix}/events: what follows a cursor, as {"events":[...],"cursor":"..."}.
  *
- * Cheap first: one query of the channels' current positions (realtime_channels only).
+ * Cheap first: the channels' current positions (realtime_channels only; one query shared
+ * by the requests in flight, positions.c).
  * When nothing is new that answers the request — 304 when If-None-Match holds the
  * cursor's ETag, an empty page otherwise — without reading any event body. With
  * ?wait=S a request with nothing new waits: in FastCGI mode as a hub subscriber (no
@@ -111,45 +112,15 @@ static void send_page(pgc_request *r, const char *tenant, struct page *p)
     free(out.buf);
 }
 
-/* Postgres text[] literal of the channels (channel grammar needs no escaping). */
-static char *channels_array(char **chans, int n)
-{
-    struct page a = {0};
-    page_add(&a, "{", 1);
-    for (int i = 0; i < n; i++) {
-        page_add(&a, i ? ",\"" : "\"", i ? 2 : 1);
-        page_add(&a, chans[i], strlen(chans[i]));
-        page_add(&a, "\"", 1);
-    }
-    page_add(&a, "}", 1);
-    if (a.oom) {
-        free(a.buf);
-        return NULL;
-    }
-    return a.buf;
-}
-
 /* 1: something after the cursor (an event, or a gap), 0: nothing, -1: answered (error). */
-static int anything_new(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, const pgc_cursor *cur)
+static int anything_new(pgc_app *app, pgc_request *r, const char *tenant, const pgc_cursor *cur)
 {
-    char *arr = channels_array(chans, n);
-    if (!arr) {
-        pgc_req_send_error(r, 500, "internal", "out of memory", "");
-        return -1;
-    }
-    const char *params[2] = {tenant, arr};
-    PGresult *res = pgc_app_query(app, r, "SELECT channel, last_seq, pruned_through FROM realtime.positions($1, $2::text[])",
-                                  2, params);
-    free(arr);
-    if (!res)
-        return -1;
-    int news = 0;
-    for (int i = 0; i < PQntuples(res); i++) {
-        int64_t seen = pgc_cursor_get(cur, PQgetvalue(res, i, 0));
-        if (strtoll(PQgetvalue(res, i, 1), NULL, 10) > seen || strtoll(PQgetvalue(res, i, 2), NULL, 10) > seen)
-            news = 1;
-    }
-    PQclear(res);
+    bool unreachable;
+    int news = poll_anything_after(app, tenant, cur, &unreachable);
+    if (news < 0 && unreachable)
+        pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "Retry-After: 1\r\n");
+    else if (news < 0)
+        pgc_req_send_error(r, 500, "internal", "the database refused the request", "");
     return news;
 }
 
@@ -212,10 +183,12 @@ static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char
         if (w == PGC_WAIT_SHUTDOWN)
             break;
     }
-    pgc_sub_free(sub);
-    close(efd);
+    /* answer first: unsubscribing takes hub locks that every waiter woken by the same
+     * publish wants at once */
     if (!gone)
         send_page(r, tenant, p);
+    pgc_sub_free(sub);
+    close(efd);
 }
 
 /* Plain-CGI long-poll: no hub, re-check the positions now and then. */
@@ -235,7 +208,7 @@ static void long_poll_cgi(pgc_app *app, pgc_request *r, const char *tenant, char
             return;
         if (w == PGC_WAIT_SHUTDOWN)
             break;
-        int news = anything_new(app, r, tenant, chans, n, p->cur);
+        int news = anything_new(app, r, tenant, p->cur);
         if (news < 0)
             return;
         if (news) {
@@ -273,7 +246,7 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
     if (pgc_app_method(r, "GET") != 0)
         return;
     pgc_token tok;
-    if (pgc_app_authenticate(app, r, &tok) != 0)
+    if (poll_authenticate(app, r, &tok) != 0)
         return;
     char **chans = NULL;
     int n = pgc_app_channels(app, r, &tok, path_channel, &chans);
@@ -300,7 +273,7 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
             rc = pgc_cursor_set(&cur, chans[i], s < 0 ? 0 : s);
         }
         struct page p = {.cur = &cur, .limit = limit};
-        int news = rc == 0 ? anything_new(app, r, tok.tenant, chans, n, &cur) : -1;
+        int news = rc == 0 ? anything_new(app, r, tok.tenant, &cur) : -1;
         if (rc != 0) {
             pgc_req_send_error(r, 500, "internal", "out of memory", "");
         } else if (news == 1) {

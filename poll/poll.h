@@ -13,6 +13,16 @@ void poll_presence(pgc_app *app, pgc_request *r);
 /* GET {prefix}/health */
 void poll_health(pgc_app *app, pgc_request *r);
 
+/* pgc_app_authenticate, remembering accepted tokens by their text until they expire
+ * (auth.c): 0 with *out filled, or -1 with the 401 sent. */
+int poll_authenticate(pgc_app *app, pgc_request *r, pgc_token *out);
+
+/* Whether an event or a gap follows cur (every requested channel, seq >= 0) for the
+ * tenant, from the channels' positions only; concurrent requests share one query
+ * (positions.c). 1 yes, 0 no, -1 the database failed (*unreachable: could not be
+ * reached at all). */
+int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur, bool *unreachable);
+
 /* The request body as a JSON object: 413 over max_message_bytes, 400 when not an
  * object. NULL with the answer sent. */
 struct json_object *poll_json_body(pgc_app *app, pgc_request *r);

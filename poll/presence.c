@@ -89,7 +89,7 @@ void poll_presence(pgc_app *app, pgc_request *r)
     if (pgc_app_method(r, "GET, POST") != 0)
         return;
     pgc_token tok;
-    if (pgc_app_authenticate(app, r, &tok) != 0)
+    if (poll_authenticate(app, r, &tok) != 0)
         return;
     if (strcmp(pgc_req_param(r, "REQUEST_METHOD"), "GET") == 0)
         get_presence(app, r, &tok);

@@ -13,7 +13,7 @@ void poll_publish(pgc_app *app, pgc_request *r)
     if (pgc_app_method(r, "POST") != 0)
         return;
     pgc_token tok;
-    if (pgc_app_authenticate(app, r, &tok) != 0)
+    if (poll_authenticate(app, r, &tok) != 0)
         return;
     struct json_object *body = poll_json_body(app, r), *payload = NULL;
     if (!body) {

@@ -2,7 +2,7 @@
 """Polling API checks against a running web server: poll_checks.py BASE_URL LABEL [WAITERS].
 
 Run by tests/poll/*.sh once they started a server; prints TAP lines."""
-import concurrent.futures, json, os, socket, subprocess, sys, threading, time, urllib.error, urllib.parse, urllib.request
+import base64, concurrent.futures, json, os, socket, subprocess, sys, threading, time, urllib.error, urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
 from jwt import mint  # noqa: E402
@@ -295,6 +295,81 @@ def check_sse_readback():
        "an event published through /publish arrives on an open SSE stream", buf[-300:])
 
 
+def check_token_reuse():
+    """Accepted tokens are remembered by their text: what must still be refused is."""
+    ch = f"project:{RUN}tok"
+    publish("t1", ch, 1)
+    short = token(exp="+2")
+    first, again = events(f"channel={ch}", tok=short)[0], events(f"channel={ch}", tok=short)[0]
+    ok(first == 200 and again == 200, "a token is accepted, and accepted again", (first, again))
+    head, claims, sig = short.split(".")
+    k = len(sig) // 2
+    forged_sig = f"{head}.{claims}.{sig[:k]}{'B' if sig[k] == 'A' else 'A'}{sig[k + 1:]}"
+    st, _, body = events(f"channel={ch}", tok=forged_sig)
+    ok(st == 401 and body["error"]["code"] == "invalid_token",
+       "the accepted token with one signature character changed is refused", (st, body))
+    raw = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    raw["tenant"] = "t2"
+    forged_claims = base64.urlsafe_b64encode(json.dumps(raw).encode()).rstrip(b"=").decode()
+    st, _, body = events(f"channel={ch}", tok=f"{head}.{forged_claims}.{sig}")
+    ok(st == 401 and body["error"]["code"] == "invalid_token",
+       "its signature on other claims (another tenant) is refused", (st, body))
+    time.sleep(3.1)
+    st, _, body = events(f"channel={ch}", tok=short)
+    ok(st == 401 and "expired" in body["error"]["message"], "once its exp has passed it is refused", (st, body))
+
+
+def check_concurrent_checks():
+    """Concurrent requests share change checks: each still gets its own answer."""
+    odd = 't"q\\,{x} y'  # a tenant with what is special in an array literal
+    chans = [f"project:{RUN}cc{i}" for i in range(4)]
+    heads = {}
+    for t in ("t1", odd):
+        for i, ch in enumerate(chans):
+            heads[(t, ch)] = publish(t, ch, 1 + i + (3 if t == odd else 0))
+    toks = {"t1": token(), odd: token(tenant=odd)}
+    cases = []
+    for t in ("t1", odd):
+        for i, ch in enumerate(chans):
+            other = chans[(i + 1) % len(chans)]
+            at_head = f"{ch}={heads[(t, ch)]},{other}={heads[(t, other)]}"
+            st, hd, _ = events(f"channel={ch}&channel={other}&since={q(at_head)}", tok=toks[t])
+            cases.append((t, f"channel={ch}&channel={other}&since={q(at_head)}", hd.get("ETag", ""), 304, None))
+            behind = f"{ch}={heads[(t, ch)]},{other}={heads[(t, other)] - 1}"
+            cases.append((t, f"channel={ch}&channel={other}&since={q(behind)}", hd.get("ETag", ""), 200,
+                          [heads[(t, other)]]))
+
+    def run(case):
+        t, query, etag, want, seqs = case
+        st, _, body = events(query, tok=toks[t], headers={"If-None-Match": etag})
+        return st == want and (seqs is None or [e["seq"] for e in body["events"]] == seqs), (case[:4], st, body)
+
+    with concurrent.futures.ThreadPoolExecutor(32) as ex:
+        results = list(ex.map(run, cases * 8))
+    bad = [r[1] for r in results if not r[0]]
+    ok(not bad, f"{len(results)} concurrent requests over two tenants: 304 at the head, the missing event "
+       "behind it, each", bad[:3])
+
+    def fresh(i):
+        ch = f"project:{RUN}fresh{i}"
+        publish("t1", ch, 1)
+        wrong = []
+        for _ in range(4):
+            st, hd, body = events(f"channel={ch}&since={q(ch + '=0')}")
+            cursor, etag = body.get("cursor", ""), hd.get("ETag", "")
+            st_h, _, _ = events(f"channel={ch}&since={q(cursor)}", headers={"If-None-Match": etag})
+            st_p, _, pub = http("POST", "/realtime/publish", {"channel": ch, "type": "f"}, tok=token())
+            st_a, _, after = events(f"channel={ch}&since={q(cursor)}", headers={"If-None-Match": etag})
+            if st_h != 304 or st_p != 201 or st_a != 200 or [e["seq"] for e in after["events"]] != [pub["seq"]]:
+                wrong.append((ch, st_h, st_p, st_a, after))
+        return wrong
+
+    with concurrent.futures.ThreadPoolExecutor(12) as ex:
+        wrong = [w for ws in ex.map(fresh, range(12)) for w in ws]
+    ok(not wrong, "a publish answered 201 is never followed by a 304 for the cursor before it (12 clients at once)",
+       wrong[:3])
+
+
 def check_health():
     st, _, body = http("GET", "/realtime/health")
     ok(st == 200 and body == {"status": "ok", "database": "ok"}, "health is 200 with the database ok", (st, body))
@@ -308,6 +383,8 @@ if __name__ == "__main__":
     check_tenants()
     check_presence()
     check_sse_readback()
+    check_token_reuse()
+    check_concurrent_checks()
     if WAITERS:
         check_many_waiters(WAITERS)
     sys.exit(1 if failed else 0)

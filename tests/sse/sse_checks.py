@@ -281,9 +281,63 @@ def check_many(nstreams, nevents=100):
     ok(cnt == 0, "after the clients leave, the open-stream count returns to zero", cnt)
 
 
+def check_slow_client():
+    """A client that stops reading stalls only itself: the others get every event; it
+    is ended with an overflow error after what it was sent, in order, with no hole."""
+    ch = f"project:{RUN}slow"
+    tok = token()
+    slow = Stream(f"channel={ch}&token={tok}")  # never reads until the end
+    fast = Stream(f"channel={ch}&token={tok}")
+    # 1,500 x 7 KB (bodies small enough to come with their NOTIFY): more than the
+    # handler's queue (SSE_QUEUE_BYTES, set by the caller) plus every socket buffer
+    total = 1500
+    psql(f"SELECT realtime.publish('t1', '{ch}', 'big', jsonb_build_object('i', g, 'pad', repeat('x', 7000))) "
+         f"FROM generate_series(1, {total}) g")
+    ok(fast.wait_for(lambda s: len(s.seqs()) >= total, 60) and fast.seqs() == list(range(1, total + 1)),
+       "a client that reads gets every event, in order, while another stops reading", len(fast.seqs()))
+    fast.close()
+    slow.read_body(timeout=60)
+    seqs, errs = slow.seqs(), slow.data("error")
+    ok(slow.closed and errs and errs[-1].get("code") == "overflow",
+       "the client that stopped reading is ended with an overflow error", f"closed={slow.closed} errors={errs}")
+    ok(0 < len(seqs) < total and seqs == list(range(1, len(seqs) + 1)),
+       "before that it got a prefix of the events, in order, with no hole (it resumes from its last id)",
+       f"{len(seqs)} events: {seqs[:3]}...{seqs[-3:]}")
+    slow.close()
+
+
+def check_shutdown(pid):
+    """SIGTERM: every open stream gets a shutdown error and ends; the process exits."""
+    ch = f"project:{RUN}term"
+    streams = [Stream(f"channel={ch}&token={token()}") for _ in range(20)]
+    ok(all(s.status == 200 for s in streams), "20 streams open")
+    publish("t1", ch)
+    ok(all(s.wait_for(lambda x: x.seqs() == [1], 10) for s in streams), "each got the event published")
+    os.kill(pid, 15)
+    ended = [s.wait_for(lambda x: x.closed, 15) for s in streams]
+    ok(all(ended), "SIGTERM ends every stream", f"{sum(ended)} of 20 ended")
+    codes = [(s.data("error") or [{}])[-1].get("code") for s in streams]
+    ok(codes == ["shutdown"] * 20, "each with a shutdown error as its last message", codes)
+    end = time.time() + 15
+    while os.path.exists(f"/proc/{pid}") and time.time() < end:
+        try:
+            if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.1)
+    gone = not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    ok(gone, "the process exits")
+
+
 if __name__ == "__main__":
+    if os.environ.get("SSE_SHUTDOWN_PID"):
+        check_shutdown(int(os.environ["SSE_SHUTDOWN_PID"]))
+        sys.exit(1 if failed else 0)
     check_errors()
     check_stream()
+    if os.environ.get("SSE_SLOW"):
+        check_slow_client()
     if os.environ.get("SSE_HEARTBEATS"):
         check_heartbeats()
     if STREAMS:

@@ -1,0 +1,49 @@
+/* What the FastCGI runtime's own files share (request.c, server.c, stream.c); handlers
+ * see only request.h, server.h and stream.h. */
+#ifndef PGCAST_FCGI_INTERNAL_H
+#define PGCAST_FCGI_INTERNAL_H
+
+#define NO_FCGI_DEFINES
+#include <fcgiapp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "request.h"
+
+struct pgc_request {
+    FCGX_Request fcgx; /* FastCGI mode */
+    bool cgi;
+    bool gone;
+    bool drained;  /* the request's stdin was read to its end */
+    bool detached; /* a stream loop owns the connection now (stream.c) */
+    unsigned long long consumed; /* body bytes read (CGI) */
+    char id[24];
+};
+
+/* printf through a write function (pgc_req_printf, pgc_stream_printf). */
+int pgc_vprintf_to(int (*write_fn)(void *, const char *, size_t), void *dst, const char *fmt, va_list ap);
+
+/* pthread_create with SIGTERM/SIGINT blocked in the new thread. 0 or an errno. */
+int pgc_fcgi_thread_start(const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+
+/* Readable once SIGTERM/SIGINT arrived (never reset). */
+int pgc_fcgi_shutdown_fd(void);
+
+/* Reads what is left of the request's stdin (at least the empty FCGI_STDIN record that
+ * ends it): afterwards anything readable on the connection means the web server closed
+ * or aborted it. */
+void pgc_req_drain(pgc_request *r);
+
+/* Plain CGI, after the handler: reads the rest of the body (up to a bound). */
+void pgc_req_drain_cgi_body(pgc_request *r);
+
+/* Whether poll() revents on the request's connection mean the client went away. */
+bool pgc_req_peer_gone(int fd, short revents, bool cgi);
+
+/* A detached request ended (its stream closed the connection): frees it and counts it
+ * out of the active requests. */
+void pgc_fcgi_detached_done(pgc_request *r);
+
+#endif

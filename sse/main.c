@@ -1,0 +1,143 @@
+/*
+ * pgcast-sse.fcgi: GET {prefix}/sse — Server-Sent Events (SPEC §4).
+ *
+ * This file checks the request (method, token, channels, cursor) and answers its errors
+ * as JSON before any stream starts; then it writes the head and hands the stream to the
+ * FastCGI runtime (fcgi/stream.h), whose callbacks are in stream.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "channel.h"
+#include "log.h"
+#include "server.h"
+#include "sse.h"
+
+static const char usage[] =
+    "usage: pgcast-sse.fcgi [--listen PATH|HOST:PORT]\n"
+    "\n"
+    "pgcast's Server-Sent Events handler: GET {prefix}/sse?channel=C[&channel=D][&since=CURSOR][&token=T]\n"
+    "\n"
+    "Runs as FastCGI on the socket the web server passes (lighttpd bin-path, Apache mod_fcgid),\n"
+    "as FastCGI on a socket of its own with --listen (spawn-fcgi, Apache mod_proxy_fcgi), or as\n"
+    "plain CGI (one request per process) when started by a web server's CGI module.\n"
+    "\n"
+    "Configuration: the file named by PGCAST_CONFIG and PGCAST_* variables\n"
+    "(see pgcast.conf.example). SIGTERM ends every stream and the process.\n";
+
+/* Channels of the stream that the cursor does not position start where they are now. */
+static int cgi_initial_positions(sse_stream *s)
+{
+    char chans[PGC_CHANNEL_MAX * 50 * 3 + 8] = "{";
+    for (int i = 0; i < s->nchans; i++) {
+        size_t l = strlen(chans);
+        snprintf(chans + l, sizeof(chans) - l, "%s\"%s\"", i ? "," : "", s->chans[i]);
+    }
+    strcat(chans, "}");
+    const char *p[2] = {s->tok.tenant, chans};
+    PGresult *res = PQexecParams(s->cgi_conn, "SELECT realtime.cursor($1, $2::text[])", 2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        PQclear(res);
+        return -1;
+    }
+    pgc_cursor now;
+    pgc_cursor_init(&now);
+    char err[128];
+    int rc = pgc_cursor_parse(&now, PQgetvalue(res, 0, 0), (size_t)s->nchans, err, sizeof(err));
+    PQclear(res);
+    for (size_t i = 0; rc == 0 && i < now.n; i++)
+        if (pgc_cursor_get(&s->cur, now.v[i].channel) < 0)
+            rc = pgc_cursor_set(&s->cur, now.v[i].channel, now.v[i].seq);
+    pgc_cursor_free(&now);
+    return rc;
+}
+
+/* The stream's source: a hub subscriber (FastCGI) or a connection to read the log on
+ * (CGI). 0, or -1 with the error answered. */
+static int open_source(sse_stream *s, pgc_request *r)
+{
+    pgc_app *app = s->app;
+    if (app->cgi) {
+        s->cgi_conn = pgc_db_acquire(app->pool, 5000);
+        if (!s->cgi_conn || cgi_initial_positions(s) != 0) {
+            pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "");
+            return -1;
+        }
+        return 0;
+    }
+    s->sub = pgc_sub_new(app->hub, s->tok.tenant, pgc_stream_wake, s->st);
+    if (!s->sub) {
+        pgc_req_send_error(r, 503, "unavailable", "out of resources", "");
+        return -1;
+    }
+    return 0;
+}
+
+static void handle(pgc_app *app, pgc_request *r)
+{
+    if (pgc_app_method(r, "GET") != 0)
+        return;
+    sse_stream *s = calloc(1, sizeof(*s));
+    if (!s) {
+        pgc_req_send_error(r, 503, "unavailable", "out of memory", "");
+        return;
+    }
+    s->app = app;
+    pgc_cursor_init(&s->cur);
+    if (pgc_app_authenticate(app, r, &s->tok) != 0) {
+        sse_stream_free(s);
+        return;
+    }
+    s->nchans = pgc_app_channels(app, r, &s->tok, NULL, &s->chans);
+    if (s->nchans < 0) {
+        s->nchans = 0;
+        s->chans = NULL; /* freed already */
+        sse_stream_free(s);
+        return;
+    }
+    /* Last-Event-ID (what browsers send on reconnect) wins over ?since= */
+    const char *last_id = pgc_req_param(r, "HTTP_LAST_EVENT_ID");
+    char *since = last_id && *last_id ? strdup(last_id) : pgc_query_get(pgc_req_param(r, "QUERY_STRING"), "since");
+    char err[256];
+    int bad = since && pgc_cursor_parse(&s->cur, since, (size_t)app->cfg.max_channels, err, sizeof(err)) != 0;
+    free(since);
+    if (bad) {
+        pgc_req_send_error(r, 400, "bad_cursor", err, "");
+        sse_stream_free(s);
+        return;
+    }
+    s->st = pgc_stream_new(r, app->cgi ? &sse_cgi_ops : &sse_hub_ops, s);
+    if (!s->st) {
+        pgc_req_send_error(r, 503, "unavailable", "out of memory", "");
+        sse_stream_free(s);
+        return;
+    }
+    if (open_source(s, r) != 0) {
+        pgc_stream *st = s->st;
+        sse_stream_free(s); /* frees the subscriber first: no wake after this */
+        pgc_stream_discard(st);
+        return;
+    }
+    pgc_req_printf(r,
+                   "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                   "X-Accel-Buffering: no\r\n\r\nretry: %d\n\n",
+                   app->cfg.sse_retry_ms);
+    sse_stream_start_timers(s);
+    char chans[512] = "";
+    for (int i = 0; i < s->nchans; i++) {
+        size_t l = strlen(chans);
+        snprintf(chans + l, sizeof(chans) - l, "%s%s", i ? "," : "", s->chans[i]);
+    }
+    if (app->stats)
+        s->stat = pgc_stats_open(app->stats, pgc_req_id(r), s->tok.tenant, s->tok.sub, "sse", chans, NULL);
+    pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels", s->tok.tenant, s->nchans);
+    for (int i = 0; s->sub && i < s->nchans; i++)
+        pgc_sub_add(s->sub, s->chans[i], pgc_cursor_get(&s->cur, s->chans[i]));
+    pgc_stream_run(s->st); /* s belongs to the stream now; freed by its done callback */
+}
+
+int main(int argc, char **argv)
+{
+    return pgc_app_main(argc, argv, "pgcast-sse", "sse", usage, handle);
+}

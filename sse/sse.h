@@ -1,0 +1,47 @@
+/* The SSE handler's parts: main.c checks the request and opens the stream; stream.c is
+ * the stream's life (events, heartbeats, limits) as callbacks of fcgi/stream.h. */
+#ifndef PGCAST_SSE_H
+#define PGCAST_SSE_H
+
+#include <stdint.h>
+
+#include "app.h"
+#include "cursor.h"
+#include "stream.h"
+
+/* Events held until every channel's position is known (hub mode). */
+typedef struct sse_held {
+    pgc_event **v;
+    size_t n, cap;
+} sse_held;
+
+typedef struct sse_stream {
+    pgc_app *app;
+    pgc_stream *st;
+    pgc_token tok;
+    char **chans;
+    int nchans;
+    pgc_cursor cur;      /* the position after what was sent: every id: line */
+    pgc_sub *sub;        /* hub mode */
+    int announced;       /* channels whose SUBSCRIBED arrived (hub mode) */
+    sse_held held;
+    PGconn *cgi_conn;    /* plain CGI: reads the log on it */
+    int hb_ms;
+    uint64_t cfg_gen;
+    int64_t next_hb, next_read, deadline, token_end; /* monotonic ms; 0 = none */
+    long sent;
+    pgc_stats_conn *stat;
+} sse_stream;
+
+/* Callbacks of a stream fed by the process's hub, and of a plain-CGI stream that reads
+ * the log itself. */
+extern const pgc_stream_ops sse_hub_ops;
+extern const pgc_stream_ops sse_cgi_ops;
+
+/* Heartbeat interval, maximum duration and token expiry, from now. */
+void sse_stream_start_timers(sse_stream *s);
+
+/* Frees what the stream state holds (and s). */
+void sse_stream_free(sse_stream *s);
+
+#endif
