@@ -62,7 +62,7 @@ struct ws_loop {
     pthread_mutex_t mu;
     ws_conn *incoming;               /* adopted, not yet in the loop */
     ws_conn *conns;
-    ws_conn *ready;                  /* woken by the hub, to pump (under mu) */
+    ws_conn *ready, **ready_tail;    /* woken by the hub, to pump in that order (under mu) */
     ws_env env;
     uint64_t next_id;
     atomic_bool stop;
@@ -390,8 +390,9 @@ void ws_conn_mark_ready(ws_conn *c)
     ws_loop *l = c->loop;
     pthread_mutex_lock(&l->mu);
     bool first = l->ready == NULL;
-    c->next_ready = l->ready;
-    l->ready = c;
+    c->next_ready = NULL;
+    *l->ready_tail = c;
+    l->ready_tail = &c->next_ready;
     pthread_mutex_unlock(&l->mu);
     /* one wake per batch: the loop takes the whole list after each wake */
     if (first)
@@ -406,6 +407,8 @@ static void conn_free(ws_loop *l, ws_conn *c)
     for (ws_conn **pp = &l->ready; *pp; pp = &(*pp)->next_ready) {
         if (*pp == c) {
             *pp = c->next_ready;
+            if (!*pp)
+                l->ready_tail = pp;
             break;
         }
     }
@@ -474,6 +477,7 @@ ws_loop *ws_loop_new(const ws_env *env, size_t max_message_bytes, size_t queue_b
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &e) != 0) goto fail;
     l->max_msg = max_message_bytes;
     l->queue_bytes = queue_bytes;
+    l->ready_tail = &l->ready;
     return l;
 fail:
     if (l->epfd >= 0) close(l->epfd);
@@ -603,6 +607,7 @@ static void pump_ready(ws_loop *l)
     pthread_mutex_lock(&l->mu);
     ws_conn *list = l->ready;
     l->ready = NULL;
+    l->ready_tail = &l->ready;
     pthread_mutex_unlock(&l->mu);
     while (list) {
         ws_conn *c = list;
