@@ -26,6 +26,9 @@ typedef struct ws_chan {
     size_t n_events;
     char *request_id; /* of the subscribe, echoed in `subscribed` */
     bool present;     /* joined presence here */
+    bool announced;   /* `subscribed` sent: the hub delivers the channel's presence now */
+    bool get_pending; /* presence.get asked before that: answered once announced */
+    char *get_request_id;
     struct ws_chan *next;
 } ws_chan;
 
@@ -198,6 +201,7 @@ static void do_subscribe(ws_session *s, ws_action *a)
     free(c->request_id);
     c->request_id = a->request_id;
     a->request_id = NULL;
+    c->announced = false;
     if (pgc_sub_add(s->sub, c->name, a->since) != 0) {
         send_error(s, "internal", "could not subscribe", c->request_id);
         return;
@@ -223,6 +227,7 @@ static void drop_chan(ws_session *s, ws_chan *c)
     }
     s->nchans--;
     free_filter(c);
+    free(c->get_request_id);
     free(c->request_id);
     free(c->name);
     free(c);
@@ -261,6 +266,20 @@ static void do_publish(ws_session *s, ws_action *a)
     send_json(s, o);
 }
 
+static void presence_sync(ws_session *s, const char *channel, const char *request_id)
+{
+    const char *p[2] = {s->tok.tenant, channel};
+    PGresult *r = query(s, "SELECT realtime.presence_members($1, $2)", 2, p, request_id);
+    if (!r)
+        return;
+    struct json_object *o = reply("presence.sync", channel, request_id);
+    struct json_object *payload = json_object_new_object();
+    json_object_object_add(payload, "members", json_tokener_parse(PQgetvalue(r, 0, 0)));
+    json_object_object_add(o, "payload", payload);
+    PQclear(r);
+    send_json(s, o);
+}
+
 static void do_presence(ws_session *s, ws_action *a)
 {
     if (!pgc_token_can_subscribe(&s->tok, a->channel)) {
@@ -269,16 +288,17 @@ static void do_presence(ws_session *s, ws_action *a)
     }
     ws_chan *c = find_chan(s, a->channel);
     if (a->kind == WS_ACT_PRESENCE_GET) {
-        const char *p[2] = {s->tok.tenant, a->channel};
-        PGresult *r = query(s, "SELECT realtime.presence_members($1, $2)", 2, p, a->request_id);
-        if (!r)
+        /* Right after a subscribe the hub may not deliver the channel's presence yet: a
+         * member joining between this read and then would be in neither the list nor
+         * the live messages. So the list is read once the subscription is announced. */
+        if (c && !c->announced) {
+            c->get_pending = true;
+            free(c->get_request_id);
+            c->get_request_id = a->request_id;
+            a->request_id = NULL;
             return;
-        struct json_object *o = reply("presence.sync", a->channel, a->request_id);
-        struct json_object *payload = json_object_new_object();
-        json_object_object_add(payload, "members", json_tokener_parse(PQgetvalue(r, 0, 0)));
-        json_object_object_add(o, "payload", payload);
-        PQclear(r);
-        send_json(s, o);
+        }
+        presence_sync(s, a->channel, a->request_id);
         return;
     }
     if (!c) {
@@ -372,6 +392,13 @@ void ws_session_pump(ws_session *s)
                 struct json_object *o = reply("subscribed", c->name, c->request_id);
                 json_object_object_add(o, "seq", json_object_new_int64(e->seq));
                 send_json(s, o);
+                c->announced = true;
+                if (c->get_pending) {
+                    c->get_pending = false;
+                    presence_sync(s, c->name, c->get_request_id);
+                    free(c->get_request_id);
+                    c->get_request_id = NULL;
+                }
             } else if (e->kind != PGC_ITEM_EVENT || wanted(c, e->type)) {
                 ws_conn_send_event(s->conn, e);
             }

@@ -145,6 +145,17 @@ async def flows(port_a, port_b):
     await a.send(json.dumps({"type": "presence.leave", "channel": room}))
     m, _ = await recv_until(b, lambda m: m["type"] == "presence.leave")
     ok(m is not None and m["payload"]["userId"] == "u1", "presence.leave reaches the others", m)
+    # presence.get right after subscribe is answered once the subscription is live, so a
+    # member joining in between is in the list or in a live message, never in neither
+    late, _ = await connect(port_a, token(sub="u3", name="Cy"))
+    await late.send(json.dumps({"type": "subscribe", "channel": room}))
+    await late.send(json.dumps({"type": "presence.get", "channel": room, "requestId": "g"}))
+    m, seen = await recv_until(late, lambda m: m["type"] == "presence.sync")
+    order = [x["type"] for x in seen if x["type"] in ("subscribed", "presence.sync")]
+    ok(order == ["subscribed", "presence.sync"] and m["requestId"] == "g"
+       and [x["userId"] for x in m["payload"]["members"]] == ["u2"],
+       "presence.get sent with the subscribe: answered after subscribed, with the members", seen)
+    await late.close()
 
     # errors keep the connection
     cases = [
