@@ -7,11 +7,10 @@
  * which is what makes this simple; it has no non-blocking mode, so an event loop over
  * whole requests would need a FastCGI parser of our own. Short requests (a poll, a
  * publish) give their thread back to the pool: no thread is created per request. What
- * lives long is handled in two ways:
- *   - an SSE stream, once its head is written, leaves its thread for the process's one
- *     stream loop (stream.c): an idle stream then costs a few hundred bytes, no thread;
- *   - a long-poll keeps its thread, asleep in poll() on its connection, its wake eventfd
- *     and the shutdown eventfd (request.c), until it answers.
+ * lives long — an SSE stream once its head is written, a long-poll while it waits —
+ * leaves its thread for the process's one stream loop (stream.c): an idle stream then
+ * costs a few hundred bytes and no thread. (A long-poll waits before it writes
+ * anything: the stream then writes its whole answer, head included.)
  * The pool grows whenever every thread is busy and shrinks back to POOL_MAX_IDLE idle
  * threads as requests finish.
  *
