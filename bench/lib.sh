@@ -2,6 +2,8 @@
 #   bench_setup NAME   a temp dir, a private migrated cluster, lighttpd with the shipped
 #                      config and the release handlers (tests/lib/webserver.sh); all
 #                      stopped and removed on exit, plus whatever bench_on_exit names.
+#   nginx_start (nchan, the reference server); cpu_ticks/rss_kb PIDS, field NAME LINE,
+#   wait_for FILE PATTERN, median, ratio A B, bench_pub_conninfo: see below.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PGCAST_ROOT=$(pwd) PGCAST_BIN=$(pwd)/bin
@@ -68,3 +70,25 @@ nginx_stop() {
     wait "$NGINX_PID" 2>/dev/null
     NGINX_PID=
 }
+
+# ---- measuring servers (/proc) and load-generator output
+hz=$(getconf CLK_TCK)
+# utime + stime of the processes, in clock ticks
+cpu_ticks() { local t=0; for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null); t=$((t + ${1:-0} + ${2:-0})); done; echo $t; }
+rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
+# field NAME "OUTPUT": the value of NAME=value in a loadgen line (ms/s suffixes dropped)
+field() { echo "$2" | grep -o "\(^\| \)$1=[0-9.]*" | tail -n1 | cut -d= -f2; }
+# wait_for FILE PATTERN [SECONDS]: until a line of FILE matches (a background job's output)
+wait_for() {
+    local i
+    for ((i = 0; i < ${3:-120} * 20; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+    return 1
+}
+# median VALUES...: the middle one (the lower middle of an even count); n/a when none
+median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{a[NR]=$1} END{print NR ? a[int((NR+1)/2)] : "n/a"}'; }
+# ratio A B: A/B with two decimals, "n/a" when B is not positive
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0 > 0) printf "%.2f", a/b; else print "n/a" }'; }
+# The conninfo pgcast's benchmark publishers use: commits without waiting for the WAL
+# flush (synchronous_commit=off, a per-session choice open to any publisher), as nchan's
+# publish is not durable either; BENCH_SYNC_COMMIT=on times durable commits instead.
+bench_pub_conninfo() { echo "$PGCAST_DATABASE_URL options='-c synchronous_commit=${BENCH_SYNC_COMMIT:-off}'"; }

@@ -1,10 +1,9 @@
 /* The event loop of upgraded WebSocket connections: one thread, one epoll, non-blocking
- * sockets, RFC 6455 framing by wslay's event API. */
+ * sockets, RFC 6455 framing by frame.c, frames written many at a time (sendmsg). */
 #ifndef PGCAST_WS_LOOP_H
 #define PGCAST_WS_LOOP_H
 #include <stddef.h>
 #include <stdint.h>
-#include <microhttpd.h>
 
 #include "session.h"
 
@@ -17,9 +16,9 @@ typedef struct ws_loop_stats {
 /* Ping intervals and timeouts come from each connection's channel types. */
 ws_loop *ws_loop_new(const ws_env *env, size_t max_message_bytes, size_t queue_bytes);
 /* Called from MHD's thread: hands an upgraded socket (and bytes read past the handshake)
- * to the loop with the verified token, which it takes (left to the caller on -1). */
-int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, struct MHD_UpgradeResponseHandle *urh,
-                  pgc_token *tok);
+ * to the loop with the verified token. The loop owns fd and the token from then on; on
+ * -1 both stay with the caller. */
+int ws_loop_adopt(ws_loop *l, int fd, const char *extra, size_t extra_len, pgc_token *tok);
 /* Runs until ws_loop_stop; then closes every client with 1001 and returns. */
 int ws_loop_run(ws_loop *l);
 void ws_loop_stop(ws_loop *l);   /* async-signal-safe */

@@ -1,6 +1,7 @@
 /* pgcast-ws: the WebSocket sidecar. libmicrohttpd answers HTTP (handshake, /health,
  * /metrics); upgraded sockets go to one epoll loop (loop.c). */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libpq-fe.h>
 #include <microhttpd.h>
@@ -15,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "db.h"
@@ -104,17 +107,26 @@ static int header_has(const char *list, const char *tok)
     return 0;
 }
 
+/* The loop takes a duplicate of the upgraded socket and MHD is told at once that it is
+ * done with it: MHD then frees the connection (its 32 KiB memory pool, the structure
+ * itself) and closes its own descriptor without shutdown(), so an idle WebSocket costs
+ * MHD nothing and does not count against its connection limit. (tests/ws/ prove the
+ * socket stays usable: every flow runs over such a duplicate.) */
 static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *req_cls, const char *extra_in,
                        size_t extra_in_size, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
 {
     struct req_state *rs = req_cls;
     pgc_token none = {0};
     pgc_token *tok = rs && rs->has_token ? &rs->tok : &none;
-    if (ws_loop_adopt(g_loop, sock, extra_in, extra_in_size, urh, tok) != 0) {
+    int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        pgc_log(PGC_LOG_WARN, NULL, "cannot take the upgraded socket: %s", strerror(errno));
+    else if (ws_loop_adopt(g_loop, fd, extra_in, extra_in_size, tok) != 0) {
         pgc_log(PGC_LOG_WARN, NULL, "cannot hand the connection to the loop");
-        if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
-            pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
+        close(fd);
     }
+    if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
+        pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
 }
 
 static enum MHD_Result handle_ws(struct MHD_Connection *conn, struct req_state *rs)
@@ -336,10 +348,22 @@ int main(int argc, char **argv)
         pgc_log(PGC_LOG_ERROR, NULL, "sigaction: %s", strerror(errno));
         goto out;
     }
+    /* Every connection is one descriptor: as many as the hard limit allows (the unit sets
+     * LimitNOFILE). MHD holds only handshakes in progress, but may hold that many. */
+    struct rlimit rl;
+    unsigned mhd_limit = 1000;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = 1024;
+        if (rl.rlim_cur > 1064)
+            mhd_limit = rl.rlim_cur > 1000064 ? 1000000u : (unsigned)(rl.rlim_cur - 64);
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
                      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
                                             ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                                            MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
                                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (!d) { pgc_log(PGC_LOG_ERROR, NULL, "cannot listen on %s", listen); goto out; }
     pgc_log(PGC_LOG_INFO, NULL, "listening on %s", listen);

@@ -373,7 +373,7 @@ void ws_session_pump(ws_session *s)
                 json_object_object_add(o, "seq", json_object_new_int64(e->seq));
                 send_json(s, o);
             } else if (e->kind != PGC_ITEM_EVENT || wanted(c, e->type)) {
-                ws_conn_send(s->conn, e->json, e->json_len);
+                ws_conn_send_event(s->conn, e);
             }
             pgc_event_unref(e);
         }

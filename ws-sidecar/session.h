@@ -26,6 +26,9 @@ typedef struct ws_env {
 
 /* The transport side, provided by loop.c. */
 void ws_conn_send(ws_conn *c, const char *text, size_t len);
+/* The same for an item of the hub: its JSON is sent from the item itself, shared with
+ * every other connection it goes to (the connection holds a reference until written). */
+void ws_conn_send_event(ws_conn *c, pgc_event *e);
 void ws_conn_close(ws_conn *c, uint16_t code, const char *reason);
 /* Called by the hub's wake (any thread): the loop will call ws_session_pump soon. */
 void ws_conn_mark_ready(ws_conn *c);

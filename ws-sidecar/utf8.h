@@ -1,5 +1,5 @@
 /* UTF-8 validation of text messages (RFC 6455 §8.1: invalid text closes with 1007).
- * wslay reassembles messages but does not look at their bytes, so we check them. */
+ * frame.c checks every text message and close reason with it. */
 #ifndef PGCAST_WS_UTF8_H
 #define PGCAST_WS_UTF8_H
 #include <stdbool.h>

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Raw-socket RFC 6455 checks against bin/pgcast-ws: handshake refusals before the
-upgrade, masking, UTF-8, size limit, fragmentation, ping/pong, close handshake."""
+upgrade, masking, UTF-8, size limit, fragmentation, ping/pong, close handshake, every
+other frame the protocol refuses, frames split and frames batched."""
 import base64, json, os, socket, struct, subprocess, sys, time
 
 ROOT = os.environ.get("PGCAST_ROOT", os.getcwd())
@@ -165,6 +166,47 @@ try:
     s.sendall(frame(8, struct.pack("!H", 1000) + b"bye"))
     op, p = r.frame()
     ok(op == 8 and struct.unpack("!H", p[:2])[0] == 1000, "close handshake answered")
+    s.close()
+
+    # the rest of RFC 6455's refusals, each on its own connection
+    refusals = [
+        (bytes([0xC1, 0x80]) + b"\0\0\0\0", 1002, "a reserved bit set (no extension agreed)"),
+        (frame(3, b"x"), 1002, "an unknown opcode"),
+        (frame(0, b"x"), 1002, "a continuation with no message begun"),
+        (frame(1, b"{", fin=False) + frame(1, b"}"), 1002, "a new message inside a fragmented one"),
+        (frame(9, b"p" * 126), 1002, "a control frame over 125 bytes"),
+        (frame(9, b"p", fin=False), 1002, "a fragmented control frame"),
+        (frame(8, b"\x03"), 1002, "a close frame with a one-byte body"),
+        (frame(8, struct.pack("!H", 1005)), 1002, "close code 1005, which must not be sent"),
+        (frame(8, struct.pack("!H", 1000) + b"\xff"), 1007, "a close reason that is not UTF-8"),
+        (frame(2, b"\x01\x02"), 1003, "a binary message"),
+        (frame(1, b'{"a":"\xe2\x82', fin=False) + frame(0, b'\xacx"}'), None, "UTF-8 split across fragments"),
+    ]
+    for raw, code, what in refusals:
+        s, r, *_ = opened()
+        s.sendall(raw)
+        if code is None:  # valid: the message is parsed (and refused as JSON, connection kept)
+            op, p = r.frame()
+            ok(op == 1 and json.loads(p)["type"] == "error", f"{what}: accepted, answered")
+        else:
+            ok(close_code(r) == code, f"{what} -> close {code}")
+        s.close()
+
+    # a frame cut into single bytes, and many messages in one segment
+    s, r, *_ = opened()
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for b in frame(1, b'{"type":"ping","timestamp":41}'):
+        s.send(bytes([b]))
+        time.sleep(0.002)
+    op, p = r.frame()
+    ok(op == 1 and json.loads(p) == {"type": "pong", "timestamp": 41}, "a frame arriving byte by byte is parsed")
+    s.sendall(b"".join(frame(1, json.dumps({"type": "ping", "timestamp": i}).encode()) for i in range(20)))
+    got = [json.loads(r.frame()[1])["timestamp"] for _ in range(20)]
+    ok(got == list(range(20)), "20 messages in one segment: 20 answers, in order")
+    big = json.dumps({"type": "ping", "timestamp": 7, "pad": "x" * 60000}).encode()
+    s.sendall(frame(1, big))
+    op, p = r.frame()
+    ok(op == 1 and json.loads(p) == {"type": "pong", "timestamp": 7}, "a 60 kB message (16-bit length form, many segments) is parsed")
     s.close()
 
     s, r, *_ = opened()
