@@ -115,7 +115,9 @@ for w in "$small 200" "$large 20"; do
 done
 echo
 echo "fan-out, median of $reps runs each; latency in ms from when each publish was due (a publish the server"
-echo "held up counts) and, in brackets, from when it was sent; publish: the publish call's round trip (ms);"
+echo "held up counts: nchan answers a POST only after its fan-out, so its one publisher falls behind the fixed"
+echo "rate, while pgcast's events wait in the sidecar) and, in brackets, from when it was sent; publish: the"
+echo "publish call's round trip (ms);"
 echo "not delivered: within ${LOADGEN_GRACE_S} s of the last publish, over the $reps runs"
 printf '  %-27s %12s %9s %9s %18s %10s %16s %s\n' "" deliveries/s p50 p99 "[p50 / p99 sent]" publish "cpu us/delivery" "not delivered"
 for w in "$small 200" "$large 20"; do
