@@ -21,7 +21,7 @@ BINDIR  ?= bin
 PKGS     = libpq json-c libjwt libmicrohttpd libcrypto
 # '=' (not ':=') so pkg-config runs after the deps step has installed the packages.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lfcgi -lwslay
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lfcgi
 
 WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT     ?= -O2 -g

@@ -6,6 +6,7 @@
 
 #include "envelope.h"
 #include "request.h"
+#include "stream.h"
 
 const char *pgc_http_reason(int status)
 {
@@ -28,14 +29,19 @@ const char *pgc_http_reason(int status)
     return "Error";
 }
 
+#define JSON_HEAD "Status: %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: %zu\r\n%s\r\n"
+
 void pgc_req_send_json(pgc_request *r, int status, const char *json, size_t len, const char *extra_headers)
 {
-    pgc_req_printf(r,
-                   "Status: %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n"
-                   "Content-Length: %zu\r\n%s\r\n",
-                   status, pgc_http_reason(status), len, extra_headers ? extra_headers : "");
+    pgc_req_printf(r, JSON_HEAD, status, pgc_http_reason(status), len, extra_headers ? extra_headers : "");
     pgc_req_write(r, json, len);
     pgc_req_flush(r);
+}
+
+int pgc_stream_send_json(pgc_stream *st, int status, const char *json, size_t len, const char *extra_headers)
+{
+    int rc = pgc_stream_printf(st, JSON_HEAD, status, pgc_http_reason(status), len, extra_headers ? extra_headers : "");
+    return rc == 0 ? pgc_stream_write(st, json, len) : rc;
 }
 
 void pgc_req_send_error(pgc_request *r, int status, const char *code, const char *message, const char *extra_headers)

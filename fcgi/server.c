@@ -7,11 +7,10 @@
  * which is what makes this simple; it has no non-blocking mode, so an event loop over
  * whole requests would need a FastCGI parser of our own. Short requests (a poll, a
  * publish) give their thread back to the pool: no thread is created per request. What
- * lives long is handled in two ways:
- *   - an SSE stream, once its head is written, leaves its thread for the process's one
- *     stream loop (stream.c): an idle stream then costs a few hundred bytes, no thread;
- *   - a long-poll keeps its thread, asleep in poll() on its connection, its wake eventfd
- *     and the shutdown eventfd (request.c), until it answers.
+ * lives long — an SSE stream once its head is written, a long-poll while it waits —
+ * leaves its thread for the process's one stream loop (stream.c): an idle stream then
+ * costs a few hundred bytes and no thread. (A long-poll waits before it writes
+ * anything: the stream then writes its whole answer, head included.)
  * The pool grows whenever every thread is busy and shrinks back to POOL_MAX_IDLE idle
  * threads as requests finish.
  *
@@ -33,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -167,9 +167,17 @@ static void dispatch(struct job *j)
 
 /* ---------------------------------------------------------------- serving */
 
+static pthread_t main_thread;
+
+/* The kernel hands a process-directed signal to any thread that does not block it — the
+ * hub's, say, started before ours. Only the accepting thread's accept() returns on it, so
+ * the signal is passed on to that thread (pthread_kill is async-signal-safe in glibc). */
 static void on_signal(int sig)
 {
-    (void)sig;
+    if (!pthread_equal(pthread_self(), main_thread)) {
+        pthread_kill(main_thread, sig);
+        return;
+    }
     atomic_store(&shutting_down, true);
     uint64_t one = 1;
     ssize_t w = write(shutdown_fd, &one, sizeof(one));
@@ -224,6 +232,22 @@ int pgc_fcgi_serve(enum pgc_fcgi_mode mode, const char *listen, pgc_handler_fn h
         return serve_cgi(handler, ctx);
 
     raise_fd_limit();
+    if (mode == PGC_MODE_FCGI_INHERITED) {
+        /* spawned by the web server (lighttpd bin-path, mod_fcgid): never outlive it, even
+         * when it dies without stopping us (or spawns one more of us as it stops) */
+        sigset_t term;
+        sigemptyset(&term);
+        sigaddset(&term, SIGTERM);
+        /* a web server may spawn us with SIGTERM ignored or blocked: the signal must count */
+        if (signal(SIGTERM, SIG_DFL) == SIG_ERR || sigprocmask(SIG_UNBLOCK, &term, NULL) != 0)
+            PGC_WARN("cannot restore SIGTERM: %s", strerror(errno));
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0) {
+            PGC_WARN("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+        } else if (getppid() == 1) {
+            PGC_INFO("the web server that started this process is gone; exiting");
+            return 0;
+        }
+    }
     if (FCGX_Init() != 0) {
         PGC_ERROR("FCGX_Init failed");
         return 1;
@@ -237,6 +261,7 @@ int pgc_fcgi_serve(enum pgc_fcgi_mode mode, const char *listen, pgc_handler_fn h
         }
         PGC_INFO("listening on %s", listen);
     }
+    main_thread = pthread_self();
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;

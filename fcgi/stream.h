@@ -58,6 +58,9 @@ void pgc_stream_wake(void *stream);
 /* Response bytes; from callbacks only. -1 once the client is gone. */
 int pgc_stream_write(pgc_stream *st, const char *data, size_t len);
 int pgc_stream_printf(pgc_stream *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A whole JSON response (head and body) for a stream that has written nothing yet, as
+ * pgc_req_send_json (fcgi/http.c). */
+int pgc_stream_send_json(pgc_stream *st, int status, const char *json, size_t len, const char *extra_headers);
 /* More than the loop's soft bound is waiting to be written: pump should stop taking
  * (a slow client then fills its own hub queue, never the process's memory). */
 bool pgc_stream_backlogged(pgc_stream *st);

@@ -5,14 +5,14 @@
  * When nothing is new that answers the request — 304 when If-None-Match holds the
  * cursor's ETag, an empty page otherwise — without reading any event body. With
  * ?wait=S a request with nothing new waits: in FastCGI mode as a hub subscriber (no
- * database work while it waits; woken by the hub, answered from the items it queues),
+ * database work while it waits, no thread: it waits on the FastCGI runtime's stream
+ * loop; woken by the hub, answered from the items it queues),
  * in plain-CGI mode by re-checking the positions every cgi_poll_interval_ms. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +21,7 @@
 #include "log.h"
 #include "poll.h"
 #include "server.h"
+#include "stream.h"
 
 struct page {
     char *buf;
@@ -86,31 +87,45 @@ static void etag_of(const char *tenant, const pgc_cursor *cur, char out[40])
     snprintf(out, 40, "W/\"%016" PRIx64 "\"", h);
 }
 
-static void send_page(pgc_request *r, const char *tenant, struct page *p)
+/* The answer of a page: 200 with its events and cursor, written by send (to a request or
+ * to a stream). */
+typedef void (*json_sender)(void *dst, int status, const char *json, size_t len, const char *hdr);
+
+static void to_request(void *r, int status, const char *json, size_t len, const char *hdr)
 {
+    pgc_req_send_json(r, status, json, len, hdr);
+}
+
+static void to_stream(void *st, int status, const char *json, size_t len, const char *hdr)
+{
+    pgc_stream_send_json(st, status, json, len, hdr);
+}
+
+static void emit_page(json_sender send, void *dst, const char *tenant, struct page *p)
+{
+    static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
     char *cur = pgc_cursor_format(p->cur);
-    if (!cur || p->oom) {
-        free(cur);
-        pgc_req_send_error(r, 500, "internal", "out of memory", "");
-        return;
-    }
-    char etag[40], hdr[64];
-    etag_of(tenant, p->cur, etag);
-    snprintf(hdr, sizeof(hdr), "ETag: %s\r\n", etag);
     struct page out = {0};
-    page_add(&out, "{\"events\":[", 11);
-    if (p->len)
-        page_add(&out, p->buf, p->len);
-    page_add(&out, "],\"cursor\":\"", 12);
-    page_add(&out, cur, strlen(cur)); /* channel grammar and digits: nothing to escape */
-    page_add(&out, "\"}", 2);
-    free(cur);
-    if (out.oom)
-        pgc_req_send_error(r, 500, "internal", "out of memory", "");
+    char etag[40], hdr[64];
+    if (cur && !p->oom) {
+        etag_of(tenant, p->cur, etag);
+        snprintf(hdr, sizeof(hdr), "ETag: %s\r\n", etag);
+        page_add(&out, "{\"events\":[", 11);
+        if (p->len)
+            page_add(&out, p->buf, p->len);
+        page_add(&out, "],\"cursor\":\"", 12);
+        page_add(&out, cur, strlen(cur)); /* channel grammar and digits: nothing to escape */
+        page_add(&out, "\"}", 2);
+    }
+    if (!cur || p->oom || out.oom)
+        send(dst, 500, oom, sizeof(oom) - 1, "");
     else
-        pgc_req_send_json(r, 200, out.buf, out.len, hdr);
+        send(dst, 200, out.buf, out.len, hdr);
+    free(cur);
     free(out.buf);
 }
+
+static void send_page(pgc_request *r, const char *tenant, struct page *p) { emit_page(to_request, r, tenant, p); }
 
 /* 1: something after the cursor (an event, or a gap), 0: nothing, -1: answered (error). */
 static int anything_new(pgc_app *app, pgc_request *r, const char *tenant, const pgc_cursor *cur)
@@ -148,47 +163,99 @@ static void read_page(pgc_app *app, pgc_request *r, const char *tenant, struct p
     send_page(r, tenant, p);
 }
 
-/* FastCGI long-poll: a hub subscriber from the cursor; answered with the first items. */
+/* FastCGI long-poll: a hub subscriber from the cursor, answered with the first items it
+ * queues or empty at the deadline. It waits as a stream of the FastCGI runtime
+ * (fcgi/stream.h): on the process's stream loop, no thread held while it waits. */
+typedef struct long_poll {
+    pgc_stream *st;
+    pgc_sub *sub;
+    char *tenant;
+    pgc_cursor cur;
+    struct page p;
+    int64_t deadline;
+} long_poll;
+
+static void lp_answer(long_poll *lp) { emit_page(to_stream, lp->st, lp->tenant, &lp->p); }
+
+static const char *lp_pump(pgc_stream *st, void *arg)
+{
+    (void)st;
+    long_poll *lp = arg;
+    pgc_event *items[64];
+    size_t k;
+    while (lp->p.count < lp->p.limit && (k = pgc_sub_take(lp->sub, items, 64)) > 0)
+        for (size_t i = 0; i < k; i++)
+            page_item(items[i], &lp->p);
+    if (lp->p.len == 0 && pgc_sub_get_state(lp->sub) == PGC_SUB_OK)
+        return NULL;
+    lp_answer(lp); /* something to answer (an overflowed queue answers what it got) */
+    return "answered";
+}
+
+static const char *lp_tick(pgc_stream *st, void *arg, int64_t now)
+{
+    long_poll *lp = arg;
+    if (now < lp->deadline) {
+        pgc_stream_set_due(st, lp->deadline);
+        return NULL;
+    }
+    lp_answer(lp);
+    return "deadline";
+}
+
+static void lp_shutdown(pgc_stream *st, void *arg)
+{
+    (void)st;
+    lp_answer(arg);
+}
+
+static void lp_free(long_poll *lp)
+{
+    if (lp->sub)
+        pgc_sub_free(lp->sub);
+    free(lp->p.buf);
+    pgc_cursor_free(&lp->cur);
+    free(lp->tenant);
+    free(lp);
+}
+
+static void lp_done(pgc_stream *st, void *arg, const char *reason)
+{
+    (void)st;
+    (void)reason;
+    lp_free(arg);
+}
+
+static const pgc_stream_ops long_poll_ops = {lp_pump, lp_tick, lp_shutdown, lp_done};
+
 static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, struct page *p,
                           int wait_s)
 {
-    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    pgc_sub *sub = efd >= 0 ? pgc_sub_new(app->hub, tenant, pgc_wake_eventfd, &efd) : NULL;
-    if (!sub) {
-        if (efd >= 0)
-            close(efd);
+    long_poll *lp = calloc(1, sizeof(*lp));
+    int rc = lp && (lp->tenant = strdup(tenant)) ? 0 : -1;
+    if (rc == 0) {
+        pgc_cursor_init(&lp->cur);
+        for (size_t i = 0; rc == 0 && i < p->cur->n; i++)
+            rc = pgc_cursor_set(&lp->cur, p->cur->v[i].channel, p->cur->v[i].seq);
+        lp->p = (struct page){.cur = &lp->cur, .limit = p->limit};
+        lp->deadline = pgc_mono_ms() + (int64_t)wait_s * 1000;
+    }
+    if (rc == 0 && !(lp->st = pgc_stream_new(r, &long_poll_ops, lp)))
+        rc = -1;
+    if (rc == 0 && !(lp->sub = pgc_sub_new(app->hub, tenant, pgc_stream_wake, lp->st)))
+        rc = -1;
+    if (rc != 0) {
+        pgc_stream *st = lp ? lp->st : NULL;
+        if (lp)
+            lp_free(lp); /* the subscriber first: no wake after this */
+        if (st)
+            pgc_stream_discard(st);
         pgc_req_send_error(r, 503, "unavailable", "out of resources", "");
         return;
     }
     for (int i = 0; i < n; i++)
-        pgc_sub_add(sub, chans[i], pgc_cursor_get(p->cur, chans[i]));
-    int64_t deadline = pgc_mono_ms() + (int64_t)wait_s * 1000;
-    bool gone = false;
-    for (;;) {
-        pgc_event *items[64];
-        size_t k;
-        while (p->count < p->limit && (k = pgc_sub_take(sub, items, 64)) > 0)
-            for (size_t i = 0; i < k; i++)
-                page_item(items[i], p);
-        if (p->len > 0 || pgc_sub_get_state(sub) != PGC_SUB_OK)
-            break; /* something to answer (an overflowed queue answers what it got) */
-        int64_t now = pgc_mono_ms();
-        if (now >= deadline)
-            break;
-        enum pgc_wait_result w = pgc_req_wait(r, efd, (int)(deadline - now));
-        if (w == PGC_WAIT_GONE) {
-            gone = true;
-            break;
-        }
-        if (w == PGC_WAIT_SHUTDOWN)
-            break;
-    }
-    /* answer first: unsubscribing takes hub locks that every waiter woken by the same
-     * publish wants at once */
-    if (!gone)
-        send_page(r, tenant, p);
-    pgc_sub_free(sub);
-    close(efd);
+        pgc_sub_add(lp->sub, chans[i], pgc_cursor_get(&lp->cur, chans[i]));
+    pgc_stream_run(lp->st); /* lp belongs to the stream now */
 }
 
 /* Plain-CGI long-poll: no hub, re-check the positions now and then. */

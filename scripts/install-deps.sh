@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev \
 libfcgi-dev libfcgi-bin spawn-fcgi libmicrohttpd-dev libjson-c-dev libpq-dev \
-libwslay-dev libjwt-dev libssl-dev \
+libjwt-dev libssl-dev \
 postgresql postgresql-contrib lighttpd apache2 libapache2-mod-fcgid \
 curl chromium nodejs python3 python3-websockets procps psmisc iproute2 openssl"
 # Benchmarks only: pass --bench to add them.

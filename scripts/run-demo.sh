@@ -39,11 +39,23 @@ stop() {
     stopped=1
     echo
     echo "pgcast: stopping"
+    # The handlers lighttpd spawned (bin-path) are its children; it may spawn one more
+    # while it stops, so they are collected until it is gone, then stopped in turn.
+    local kids=()
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        for _ in $(seq 1 100); do
+            kids+=($(pgrep -P "$p" 2>/dev/null))
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.05
+        done
         kill -KILL "$p" 2>/dev/null
         wait "$p" 2>/dev/null
+    done
+    for p in "${kids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${kids[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$p" 2>/dev/null
     done
     scripts/pg-cluster.sh stop "$run/pg"
     rm -f "$run/pid"

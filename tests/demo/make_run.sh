@@ -39,5 +39,8 @@ ok_if "the demo's PostgreSQL is stopped" test ! -e "$PGCAST_RUN_DIR/pg/data/post
 ok_if "and its process is gone" bash -c "[[ \"\$(ps -o stat= -p ${pgpid:-1} 2>/dev/null)\" =~ ^(Z|$) ]]"
 ok_if "nothing listens on the demo's ports any more" \
     bash -c "! (exec 3<>/dev/tcp/127.0.0.1/$PGCAST_HTTP_PORT) 2>/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/$PGCAST_WS_PORT) 2>/dev/null"
+# (a handler lighttpd spawned while stopping is told by its parent's death: give it a moment)
+for _ in $(seq 1 50); do pgrep -f "^$PGCAST_ROOT/bin/pgcast-(sse|poll)" >/dev/null || break; sleep 0.1; done
 ok_if "no handler process of the demo is left" bash -c "! pgrep -f '^$PGCAST_ROOT/bin/pgcast-(sse|poll)' >/dev/null"
+pgrep -f "^$PGCAST_ROOT/bin/pgcast-(sse|poll)" | while read -r p; do ps -o pid,ppid,stat,etimes,cmd -p "$p" | sed 's/^/# left: /'; done
 tap_done
