@@ -10,42 +10,21 @@ idle=${BENCH_IDLE:-9000}
 small=${BENCH_STREAMS_SMALL:-1000}
 large=${BENCH_STREAMS_LARGE:-9000}
 LOADGEN=build/release/bench/loadgen
-ngx_pid=
-stop_nginx() { [ -n "$ngx_pid" ] && kill "$ngx_pid" 2>/dev/null; }
-bench_on_exit=stop_nginx
+bench_on_exit=nginx_stop
 bench_setup sse
 pgcast_config_add "queue_events = 4096"
 lighttpd_start || { web_logs; exit 1; }
 lport=${LIGHTTPD_URL##*:}
 tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"]}')
 
-nport=$(scripts/free-port.sh)
-cat >"$PGCAST_TEST_WORK/nginx.conf" <<EOT
-load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
-worker_processes 1;
-worker_rlimit_nofile 40000;
-pid $PGCAST_TEST_WORK/nginx.pid;
-error_log $PGCAST_TEST_WORK/nginx-error.log warn;
-events { worker_connections 20000; }
-http {
-    access_log off;
-    server {
-        listen 127.0.0.1:$nport;
-        location = /sub { nchan_subscriber eventsource; nchan_channel_id bench; }
+nginx_start '        location = /sub { nchan_subscriber eventsource; nchan_channel_id bench; }
         location = /pub { nchan_publisher; nchan_channel_id bench; }
-    }
-}
-EOT
-nginx -c "$PGCAST_TEST_WORK/nginx.conf" -p "$PGCAST_TEST_WORK" -g 'daemon off;' 2>>"$PGCAST_TEST_WORK/nginx.out" &
-ngx_pid=$!
-sleep 1
+        keepalive_requests 1000000;' || exit 1  # the publisher keeps one connection
+nport=$NGINX_PORT
 
 pids_pgcast() { echo $(pgrep -f "lighttpd -D -f $WEB_DIR") $(pgrep -f "$PGCAST_BIN/pgcast-sse.fcgi"); }
 pids_handler() { pgrep -f "$PGCAST_BIN/pgcast-sse.fcgi"; }
-pids_nchan() { echo $ngx_pid $(pgrep -P "$ngx_pid"); }
-cpu_ticks() { local t=0; for p in "$@"; do set -- $(cut -d' ' -f14,15 "/proc/$p/stat" 2>/dev/null); t=$((t + ${1:-0} + ${2:-0})); done; echo $t; }
-rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
-hz=$(getconf CLK_TCK)
+pids_nchan() { nginx_pids; }
 
 echo "SSE benchmark: lighttpd + pgcast-sse (FastCGI) vs nginx + nchan, $(nproc) cores, load generator on the same machine"
 echo
@@ -74,7 +53,7 @@ echo
 # per-session choice open to any publisher; docs/operations.md): nchan's publish is not
 # durable either, so both sides are timed without a disk flush in the path.
 # BENCH_SYNC_COMMIT=on times pgcast with durable commits instead.
-pub_conninfo="$PGCAST_DATABASE_URL options='-c synchronous_commit=${BENCH_SYNC_COMMIT:-off}'"
+pub_conninfo=$(bench_pub_conninfo)
 
 run() { # side streams rate
     local side=$1 n=$2 rate=$3 pids out
