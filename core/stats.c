@@ -1,6 +1,7 @@
 /* Connection stats in batches (see stats.h). Opening, counting and closing touch only
  * memory; one thread writes the changes every flush_ms: new rows with ids drawn from
  * the sequence, then one UPDATE from arrays for the rows already written. */
+#include "strutil.h"
 #include "clock.h"
 #include "stats.h"
 
@@ -132,15 +133,6 @@ static void conn_free(pgc_stats_conn *c)
     free(c);
 }
 
-static char *dup_or_null(const char *s, bool *oom)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *oom = true;
-    return d;
-}
 
 pgc_stats_conn *pgc_stats_open(pgc_stats *st, const char *connection_id, const char *tenant,
                                const char *user_id, const char *transport, const char *channel,
@@ -153,12 +145,12 @@ pgc_stats_conn *pgc_stats_open(pgc_stats *st, const char *connection_id, const c
         return NULL;
     bool oom = false;
     c->st = st;
-    c->connection_id = dup_or_null(connection_id, &oom);
-    c->tenant = dup_or_null(tenant, &oom);
-    c->user_id = dup_or_null(user_id, &oom);
-    c->transport = dup_or_null(transport, &oom);
-    c->channel = dup_or_null(channel, &oom);
-    c->client_info = dup_or_null(client_info_json ? client_info_json : "{}", &oom);
+    c->connection_id = pgc_strdup_opt(connection_id, &oom);
+    c->tenant = pgc_strdup_opt(tenant, &oom);
+    c->user_id = pgc_strdup_opt(user_id, &oom);
+    c->transport = pgc_strdup_opt(transport, &oom);
+    c->channel = pgc_strdup_opt(channel, &oom);
+    c->client_info = pgc_strdup_opt(client_info_json ? client_info_json : "{}", &oom);
     if (oom) {
         conn_free(c);
         return NULL;

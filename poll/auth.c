@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "strutil.h"
 #include "poll.h"
 
 #define SLOTS 4096
@@ -26,15 +27,6 @@ struct slot {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct slot *slots[SLOTS];
 
-static char *dup_or_null(const char *s, bool *oom)
-{
-    if (!s)
-        return NULL;
-    char *d = strdup(s);
-    if (!d)
-        *oom = true;
-    return d;
-}
 
 static char **dup_list(char **v, size_t n, bool *oom)
 {
@@ -46,7 +38,7 @@ static char **dup_list(char **v, size_t n, bool *oom)
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
-        d[i] = dup_or_null(v[i], oom);
+        d[i] = pgc_strdup_opt(v[i], oom);
     return d;
 }
 
@@ -55,9 +47,9 @@ static int token_copy(pgc_token *dst, const pgc_token *src)
 {
     bool oom = false;
     *dst = *src;
-    dst->sub = dup_or_null(src->sub, &oom);
-    dst->tenant = dup_or_null(src->tenant, &oom);
-    dst->name = dup_or_null(src->name, &oom);
+    dst->sub = pgc_strdup_opt(src->sub, &oom);
+    dst->tenant = pgc_strdup_opt(src->tenant, &oom);
+    dst->name = pgc_strdup_opt(src->name, &oom);
     dst->channels = dup_list(src->channels, src->n_channels, &oom);
     dst->publish = dup_list(src->publish, src->n_publish, &oom);
     if (!dst->channels)
