@@ -1,6 +1,7 @@
 /* Connection stats in batches (see stats.h). Opening, counting and closing touch only
  * memory; one thread writes the changes every flush_ms: new rows with ids drawn from
  * the sequence, then one UPDATE from arrays for the rows already written. */
+#include "pgarray.h"
 #include "strutil.h"
 #include "clock.h"
 #include "stats.h"
@@ -55,69 +56,6 @@ struct snap {
     int64_t closed_ms;
 };
 
-
-/* ---- PostgreSQL array literals ---- */
-
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} buf;
-
-static void buf_put(buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void arr_sep(buf *b) { buf_put(b, b->len ? "," : "{", 1); }
-
-static void arr_text(buf *b, const char *s)
-{
-    arr_sep(b);
-    if (!s) {
-        buf_put(b, "NULL", 4);
-        return;
-    }
-    buf_put(b, "\"", 1);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            buf_put(b, "\\", 1);
-        buf_put(b, s, 1);
-    }
-    buf_put(b, "\"", 1);
-}
-
-static void arr_int(buf *b, int64_t v, bool null)
-{
-    char tmp[32];
-    arr_sep(b);
-    int n = null ? snprintf(tmp, sizeof(tmp), "NULL") : snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-    buf_put(b, tmp, (size_t)n);
-}
-
-static const char *arr_end(buf *b)
-{
-    if (!b->len)
-        buf_put(b, "{", 1);
-    buf_put(b, "}", 1);
-    return b->oom ? NULL : b->p;
-}
 
 /* ---- lifecycle ---- */
 
@@ -232,37 +170,37 @@ static int write_new(PGconn *db, pgc_stats *st, struct snap *v, size_t n, int64_
                 "FROM generate_series(1, $1::int)",
                 1, p1, PGRES_TUPLES_OK, &r) != 0)
         return -1;
-    buf a[12] = {{0}};
+    pgc_arr a[12] = {{0}};
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         pgc_stats_conn *c = v[i].c;
         if (c->row_id)
             continue;
         ids[i] = strtoll(PQgetvalue(r, (int)k++, 0), NULL, 10);
-        arr_int(&a[0], ids[i], false);
-        arr_text(&a[1], c->connection_id);
-        arr_text(&a[2], st->instance_id);
-        arr_text(&a[3], c->tenant);
-        arr_text(&a[4], c->user_id);
-        arr_text(&a[5], c->transport);
-        arr_text(&a[6], c->channel);
-        arr_text(&a[7], c->client_info);
-        arr_int(&a[8], c->connected_ms, false);
-        arr_int(&a[9], v[i].hb_ms, false);
-        arr_int(&a[10], (int64_t)v[i].count, false);
-        arr_int(&a[11], v[i].closed_ms, !v[i].closed);
+        pgc_arr_int(&a[0], ids[i], false);
+        pgc_arr_text(&a[1], c->connection_id);
+        pgc_arr_text(&a[2], st->instance_id);
+        pgc_arr_text(&a[3], c->tenant);
+        pgc_arr_text(&a[4], c->user_id);
+        pgc_arr_text(&a[5], c->transport);
+        pgc_arr_text(&a[6], c->channel);
+        pgc_arr_text(&a[7], c->client_info);
+        pgc_arr_int(&a[8], c->connected_ms, false);
+        pgc_arr_int(&a[9], v[i].hb_ms, false);
+        pgc_arr_int(&a[10], (int64_t)v[i].count, false);
+        pgc_arr_int(&a[11], v[i].closed_ms, !v[i].closed);
     }
     PQclear(r);
-    buf reasons = {0};
+    pgc_arr reasons = {0};
     for (size_t i = 0; i < n; i++)
         if (!v[i].c->row_id)
-            arr_text(&reasons, v[i].closed ? v[i].reason : NULL);
+            pgc_arr_text(&reasons, v[i].closed ? v[i].reason : NULL);
     const char *p[13];
     bool oom = false;
     for (int i = 0; i < 12; i++)
-        if (!(p[i] = arr_end(&a[i])))
+        if (!(p[i] = pgc_arr_end(&a[i])))
             oom = true;
-    if (!(p[12] = arr_end(&reasons)))
+    if (!(p[12] = pgc_arr_end(&reasons)))
         oom = true;
     int rc = oom ? -1
                  : exec_ok(db,
@@ -286,7 +224,7 @@ static int write_new(PGconn *db, pgc_stats *st, struct snap *v, size_t n, int64_
 /* Rows already written whose count, heartbeat or end changed: one UPDATE. */
 static int write_changes(PGconn *db, struct snap *v, size_t n)
 {
-    buf a[5] = {{0}};
+    pgc_arr a[5] = {{0}};
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         pgc_stats_conn *c = v[i].c;
@@ -294,18 +232,18 @@ static int write_changes(PGconn *db, struct snap *v, size_t n)
             (v[i].count == c->flushed_count && v[i].hb_ms == c->flushed_hb && !v[i].closed))
             continue;
         k++;
-        arr_int(&a[0], c->row_id, false);
-        arr_int(&a[1], (int64_t)v[i].count, false);
-        arr_int(&a[2], v[i].hb_ms, false);
-        arr_int(&a[3], v[i].closed_ms, !v[i].closed);
-        arr_text(&a[4], v[i].closed ? v[i].reason : NULL);
+        pgc_arr_int(&a[0], c->row_id, false);
+        pgc_arr_int(&a[1], (int64_t)v[i].count, false);
+        pgc_arr_int(&a[2], v[i].hb_ms, false);
+        pgc_arr_int(&a[3], v[i].closed_ms, !v[i].closed);
+        pgc_arr_text(&a[4], v[i].closed ? v[i].reason : NULL);
     }
     int rc = 0;
     if (k) {
         const char *p[5];
         bool oom = false;
         for (int i = 0; i < 5; i++)
-            if (!(p[i] = arr_end(&a[i])))
+            if (!(p[i] = pgc_arr_end(&a[i])))
                 oom = true;
         rc = oom ? -1
                  : exec_ok(db,

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgarray.h"
 #include "log.h"
 #include "poll.h"
 
@@ -36,49 +37,6 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct ask *queue, **queue_tail = &queue;
 static bool running; /* a batch's query is in flight */
 
-struct buf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-/* One quoted element of a text[] literal: tenants are any text. */
-static void put_element(struct buf *b, const char *s)
-{
-    put(b, b->len > 1 ? ",\"" : "\"", b->len > 1 ? 2 : 1);
-    for (const char *p = s; *p; p++) {
-        size_t n = strcspn(p, "\"\\");
-        put(b, p, n);
-        p += n;
-        if (!*p)
-            break;
-        put(b, "\\", 1);
-        put(b, p, 1);
-    }
-    put(b, "\"", 1);
-}
-
 /* The answers for a batch of nasks asks, in order: news[i] 1, 0 or -1 (*unreachable
  * then says whether the database could not be reached). Called with mu not held; reads
  * the asks, which stay put until they are answered. */
@@ -90,17 +48,15 @@ static void run_batch(pgc_app *app, const struct ask *batch, size_t nasks, int *
     for (j = 0; j < nasks; j++)
         news[j] = -1;
     *unreachable = false;
-    struct buf tenants = {0}, chans = {0};
-    put(&tenants, "{", 1);
-    put(&chans, "{", 1);
+    pgc_arr tenants = {0}, chans = {0};
     for (const struct ask *a = batch; a; a = a->next) {
         for (size_t i = 0; i < a->cur->n; i++) {
-            put_element(&tenants, a->tenant);
-            put_element(&chans, a->cur->v[i].channel);
+            pgc_arr_text(&tenants, a->tenant);
+            pgc_arr_text(&chans, a->cur->v[i].channel);
         }
     }
-    put(&tenants, "}", 1);
-    put(&chans, "}", 1);
+    pgc_arr_end(&tenants);
+    pgc_arr_end(&chans);
     int64_t *last = calloc(n ? n : 1, sizeof(int64_t)), *pruned = calloc(n ? n : 1, sizeof(int64_t));
     PGconn *c = NULL;
     if (tenants.oom || chans.oom || !last || !pruned) {
@@ -108,7 +64,7 @@ static void run_batch(pgc_app *app, const struct ask *batch, size_t nasks, int *
     } else if (!(c = pgc_db_acquire(app->pool, 5000))) {
         *unreachable = true;
     } else {
-        const char *params[2] = {tenants.s, chans.s};
+        const char *params[2] = {tenants.p, chans.p};
         PGresult *r = pgc_db_exec_prepared(
             c, "pgcast_positions_of",
             "SELECT ord, last_seq, pruned_through FROM realtime.positions_of($1::text[], $2::text[])", 2, params);
@@ -137,8 +93,8 @@ static void run_batch(pgc_app *app, const struct ask *batch, size_t nasks, int *
     }
     free(last);
     free(pruned);
-    free(tenants.s);
-    free(chans.s);
+    free(tenants.p);
+    free(chans.p);
 }
 
 int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur, bool *unreachable)
