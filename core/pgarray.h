@@ -8,11 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct pgc_arr {
-    char *p; /* the literal so far (malloc'd; the caller frees it) */
-    size_t len, cap;
-    bool oom;
-} pgc_arr;
+#include "strutil.h"
+
+/* The literal so far in p (malloc'd; the caller frees it). */
+typedef pgc_buf pgc_arr;
 
 /* A text element; NULL for s gives SQL NULL. */
 void pgc_arr_text(pgc_arr *b, const char *s);

@@ -22,36 +22,14 @@
 #include "poll.h"
 #include "server.h"
 #include "stream.h"
+#include "strutil.h"
 
 struct page {
-    char *buf;
-    size_t len, cap;
+    pgc_buf text;     /* the entries, comma-separated */
     int count, limit; /* count: events (gaps do not count against the limit) */
     int items;        /* entries written, for the separators */
     pgc_cursor *cur;
-    bool oom;
 };
-
-static void page_add(struct page *p, const char *s, size_t n)
-{
-    if (p->oom)
-        return;
-    if (p->len + n + 1 > p->cap) {
-        size_t cap = p->cap ? p->cap : 1024;
-        while (cap < p->len + n + 1)
-            cap *= 2;
-        char *b = realloc(p->buf, cap);
-        if (!b) {
-            p->oom = true;
-            return;
-        }
-        p->buf = b;
-        p->cap = cap;
-    }
-    memcpy(p->buf + p->len, s, n);
-    p->len += n;
-    p->buf[p->len] = '\0';
-}
 
 /* Adds an EVENT or GAP item and moves the cursor; takes the reference. */
 static int page_item(pgc_event *e, void *arg)
@@ -60,10 +38,10 @@ static int page_item(pgc_event *e, void *arg)
     if (e->kind == PGC_ITEM_EVENT || e->kind == PGC_ITEM_GAP) {
         int64_t pos = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
         if (pos > pgc_cursor_get(p->cur, e->channel)) {
-            page_add(p, ",", p->items++ ? 1 : 0);
-            page_add(p, e->json, e->json_len);
+            pgc_buf_put(&p->text, ",", p->items++ ? 1 : 0);
+            pgc_buf_put(&p->text, e->json, e->json_len);
             if (pgc_cursor_set(p->cur, e->channel, pos) != 0)
-                p->oom = true;
+                p->text.oom = true;
             p->count += e->kind == PGC_ITEM_EVENT;
         }
     }
@@ -105,24 +83,24 @@ static void emit_page(json_sender send, void *dst, const char *tenant, struct pa
 {
     static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
     char *cur = pgc_cursor_format(p->cur);
-    struct page out = {0};
+    pgc_buf out = {0};
     char etag[40], hdr[64];
-    if (cur && !p->oom) {
+    if (cur && !p->text.oom) {
         etag_of(tenant, p->cur, etag);
         snprintf(hdr, sizeof(hdr), "ETag: %s\r\n", etag);
-        page_add(&out, "{\"events\":[", 11);
-        if (p->len)
-            page_add(&out, p->buf, p->len);
-        page_add(&out, "],\"cursor\":\"", 12);
-        page_add(&out, cur, strlen(cur)); /* channel grammar and digits: nothing to escape */
-        page_add(&out, "\"}", 2);
+        pgc_buf_put(&out, "{\"events\":[", 11);
+        if (p->text.len)
+            pgc_buf_put(&out, p->text.p, p->text.len);
+        pgc_buf_put(&out, "],\"cursor\":\"", 12);
+        pgc_buf_put(&out, cur, strlen(cur)); /* channel grammar and digits: nothing to escape */
+        pgc_buf_put(&out, "\"}", 2);
     }
-    if (!cur || p->oom || out.oom)
+    if (!cur || p->text.oom || out.oom)
         send(dst, 500, oom, sizeof(oom) - 1, "");
     else
-        send(dst, 200, out.buf, out.len, hdr);
+        send(dst, 200, out.p, out.len, hdr);
     free(cur);
-    free(out.buf);
+    free(out.p);
 }
 
 static void send_page(pgc_request *r, const char *tenant, struct page *p) { emit_page(to_request, r, tenant, p); }
@@ -186,7 +164,7 @@ static const char *lp_pump(pgc_stream *st, void *arg)
     while (lp->p.count < lp->p.limit && (k = pgc_sub_take(lp->sub, items, 64)) > 0)
         for (size_t i = 0; i < k; i++)
             page_item(items[i], &lp->p);
-    if (lp->p.len == 0 && pgc_sub_get_state(lp->sub) == PGC_SUB_OK)
+    if (lp->p.text.len == 0 && pgc_sub_get_state(lp->sub) == PGC_SUB_OK)
         return NULL;
     lp_answer(lp); /* something to answer (an overflowed queue answers what it got) */
     return "answered";
@@ -213,7 +191,7 @@ static void lp_free(long_poll *lp)
 {
     if (lp->sub)
         pgc_sub_free(lp->sub);
-    free(lp->p.buf);
+    free(lp->p.text.p);
     pgc_cursor_free(&lp->cur);
     free(lp->tenant);
     free(lp);
@@ -360,7 +338,7 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
                 send_page(r, tok.tenant, &p);
             }
         }
-        free(p.buf);
+        free(p.text.p);
     }
     free(since_text);
     pgc_cursor_free(&since);
