@@ -6,6 +6,7 @@
 #   pg-cluster.sh stop DIR           stop it (fast shutdown)
 #   pg-cluster.sh kill DIR           stop it immediately (crash-style, for tests)
 #   pg-cluster.sh env DIR            prints the exports of a running cluster
+#   pg-cluster.sh status DIR         exit 0 if the cluster in DIR is running
 #
 # initdb and postgres refuse to run as root; as root, the cluster belongs to the
 # unprivileged 'postgres' user that Debian's package creates.
@@ -18,8 +19,8 @@ as_owner() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-cmd=${1:?usage: pg-cluster.sh start|stop|kill|env DIR [PORT]}
-dir=${2:?usage: pg-cluster.sh start|stop|kill|env DIR [PORT]}
+cmd=${1:?usage: pg-cluster.sh start|stop|kill|env|status DIR [PORT]}
+dir=${2:?usage: pg-cluster.sh start|stop|kill|env|status DIR [PORT]}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 data="$dir/data"
@@ -61,6 +62,9 @@ kill)
     ;;
 env)
     print_env
+    ;;
+status)
+    [ -f "$data/PG_VERSION" ] && as_owner "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1
     ;;
 *)
     echo "pg-cluster: unknown command $cmd" >&2; exit 2;;

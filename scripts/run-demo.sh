@@ -34,7 +34,11 @@ done
 
 pids=()
 stop() {
-    trap - INT TERM EXIT
+    # A second SIGTERM while stopping (GNU make passes the one it got on to this script,
+    # after the process group got it too) must not cut the stopping short: from here on
+    # INT and TERM are ignored, by this shell and by what it starts to stop things.
+    trap '' INT TERM
+    trap - EXIT
     [ -n "${stopped:-}" ] && return
     stopped=1
     echo
@@ -57,7 +61,7 @@ stop() {
         for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
         kill -KILL "$p" 2>/dev/null
     done
-    scripts/pg-cluster.sh stop "$run/pg"
+    scripts/pg-cluster.sh stop "$run/pg" 9>&-
     rm -f "$run/pid"
     exit 0
 }
@@ -68,14 +72,22 @@ wait_port() {
     return 1
 }
 
+# Every server below is started with the lock's descriptor closed (9>&-): a server that
+# outlived its demo must not keep the next `make run` out.
+# A PostgreSQL still running here was left by a demo that was killed (this one holds the
+# lock): it is stopped before starting afresh.
+if [ -f "$run/pg/data/postmaster.pid" ] && scripts/pg-cluster.sh status "$run/pg" 9>&-; then
+    echo "pgcast: stopping the PostgreSQL a previous demo left running" >&2
+    scripts/pg-cluster.sh stop "$run/pg" 9>&-
+fi
 [ -n "${PGCAST_PG_PORT:-}" ] && port_arg=$PGCAST_PG_PORT || port_arg=
-if ! env_out=$(scripts/pg-cluster.sh start "$run/pg" $port_arg); then
+if ! env_out=$(scripts/pg-cluster.sh start "$run/pg" $port_arg 9>&-); then
     echo "pgcast: could not start PostgreSQL (see $run/pg/server.log)" >&2
     exit 1
 fi
 eval "$env_out"
 export PGCAST_DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
-bin/pgcast-migrate --quiet || exit 1
+bin/pgcast-migrate --quiet 9>&- || exit 1
 
 # The demo's configuration and secret, kept between runs.
 [ -s "$run/secret" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$run/secret"
@@ -92,7 +104,7 @@ log_level = info
 EOT
 export PGCAST_CONFIG="$run/pgcast.conf"
 
-bin/pgcast-ws --listen "127.0.0.1:$ws_port" >>"$run/logs/pgcast-ws.log" 2>&1 &
+bin/pgcast-ws --listen "127.0.0.1:$ws_port" >>"$run/logs/pgcast-ws.log" 2>&1 9>&- &
 pids+=($!)
 wait_port "$ws_port" || { echo "pgcast: the sidecar did not start (see $run/logs/pgcast-ws.log)" >&2; exit 1; }
 
@@ -112,7 +124,7 @@ var.pgcast_ws_host = "127.0.0.1"
 var.pgcast_ws_port = $ws_port
 include "$ROOT/lighttpd-conf/pgcast.conf"
 EOT
-lighttpd -D -f "$run/lighttpd.conf" >>"$run/logs/lighttpd.out" 2>&1 &
+lighttpd -D -f "$run/lighttpd.conf" >>"$run/logs/lighttpd.out" 2>&1 9>&- &
 pids+=($!)
 wait_port "$http_port" || { echo "pgcast: lighttpd did not start (see $run/logs/)" >&2; exit 1; }
 
