@@ -28,7 +28,7 @@ is "the 1 MiB payload round-trips byte for byte through realtime.read" \
 # --- entity trigger
 psql_q "CREATE TABLE tasks (id int PRIMARY KEY, ws text, title text);
         CREATE TRIGGER tasks_rt AFTER INSERT OR UPDATE OR DELETE ON tasks
-          FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws', 'Task', 'id');" >/dev/null
+          FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws', 'Task', 'id', 'id, title');" >/dev/null
 psql_q "INSERT INTO tasks VALUES (1, 'w1', 'first'); UPDATE tasks SET title = 'changed' WHERE id = 1; DELETE FROM tasks WHERE id = 1;" >/dev/null
 psql -qXAt -c "BEGIN; INSERT INTO tasks VALUES (2, 'w1', 'never'); ROLLBACK;" >/dev/null
 is "entity:Task gets created, updated, deleted in order" \
@@ -44,6 +44,37 @@ is "a rolled-back write publishes nothing" \
    "$(psql_q "SELECT count(*) FROM realtime.realtime_events_log WHERE channel LIKE 'entity:Task:2'")" 0
 out=$(psql -qXAt -c "CREATE TABLE notenant (id int); CREATE TRIGGER x AFTER INSERT ON notenant FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws'); INSERT INTO notenant VALUES (1);" 2>&1)
 like "a trigger naming a missing tenant column fails clearly" "$out" "has no column ws"
+
+# only the columns the trigger names are published; a row's data never fails the write
+psql_q "CREATE TABLE users (id text PRIMARY KEY, ws text, email text, password_hash text);
+        CREATE TRIGGER users_rt AFTER INSERT OR UPDATE ON users
+          FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws', 'User', 'id', '-password_hash');
+        CREATE TABLE notes (id int PRIMARY KEY, ws text, body text, secret text);
+        CREATE TRIGGER notes_rt AFTER INSERT ON notes
+          FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws', 'Note');" >/dev/null
+out=$(psql -qXAt -v ON_ERROR_STOP=1 -c "INSERT INTO users VALUES ('bob+1@x.com', 'w1', 'bob@x.com', 'hash-of-secret')" 2>&1)
+is "an id outside the channel grammar does not fail the application's INSERT" "$out" ""
+is "its events go to entity:User:{encoded id} (realtime.encode_id)" \
+   "$(psql_q "SELECT channel FROM realtime.realtime_events_log WHERE tenant_id='w1' AND channel LIKE 'entity:User:%'")" \
+   "entity:User:bob_2B1@x.com"
+is "encode_id is one-to-one on the escape character too" "$(psql_q "SELECT realtime.encode_id('a_b') || ' ' || realtime.encode_id('a+b') || ' ' || realtime.encode_id('é')")" \
+   "a_5Fb a_2Bb _C3_A9"
+is "an excluded column is not published" \
+   "$(psql_q "SELECT (event_data->'record') ? 'password_hash' OR event_data::text LIKE '%hash-of-secret%' FROM realtime.realtime_events_log WHERE channel='entity:User'")" f
+is "the other columns are" "$(psql_q "SELECT event_data->'record'->>'email' FROM realtime.realtime_events_log WHERE channel='entity:User'")" "bob@x.com"
+psql_q "INSERT INTO notes VALUES (1, 'w1', 'text', 's3cret')" >/dev/null
+is "without a column list only the id is published" \
+   "$(psql_q "SELECT event_data->'record' FROM realtime.realtime_events_log WHERE channel='entity:Note'")" '{"id": 1}'
+out=$(psql -qXAt -v ON_ERROR_STOP=1 -c "INSERT INTO notes VALUES (2, NULL, 'no tenant', 'x')" 2>&1)
+like "a row without a tenant is written, with a warning, and publishes nothing" \
+   "$out|$(psql_q "SELECT count(*) FROM notes WHERE id=2")|$(psql_q "SELECT count(*) FROM realtime.realtime_events_log WHERE event_data->>'id' = '2' AND channel LIKE 'entity:Note%'")" \
+   "WARNING: .*nothing published\|1\|0$"
+long=$(printf 'x%.0s' $(seq 1 250))
+out=$(psql -qXAt -v ON_ERROR_STOP=1 -c "INSERT INTO users VALUES ('$long', 'w1', 'l@x', 'h')" 2>&1)
+like "an id too long for a channel is written and published on entity:User only" \
+   "$out|$(psql_q "SELECT count(*) FROM realtime.realtime_events_log WHERE channel='entity:User'")" "WARNING: .*id too long.*\|2$"
+out=$(psql -qXAt -c "CREATE TABLE bad (id int, ws text); CREATE TRIGGER b AFTER INSERT ON bad FOR EACH ROW EXECUTE FUNCTION realtime.entity_trigger('ws', 'Bad', 'id', 'id,nope'); INSERT INTO bad VALUES (1, 'w1');" 2>&1)
+like "a column list naming a missing column fails clearly" "$out" "no column nope to publish"
 
 # --- retention
 psql_q "SELECT realtime.publish('t1','project:keep','e', jsonb_build_object('i', g)) FROM generate_series(1,10) g" >/dev/null
