@@ -21,7 +21,8 @@ typedef struct pgc_config {
     char *anonymous_channels;  /* comma-separated patterns (default "public:*") */
     char *anonymous_publish;   /* comma-separated patterns (default "": none) */
     int max_channels;          /* per connection (50) */
-    size_t max_message_bytes;  /* (1 MiB) */
+    size_t max_message_bytes;  /* a client message or POST body (1 MiB + 64 KiB) */
+    size_t max_payload_bytes;  /* an event's or presence entry's payload (1 MiB) */
     int client_rate;           /* client messages per second per WebSocket (100) */
     int queue_events;          /* outbound queue per subscriber, events (1024) */
     size_t queue_bytes;        /* outbound queue per subscriber, bytes (8 MiB) */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonin.h"
 #include "poll.h"
 
 static const char usage[] =
@@ -38,16 +39,14 @@ struct json_object *poll_json_body(pgc_app *app, pgc_request *r)
         pgc_req_send_error(r, 400, "bad_request", "the body could not be read", "");
         return NULL;
     }
-    struct json_tokener *tok = json_tokener_new();
-    struct json_object *obj = tok ? json_tokener_parse_ex(tok, body, (int)len) : NULL;
-    bool complete = tok && json_tokener_get_error(tok) == json_tokener_success &&
-                    json_tokener_get_parse_end(tok) == len;
-    if (tok)
-        json_tokener_free(tok);
+    const char *why;
+    struct json_object *obj = pgc_json_parse_client(body, len, &why);
     free(body);
-    if (!obj || !complete || !json_object_is_type(obj, json_type_object)) {
+    if (!obj || !json_object_is_type(obj, json_type_object)) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "the body must be one JSON object%s%s", obj ? "" : ": ", obj ? "" : why);
         json_object_put(obj);
-        pgc_req_send_error(r, 400, "invalid_json", "the body must be one JSON object", "");
+        pgc_req_send_error(r, 400, "invalid_json", msg, "");
         return NULL;
     }
     return obj;

@@ -56,6 +56,8 @@ static void post_presence(pgc_app *app, pgc_request *r, const pgc_token *tok)
         pgc_req_send_error(r, 400, "missing_field", "channel and action (join, heartbeat or leave) are required", "");
     } else if (data && !json_object_is_type(data, json_type_object)) {
         pgc_req_send_error(r, 400, "bad_request", "data must be a JSON object", "");
+    } else if (data && strlen(json_object_to_json_string_ext(data, JSON_C_TO_STRING_PLAIN)) > app->cfg.max_payload_bytes) {
+        pgc_req_send_error(r, 413, "too_large", "data is larger than max_payload_bytes", "");
     } else if (strcmp(action, "join") && strcmp(action, "heartbeat") && strcmp(action, "leave")) {
         pgc_req_send_error(r, 400, "bad_action", "action must be join, heartbeat or leave", "");
     } else if (pgc_app_check_channel(r, tok, channel, false) == 0) {

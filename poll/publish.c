@@ -31,6 +31,12 @@ void poll_publish(pgc_app *app, pgc_request *r)
         const char *payload_text =
             payload ? json_object_to_json_string_ext(payload, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
                     : "{}";
+        if (strlen(payload_text) > app->cfg.max_payload_bytes) {
+            pgc_req_send_error(r, 413, "too_large", "the payload is larger than max_payload_bytes", "");
+            json_object_put(body);
+            pgc_token_free(&tok);
+            return;
+        }
         const char *params[4] = {tok.tenant, channel, type, payload_text};
         PGresult *res = pgc_app_query(app, r, "SELECT realtime.publish($1, $2, $3, $4::jsonb)", 4, params);
         if (res) {

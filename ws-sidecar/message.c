@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "channel.h"
+#include "jsonin.h"
 
 static char *dup_json(json_object *o)
 {
@@ -31,7 +32,7 @@ static const struct { const char *name; ws_action_kind kind; } kinds[] = {
 };
 
 /* Fields of each kind, after type was recognised. */
-static void parse_fields(json_object *msg, ws_action *a)
+static void parse_fields(json_object *msg, size_t max_payload, ws_action *a)
 {
     json_object *v;
     if (a->kind == WS_ACT_PING) {
@@ -77,22 +78,20 @@ static void parse_fields(json_object *msg, ws_action *a)
             return fail(a, "bad_request", "payload must be an object");
         }
         if (!(a->payload = v ? dup_json(v) : strdup("{}"))) return fail(a, "internal", "out of memory");
+        if (strlen(a->payload) > max_payload) return fail(a, "too_large", "the payload is larger than max_payload_bytes");
     }
 }
 
-void ws_message_parse(const char *text, size_t len, ws_action *a)
+void ws_message_parse(const char *text, size_t len, size_t max_payload, ws_action *a)
 {
     memset(a, 0, sizeof *a);
     a->since = -1;
-    json_tokener *tok = json_tokener_new();
-    if (!tok) return fail(a, "internal", "out of memory");
-    json_object *msg = len > 0x7fffffff ? NULL : json_tokener_parse_ex(tok, text, (int)len);
-    /* Trailing bytes after the object, or a truncated one, are invalid JSON too. */
-    int bad = !msg || json_tokener_get_error(tok) != json_tokener_success || json_tokener_get_parse_end(tok) != len;
-    json_tokener_free(tok);
-    if (bad || !json_object_is_type(msg, json_type_object)) {
+    /* trailing bytes after the object, a truncated one, \u0000 in a string: all refused */
+    const char *why;
+    json_object *msg = pgc_json_parse_client(text, len, &why);
+    if (!msg || !json_object_is_type(msg, json_type_object)) {
         json_object_put(msg);
-        return fail(a, "invalid_json", "a message is one JSON object");
+        return fail(a, "invalid_json", msg ? "a message is one JSON object" : why);
     }
     json_object *type = NULL, *req = NULL;
     if (json_object_object_get_ex(msg, "requestId", &req) && !(a->request_id = dup_json(req))) {
@@ -112,7 +111,7 @@ void ws_message_parse(const char *text, size_t len, ws_action *a)
             fail(a, "unknown_type", "unknown message type");
         } else {
             a->kind = kinds[i].kind;
-            parse_fields(msg, a);
+            parse_fields(msg, max_payload, a);
         }
     }
     json_object_put(msg);

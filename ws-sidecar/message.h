@@ -29,8 +29,9 @@ typedef struct ws_action {
     char *timestamp;              /* PING: JSON text of timestamp, echoed as is */
 } ws_action;
 
-/* Always fills *a (kind ERROR on bad input); free with ws_action_free. */
-void ws_message_parse(const char *text, size_t len, ws_action *a);
+/* Always fills *a (kind ERROR on bad input); free with ws_action_free. A payload whose
+ * JSON text is longer than max_payload bytes is refused (too_large). */
+void ws_message_parse(const char *text, size_t len, size_t max_payload, ws_action *a);
 void ws_action_free(ws_action *a);
 /* {"type":"error","code":..,"message":..,"requestId":..}: a malloc'd string or NULL. */
 char *ws_error_json(const char *code, const char *message, const char *request_id);

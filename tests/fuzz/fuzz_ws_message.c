@@ -10,7 +10,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ws_action a;
-    ws_message_parse((const char *)data, size, &a);
+    ws_message_parse((const char *)data, size, 1 << 20, &a);
     if (a.kind == WS_ACT_ERROR && (!a.code || !a.message))
         abort();
     if (a.kind != WS_ACT_ERROR && a.kind != WS_ACT_PING && !a.channel)
