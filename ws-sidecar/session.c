@@ -346,7 +346,7 @@ void ws_session_on_text(ws_session *s, const char *text, size_t len)
         return;
     }
     ws_action a;
-    ws_message_parse(text, len, &a);
+    ws_message_parse(text, len, s->env.cfg->max_payload_bytes, &a);
     switch (a.kind) {
     case WS_ACT_ERROR:
     case WS_ACT_PING: {

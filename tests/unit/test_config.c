@@ -27,7 +27,8 @@ int main(void)
     char err[512];
     T_INT(pgc_config_load(&cfg, NULL, err, sizeof(err)), 0, "defaults load without a file");
     T_INT(cfg.max_channels, 50, "max_channels defaults to 50");
-    T_INT(cfg.max_message_bytes, 1 << 20, "max_message_bytes defaults to 1 MiB");
+    T_INT(cfg.max_message_bytes, (1 << 20) + (64 << 10), "max_message_bytes defaults to 1 MiB + 64 KiB");
+    T_INT(cfg.max_payload_bytes, 1 << 20, "max_payload_bytes defaults to 1 MiB");
     T_INT(cfg.client_rate, 100, "client_rate defaults to 100/s");
     T_INT(cfg.poll_max_wait_s, 25, "poll wait cap defaults to 25 s");
     T_OK(cfg.jwt_require_exp && !cfg.anonymous, "exp required, anonymous off by default");

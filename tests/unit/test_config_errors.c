@@ -56,7 +56,8 @@ int main(void)
     T_STR(cfg.anonymous_channels, "public:*", "default anonymous channels");
     T_STR(cfg.token_cookie, "pgcast_token", "default cookie");
     T_INT(cfg.max_channels, 50, "default max_channels");
-    T_INT(cfg.max_message_bytes, 1048576, "default max_message_bytes");
+    T_INT(cfg.max_message_bytes, 1048576 + 65536, "default max_message_bytes");
+    T_INT(cfg.max_payload_bytes, 1048576, "default max_payload_bytes");
     T_INT(cfg.client_rate, 100, "default client_rate");
     T_INT(cfg.queue_events, 1024, "default queue_events");
     T_INT(cfg.queue_bytes, 8 << 20, "default queue_bytes");
@@ -73,7 +74,8 @@ int main(void)
         char ex[600];
         snprintf(ex, sizeof ex, "%s/pgcast.conf.example", root && *root ? root : ".");
         T_INT(pgc_config_load(&cfg, ex, err, sizeof err), 0, "pgcast.conf.example loads: %s", err);
-        T_INT(cfg.max_message_bytes, 1048576, "example: max_message_bytes");
+        T_INT(cfg.max_message_bytes, 1048576 + 65536, "example: max_message_bytes");
+        T_INT(cfg.max_payload_bytes, 1048576, "example: max_payload_bytes");
         T_INT(cfg.queue_bytes, 8 << 20, "example: queue_bytes");
         pgc_config_free(&cfg);
     }
