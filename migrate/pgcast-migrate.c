@@ -29,6 +29,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: pgcast-migrate [--dir DIR] [--status] [--quiet]\n"
+            "                      [--runtime-role NAME] [--publisher-role NAME [--tenants T1,T2]]...\n"
             "\n"
             "Applies pgcast's SQL migrations to the database named by PGCAST_DATABASE_URL\n"
             "(or by the standard libpq variables PGHOST, PGPORT, PGDATABASE, PGUSER).\n"
@@ -37,7 +38,14 @@ static void usage(FILE *out)
             "\n"
             "  --dir DIR   apply DIR/NNN_*.sql instead of the migrations built in\n"
             "  --status    list the migrations and whether each is applied; change nothing\n"
-            "  --quiet     print only errors\n");
+            "  --quiet     print only errors\n"
+            "\n"
+            "Database roles (docs/deploy.md): each named role is created (NOLOGIN) if missing,\n"
+            "recorded, and granted what its kind needs; grant it to your login roles.\n"
+            "  --runtime-role NAME    what the handlers and the sidecar use, nothing more\n"
+            "  --publisher-role NAME  EXECUTE on realtime.publish only\n"
+            "  --tenants T1,T2        the publisher role before it may publish to these tenants only\n"
+            "Grants are renewed after every run, so new functions are covered.\n");
 }
 
 static char *read_file(const char *path)
@@ -185,6 +193,59 @@ static int is_applied(PGconn *db, const char *name, char recorded[65])
     return found;
 }
 
+struct role_req {
+    const char *name, *kind, *tenants; /* tenants: "a,b" or NULL (any) */
+};
+
+/* Creates (NOLOGIN) and records each requested role, then renews every recorded role's
+ * grants (realtime.apply_grants, migration 010). */
+static int apply_roles(PGconn *db, const struct role_req *roles, int nroles, int quiet)
+{
+    PGresult *r = PQexec(db, "SELECT to_regclass('realtime.realtime_roles') IS NOT NULL");
+    int have = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!have)
+        return nroles ? (fprintf(stderr, "pgcast-migrate: roles need migration 010 applied\n"), -1) : 0;
+    for (int i = 0; i < nroles; i++) {
+        const char *p[3] = {roles[i].name, roles[i].kind, roles[i].tenants};
+        r = PQexecParams(db, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", 1, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            fprintf(stderr, "pgcast-migrate: looking up role %s failed: %s", roles[i].name, PQresultErrorMessage(r));
+            PQclear(r);
+            return -1;
+        }
+        int exists = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (!exists) {
+            char *ident = PQescapeIdentifier(db, roles[i].name, strlen(roles[i].name));
+            char sql[512];
+            if (!ident)
+                return -1;
+            snprintf(sql, sizeof(sql), "CREATE ROLE %s NOLOGIN", ident);
+            PQfreemem(ident);
+            if (exec_ok(db, sql, "creating a role") != 0)
+                return -1;
+            if (!quiet)
+                printf("pgcast-migrate: created role %s (NOLOGIN)\n", roles[i].name);
+        }
+        r = PQexecParams(db,
+                         "INSERT INTO realtime.realtime_roles (role_name, kind, tenants) "
+                         "VALUES ($1, $2, CASE WHEN $3::text IS NULL THEN NULL ELSE string_to_array($3, ',') END) "
+                         "ON CONFLICT (role_name) DO UPDATE SET kind = excluded.kind, tenants = excluded.tenants",
+                         3, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            fprintf(stderr, "pgcast-migrate: recording role %s failed: %s", roles[i].name, PQresultErrorMessage(r));
+            PQclear(r);
+            return -1;
+        }
+        PQclear(r);
+        if (!quiet)
+            printf("pgcast-migrate: %s role %s%s%s\n", roles[i].kind, roles[i].name,
+                   roles[i].tenants ? ", tenants " : "", roles[i].tenants ? roles[i].tenants : "");
+    }
+    return exec_ok(db, "SELECT realtime.apply_grants()", "granting the recorded roles");
+}
+
 static int apply_one(PGconn *db, const struct mig *m, const char *sum)
 {
     if (exec_ok(db, "BEGIN", "BEGIN") != 0)
@@ -216,7 +277,12 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL;
     int status_only = 0, quiet = 0;
+    struct role_req roles[64];
+    int nroles = 0;
     static const struct option opts[] = {{"dir", required_argument, NULL, 'd'},
+                                         {"runtime-role", required_argument, NULL, 'R'},
+                                         {"publisher-role", required_argument, NULL, 'P'},
+                                         {"tenants", required_argument, NULL, 'T'},
                                          {"status", no_argument, NULL, 's'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
@@ -228,6 +294,21 @@ int main(int argc, char **argv)
         case 's': status_only = 1; break;
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
+        case 'R':
+        case 'P':
+            if (nroles == (int)(sizeof(roles) / sizeof(roles[0])) || !*optarg) {
+                fprintf(stderr, "pgcast-migrate: too many roles, or an empty role name\n");
+                return 2;
+            }
+            roles[nroles++] = (struct role_req){optarg, c == 'R' ? "runtime" : "publisher", NULL};
+            break;
+        case 'T':
+            if (!nroles || strcmp(roles[nroles - 1].kind, "publisher") != 0) {
+                fprintf(stderr, "pgcast-migrate: --tenants applies to the --publisher-role before it\n");
+                return 2;
+            }
+            roles[nroles - 1].tenants = optarg;
+            break;
         default: usage(stderr); return 2;
         }
     }
@@ -292,6 +373,8 @@ int main(int argc, char **argv)
     }
     if (!quiet && !status_only)
         printf("pgcast-migrate: %d applied, database is up to date (%d migrations)\n", applied, n);
+    if (!status_only && apply_roles(db, roles, nroles, quiet) != 0)
+        goto out;
     rc = 0;
 out:
     PQfinish(db);

@@ -86,8 +86,16 @@ if ! env_out=$(scripts/pg-cluster.sh start "$run/pg" $port_arg 9>&-); then
     exit 1
 fi
 eval "$env_out"
-export PGCAST_DATABASE_URL="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
-bin/pgcast-migrate --quiet 9>&- || exit 1
+# Migrations as the owner (the cluster's superuser here); the handlers and the sidecar
+# as pgcast_demo, a login role with only what the runtime role has (docs/deploy.md).
+owner_url="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
+PGCAST_DATABASE_URL="$owner_url" bin/pgcast-migrate --quiet --runtime-role pgcast_runtime \
+    --publisher-role pgcast_publisher 9>&- || exit 1
+psql -qX "$owner_url" -v ON_ERROR_STOP=1 -c "DO \$\$BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pgcast_demo') THEN
+        CREATE ROLE pgcast_demo LOGIN IN ROLE pgcast_runtime;
+    END IF; END\$\$" 9>&- || exit 1
+export PGCAST_DATABASE_URL="host=127.0.0.1 port=$PGPORT user=pgcast_demo dbname=postgres"
 
 # The demo's configuration and secret, kept between runs.
 [ -s "$run/secret" ] || head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$run/secret"

@@ -42,11 +42,16 @@ fi
 eval "$env_out"
 export PGCAST_TEST_PGHOST="$PGHOST" PGCAST_TEST_PGPORT="$PGPORT"
 psql -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE pgcast_template" >/dev/null || exit 1
-if ! PGDATABASE=pgcast_template "$PGCAST_BIN/pgcast-migrate" --quiet; then
+# The handlers and the sidecar of every test run as a runtime role with only what
+# pgcast-migrate grants it (docs/deploy.md): a missing grant fails the tests that need it.
+if ! PGDATABASE=pgcast_template "$PGCAST_BIN/pgcast-migrate" --quiet --runtime-role pgcast_runtime \
+        --publisher-role pgcast_publisher; then
     echo "tests: migrations failed on a fresh database" >&2
     echo "0 passed, 1 failed"
     exit 1
 fi
+psql -qX -v ON_ERROR_STOP=1 -c "CREATE ROLE pgcast_test_app LOGIN IN ROLE pgcast_runtime" >/dev/null || exit 1
+export PGCAST_TEST_DB_USER=pgcast_test_app
 
 tests=()
 for f in build/asan/tests/test_*; do [ -x "$f" ] && tests+=("$f"); done
@@ -68,7 +73,8 @@ for t in "${tests[@]}"; do
         *.sh) cmd=(bash "$t") ;;
         *)    cmd=("$t") ;;
     esac
-    PGDATABASE="$db" PGCAST_DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=$db" \
+    PGDATABASE="$db" PGCAST_DATABASE_URL="host=$PGHOST port=$PGPORT user=$PGCAST_TEST_DB_USER dbname=$db" \
+        PGCAST_TEST_OWNER_URL="host=$PGHOST port=$PGPORT user=postgres dbname=$db" \
         timeout -k 10 "$per_test_timeout" "${cmd[@]}" >"$log" 2>&1
     rc=$?
     secs=$(( $(date +%s) - start ))

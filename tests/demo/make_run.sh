@@ -22,6 +22,11 @@ like "the page is served" "$(curl -s "$url")" "<title>pgcast demo</title>"
 like "pgcast.js is served" "$(curl -s "http://127.0.0.1:$PGCAST_HTTP_PORT/pgcast.js")" "export class PgcastClient"
 like "the sidecar answers behind lighttpd" "$(curl -s "http://127.0.0.1:$PGCAST_HTTP_PORT/realtime/ws/health" -o /dev/null -w '%{http_code}') $(curl -s "http://127.0.0.1:$PGCAST_WS_PORT/health")" '"database":"ok"'
 head -n1 "$PGCAST_RUN_DIR/pg/data/postmaster.pid" >"$PGCAST_TEST_WORK/demo.pgpid"
+# the handlers and the sidecar are not superusers: they connect as the runtime role
+roles=$(psql -qXAt "host=127.0.0.1 port=$PGCAST_PG_PORT user=postgres dbname=postgres" -c \
+    "SELECT string_agg(DISTINCT usename || ':' || (SELECT rolsuper FROM pg_roles WHERE rolname = usename), ',')
+       FROM pg_stat_activity WHERE application_name LIKE 'pgcast%'")
+is "the demo's processes connect as pgcast_demo, not as a superuser" "$roles" "pgcast_demo:false"
 cmd=$(grep -m1 "SELECT realtime.publish" "$out" | sed 's/^ *//')
 is "the printed publish command works" "$(eval "$cmd -qAt")" 1
 second=$(timeout 20 scripts/run-demo.sh 2>&1 </dev/null)

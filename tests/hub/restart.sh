@@ -6,6 +6,7 @@ dir="$PGCAST_TEST_WORK/hub-restart"
 trap 'scripts/pg-cluster.sh stop "$dir" >/dev/null 2>&1' EXIT
 eval "$(scripts/pg-cluster.sh start "$dir")" || exit 1
 export PGCAST_DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres"
+export PGCAST_TEST_OWNER_URL="$PGCAST_DATABASE_URL"
 "$PGCAST_BIN/pgcast-migrate" --quiet || exit 1
 export PGCAST_TEST_RESTART_CMD="scripts/pg-cluster.sh stop '$dir' && scripts/pg-cluster.sh start '$dir' >/dev/null"
 exec build/asan/tests/test_hub

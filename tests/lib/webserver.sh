@@ -16,7 +16,7 @@ web_init() {
     chmod 0777 "$WEB_DIR/run" "$WEB_DIR/log"
     PGCAST_TEST_CONFIG="$WEB_DIR/pgcast.conf"
     cat >"$PGCAST_TEST_CONFIG" <<EOT
-database_url = host=127.0.0.1 port=$PGPORT user=postgres dbname=$PGDATABASE
+database_url = host=127.0.0.1 port=$PGPORT user=${PGCAST_TEST_DB_USER:-postgres} dbname=$PGDATABASE
 jwt_secret = $TEST_JWT_SECRET
 log_level = info
 EOT

@@ -33,7 +33,7 @@ is "nothing was written by the refused publishes" \
 is "the channel counter did not move either" \
    "$(psql_q "SELECT last_seq FROM realtime.realtime_channels WHERE tenant_id='t1' AND channel_name='project:abc'")" 2
 
-out=$("$PGCAST_BIN/pgcast-migrate")
+out=$(PGCAST_DATABASE_URL="$PGCAST_TEST_OWNER_URL" "$PGCAST_BIN/pgcast-migrate")
 like "migrations applied twice are a no-op" "$out" "0 applied"
 is "each migration is recorded once" \
    "$(psql_q "SELECT count(*) = count(DISTINCT name) AND count(*) >= 3 FROM realtime.schema_migrations")" t

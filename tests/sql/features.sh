@@ -108,7 +108,7 @@ like "a negative count is refused" "$out" "must be >= 0"
 mkdir "$work/sql"
 cp "$PGCAST_ROOT"/sql/*.sql "$work/sql/"
 printf 'CREATE TABLE realtime.half_done (a int);\nSELECT 1/0;\n' >"$work/sql/999_broken.sql"
-out=$("$PGCAST_BIN/pgcast-migrate" --dir "$work/sql" 2>&1); rc=$?
+out=$(PGCAST_DATABASE_URL="$PGCAST_TEST_OWNER_URL" "$PGCAST_BIN/pgcast-migrate" --dir "$work/sql" 2>&1); rc=$?
 ok_if "a failing migration makes pgcast-migrate fail" test "$rc" -ne 0
 like "and names the file" "$out" "999_broken.sql failed"
 is "nothing of the failed migration remains" "$(psql_q "SELECT to_regclass('realtime.half_done') IS NULL")" t

@@ -374,7 +374,9 @@ int main(void)
         printf("not ok 1 - PGCAST_DATABASE_URL is not set (run through tests/run.sh)\n");
         return 1;
     }
-    pub = PQconnectdb(conninfo);
+    /* publishing and table changes as the owner; the hub as the runtime role */
+    const char *owner = getenv("PGCAST_TEST_OWNER_URL");
+    pub = PQconnectdb(owner && *owner ? owner : conninfo);
     if (PQstatus(pub) != CONNECTION_OK) {
         printf("not ok 1 - connect: %s", PQerrorMessage(pub));
         return 1;
