@@ -28,6 +28,7 @@ static const struct key keys[] = {
     {"jwt_secret", K_STR, F(jwt_secret), 0, 0, ""},
     {"jwt_public_key", K_STR, F(jwt_public_key), 0, 0, ""},
     {"jwt_require_exp", K_BOOL, F(jwt_require_exp), 0, 1, "true"},
+    {"jwt_nbf_leeway_s", K_INT, F(jwt_nbf_leeway_s), 0, 3600, "30"},
     {"token_cookie", K_STR, F(token_cookie), 0, 0, "pgcast_token"},
     {"anonymous", K_BOOL, F(anonymous), 0, 1, "false"},
     {"anonymous_tenant", K_STR, F(anonymous_tenant), 0, 0, "anonymous"},

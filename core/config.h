@@ -15,6 +15,7 @@ typedef struct pgc_config {
     char *jwt_secret;          /* HS256 shared secret */
     char *jwt_public_key;      /* RS256/ES256: path of a PEM public key */
     bool jwt_require_exp;      /* tokens without exp are refused (default true) */
+    int jwt_nbf_leeway_s;      /* a token's nbf may be this far in the future (clock skew, 30) */
     char *token_cookie;        /* cookie carrying the token (default pgcast_token) */
     bool anonymous;            /* anonymous access (default false) */
     char *anonymous_tenant;    /* default "anonymous" */
