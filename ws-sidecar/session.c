@@ -358,12 +358,12 @@ static bool submit(ws_session *s, sjob *j, const char *request_id, bool force)
     int rc = ws_lane_submit(s->lane, &j->base, force);
     if (rc == WS_JOB_OK)
         return true;
-    job_free(&j->base);
     if (rc == WS_JOB_LANE_FULL)
         send_error(s, "rate_limited", "too many requests waiting for the database; wait for their replies",
                    request_id);
     else
         send_error(s, "unavailable", "the database is busy; try again", request_id);
+    job_free(&j->base); /* (request_id may be the job's) */
     return false;
 }
 

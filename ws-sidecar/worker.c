@@ -22,7 +22,8 @@ struct ws_lane {
     ws_lane *next_run;
     ws_job *head, *tail; /* submitted, not taken back */
     ws_job *pending;     /* the next job to run (or running); NULL: nothing to run */
-    size_t count, max;
+    size_t count;        /* jobs submitted and not taken back */
+    size_t bounded, max; /* of those, the ones not forced: at most max */
     bool closed;
     int notifying;
     void (*notify)(void *arg);
@@ -80,6 +81,7 @@ static bool closed_tidy(ws_lane *l)
         ws_job *j = l->head;
         l->head = j->next;
         l->count--;
+        l->bounded -= !j->forced;
         j->free(j);
     }
     if (!l->head)
@@ -259,7 +261,7 @@ int ws_lane_submit(ws_lane *l, ws_job *j, bool force)
     int rc = WS_JOB_OK;
     if (j->run && w->stop)
         rc = WS_JOB_BUSY;
-    else if (!force && l->count >= l->max)
+    else if (!force && l->bounded >= l->max)
         rc = WS_JOB_LANE_FULL;
     else if (!force && j->run && w->queued >= w->max_queued)
         rc = WS_JOB_BUSY;
@@ -270,12 +272,14 @@ int ws_lane_submit(ws_lane *l, ws_job *j, bool force)
     }
     j->next = NULL;
     j->done = !j->run;
+    j->forced = force;
     if (l->tail)
         l->tail->next = j;
     else
         l->head = j;
     l->tail = j;
     l->count++;
+    l->bounded += !force;
     if (j->run) {
         w->queued++;
         if (!l->pending) {
@@ -296,6 +300,7 @@ ws_job *ws_lane_take(ws_lane *l)
         ws_job *j = l->head;
         l->head = j->next;
         l->count--;
+        l->bounded -= !j->forced;
         j->next = NULL;
         *tail = j;
         tail = &j->next;

@@ -31,7 +31,7 @@ struct ws_job {
     void (*free)(ws_job *j);
     /* worker.c */
     ws_job *next;
-    bool done;
+    bool done, forced;
 };
 
 /* threads >= 1; max_queued: jobs with a run function not yet finished, all lanes. */
@@ -40,7 +40,7 @@ ws_workers *ws_workers_new(pgc_db_pool *pool, int threads, int max_queued);
  * still running are cancelled and what is left is dropped. Every lane must be closed. */
 void ws_workers_free(ws_workers *w, int grace_ms);
 
-/* max_jobs: jobs submitted and not yet taken back. NULL on no memory. */
+/* max_jobs: jobs submitted (not forced) and not yet taken back. NULL on no memory. */
 ws_lane *ws_lane_new(ws_workers *w, int max_jobs, void (*notify)(void *arg), void *arg);
 
 enum {
