@@ -704,8 +704,8 @@ void ws_session_on_text(ws_session *s, const char *text, size_t len)
     ws_action a;
     ws_message_parse(text, len, &a);
     switch (a.kind) {
-    case WS_ACT_ERROR:
-    case WS_ACT_PING: {
+    case WS_ACT_ERROR: reply_in_order(s, ws_message_reply(&a)); break;
+    case WS_ACT_PING: { /* answered at once, whatever waits */
         char *r = ws_message_reply(&a);
         if (r) {
             send_text(s, r, strlen(r));
