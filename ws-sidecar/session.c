@@ -47,8 +47,8 @@ struct ws_session {
     pgc_token tok;
     char conn_id[64];
     pgc_sub *sub;
-    ws_lane *lane;
-    ws_who *who;
+    ws_lane *lane; /* with who: made for the first database call (an idle connection */
+    ws_who *who;   /* that never makes one pays for neither) */
     pgc_stats_conn *stat;
     const char *close_reason;
     ws_chan *chans;
@@ -330,6 +330,12 @@ static sjob *job_new(ws_session *s, job_kind kind, size_t nchans)
         [JOB_REPLY] = NULL,         [JOB_PUBLISH] = run_publish, [JOB_JOIN] = run_join,
         [JOB_LEAVE] = run_leave,    [JOB_SYNC] = run_sync,       [JOB_HEARTBEAT] = run_heartbeat,
     };
+    if (!s->lane) {
+        if (!s->who && !(s->who = who_new(&s->tok, s->conn_id, pgc_hub_instance_id(s->env.hub))))
+            return NULL;
+        if (!(s->lane = ws_lane_new(s->env.workers, s->env.cfg->ws_db_pending, wake, s->conn)))
+            return NULL;
+    }
     sjob *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
@@ -370,7 +376,7 @@ static bool submit(ws_session *s, sjob *j, const char *request_id, bool force)
 /* Sends the replies of the jobs that finished, in the order of the requests. */
 static void deliver(ws_session *s)
 {
-    ws_job *b = ws_lane_take(s->lane);
+    ws_job *b = s->lane ? ws_lane_take(s->lane) : NULL;
     while (b) {
         sjob *j = (sjob *)b;
         b = b->next;
@@ -393,7 +399,7 @@ static void reply_in_order(ws_session *s, char *text)
 {
     if (!text)
         return;
-    if (ws_lane_count(s->lane) > 0) {
+    if (s->lane && ws_lane_count(s->lane) > 0) {
         sjob *j = job_new(s, JOB_REPLY, 0);
         if (j) {
             j->reply = text;
@@ -426,12 +432,8 @@ ws_session *ws_session_open(const ws_env *env, ws_conn *c, pgc_token *tok, const
     snprintf(s->conn_id, sizeof(s->conn_id), "%s", connection_id);
     s->tokens = env->cfg->client_rate;
     s->bucket_ms = pgc_mono_ms();
-    s->who = who_new(&s->tok, s->conn_id, pgc_hub_instance_id(env->hub));
-    s->lane = s->who ? ws_lane_new(env->workers, env->cfg->ws_db_pending, wake, c) : NULL;
-    s->sub = s->lane ? pgc_sub_new(env->hub, s->tok.tenant, wake, c) : NULL;
+    s->sub = pgc_sub_new(env->hub, s->tok.tenant, wake, c);
     if (!s->sub) {
-        ws_lane_close(s->lane);
-        who_unref(s->who);
         pgc_token_free(&s->tok);
         free(s);
         return NULL;
