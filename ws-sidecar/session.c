@@ -470,9 +470,10 @@ void ws_session_heartbeat(ws_session *s, int *interval_ms, int *timeout_ms)
     *timeout_ms = best_to;
 }
 
-/* Leaves presence in c (queued behind the connection's earlier requests). The leave of
- * a present channel is never refused for the queue's size: there is at most one per
- * join that was accepted. reply: sent when it is done (taken). */
+/* Leaves presence in c (queued behind the connection's earlier requests). Without force
+ * it is refused when the connection has ws_db_pending requests waiting (the caller then
+ * does nothing), never for the size of the shared queue: there is at most one per join
+ * that was accepted. reply_text (taken): sent when it is done; false: refused (told). */
 static bool queue_leave(ws_session *s, ws_chan *c, char *reply_text, const char *request_id, bool force)
 {
     sjob *j = job_new(s, JOB_LEAVE, 1);
