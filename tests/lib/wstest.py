@@ -1,6 +1,6 @@
 """Shared by the WebSocket tests in Python: TAP output, psql, a sidecar on a free port,
 tokens, connecting and reading until a message comes."""
-import asyncio, json, os, socket, subprocess, sys, time, urllib.request
+import asyncio, atexit, json, os, socket, subprocess, sys, time, urllib.request
 
 import websockets
 
@@ -11,6 +11,16 @@ from jwt import mint  # noqa: E402
 
 SECRET = "ws-test-secret"
 n = failed = 0
+_procs = []
+
+
+@atexit.register
+def _kill_left():
+    """A test that ended early (an exception) leaves no sidecar behind."""
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def ok(cond, what, detail=None):
@@ -50,6 +60,7 @@ def start_sidecar(extra_env=None, preload=None):
         env["LD_PRELOAD"] = preload
         env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
     proc = subprocess.Popen([os.path.join(BIN, "pgcast-ws"), "--listen", f"127.0.0.1:{port}"], env=env)
+    _procs.append(proc)
     for _ in range(400):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
