@@ -350,7 +350,8 @@ int main(int argc, char **argv)
     if (!g_workers) { pgc_log(PGC_LOG_ERROR, NULL, "cannot start the database workers"); goto out; }
     g_stats = pgc_stats_new(g_pool, pgc_hub_instance_id(g_hub), 1000);
     if (!g_stats) { pgc_log(PGC_LOG_ERROR, NULL, "cannot start the connection stats"); goto out; }
-    ws_env env = {.cfg = &g_cfg, .hub = g_hub, .pool = g_pool, .workers = g_workers, .stats = g_stats};
+    ws_env env = {.cfg = &g_cfg, .hub = g_hub, .pool = g_pool, .workers = g_workers, .stats = g_stats,
+                  .verifier = g_verifier};
     g_loop = ws_loop_new(&env, g_cfg.max_message_bytes, g_cfg.queue_bytes);
     if (!g_loop) { pgc_log(PGC_LOG_ERROR, NULL, "cannot create the event loop"); goto out; }
     maint_started = pthread_create(&maint, NULL, maintenance, NULL) == 0;

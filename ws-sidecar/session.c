@@ -58,6 +58,7 @@ struct ws_session {
     int strikes;
     int64_t next_presence_ms, next_stats_ms;
     bool heartbeat_queued; /* a presence heartbeat job is in the lane */
+    bool expired;          /* the token's exp passed: closing */
 };
 
 static _Atomic uint64_t subscriptions;
@@ -693,6 +694,35 @@ static bool rate_ok(ws_session *s)
     return false;
 }
 
+/* {"type":"auth","token":T}: a fresh token for the same tenant and sub, before the
+ * current one expires (SPEC §3). It must still allow every channel subscribed now; its
+ * patterns apply from here on. A refused renewal leaves the current token in force. */
+static void do_auth(ws_session *s, ws_action *a)
+{
+    pgc_token t;
+    pgc_token_status st = pgc_token_verify(s->env.verifier, a->token, (int64_t)time(NULL), &t);
+    if (st != PGC_TOKEN_OK) {
+        error_in_order(s, "invalid_token", pgc_token_status_str(st), a->request_id);
+        return;
+    }
+    bool same = strcmp(t.tenant, s->tok.tenant) == 0 &&
+                ((!t.sub && !s->tok.sub) || (t.sub && s->tok.sub && strcmp(t.sub, s->tok.sub) == 0));
+    const char *why = same ? NULL : "the new token must have the same tenant and sub";
+    for (ws_chan *c = s->chans; !why && c; c = c->next)
+        if (!pgc_token_can_subscribe(&t, c->name))
+            why = "the new token does not allow every subscribed channel; unsubscribe first";
+    if (why) {
+        pgc_token_free(&t);
+        error_in_order(s, "forbidden", why, a->request_id);
+        return;
+    }
+    pgc_token_free(&s->tok);
+    s->tok = t;
+    struct json_object *o = reply("authed", NULL, a->request_id);
+    json_object_object_add(o, "exp", json_object_new_int64(s->tok.exp));
+    reply_in_order(s, json_text(o)); /* (json_text releases o) */
+}
+
 void ws_session_on_text(ws_session *s, const char *text, size_t len)
 {
     if (!rate_ok(s)) {
@@ -723,6 +753,7 @@ void ws_session_on_text(ws_session *s, const char *text, size_t len)
     case WS_ACT_PRESENCE_UPDATE:
     case WS_ACT_PRESENCE_LEAVE:
     case WS_ACT_PRESENCE_GET: do_presence(s, &a); break;
+    case WS_ACT_AUTH: do_auth(s, &a); break;
     }
     ws_action_free(&a);
 }
@@ -795,6 +826,12 @@ static sjob *present_job(ws_session *s, job_kind kind)
 void ws_session_tick(ws_session *s, int64_t now)
 {
     int iv, to;
+    if (!s->expired && s->tok.exp && (int64_t)time(NULL) >= s->tok.exp) {
+        s->expired = true; /* SPEC §3: every transport ends at exp, with this reason */
+        send_error(s, "token_expired", "the token expired; renew it with auth before exp, or reconnect", NULL);
+        close_conn(s, 1008, "token expired");
+        return;
+    }
     if (now >= s->next_stats_ms) {
         ws_session_heartbeat(s, &iv, &to);
         pgc_stats_heartbeat(s->stat);

@@ -27,6 +27,7 @@ typedef struct ws_env {
     pgc_db_pool *pool;
     ws_workers *workers; /* publish and presence run there */
     pgc_stats *stats;    /* a connection-stats row per connection; may be NULL */
+    const pgc_verifier *verifier; /* tokens renewed in-band (auth) */
 } ws_env;
 
 /* The transport side, provided by loop.c. */
