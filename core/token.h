@@ -21,7 +21,11 @@ typedef enum pgc_token_status {
     PGC_TOKEN_NO_EXP,        /* exp required by the config */
     PGC_TOKEN_NO_TENANT,
     PGC_TOKEN_BAD_CLAIMS,    /* claims of the wrong JSON type */
+    PGC_TOKEN_BAD_TENANT,    /* a tenant longer than PGC_TENANT_MAX bytes */
 } pgc_token_status;
+
+/* A tenant is 1 to PGC_TENANT_MAX bytes of text. */
+#define PGC_TENANT_MAX 200
 
 typedef struct pgc_token {
     char *sub;      /* may be NULL */
