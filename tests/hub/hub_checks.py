@@ -196,7 +196,7 @@ def catchup():
     """Tenant t1 resumes from 0 over >= 100 MiB of 1 MiB events while tenant t2 receives
     live events: t2's latency is measured for every event during the catch-up."""
     bulk_ch, live_ch = f"project:bulk-{RUN}", f"project:tick-{RUN}"
-    nbig = int(os.environ.get("CATCHUP_EVENTS", "110"))
+    nbig = int(os.environ.get("CATCHUP_EVENTS", "150"))
     for k in range(0, nbig, 10):
         psql(f"SELECT realtime.publish('t1', '{bulk_ch}', 'big', jsonb_build_object('i', g, 'pad', "
              f"repeat('y', 1000000))) FROM generate_series({k + 1}, {min(k + 10, nbig)}) g")
@@ -259,7 +259,7 @@ def catchup():
           f"({len(base)} events)")
     print(f"# live latency during the catch-up: p50 {p50:.1f} ms, p95 {p95:.1f} ms, max {mx:.1f} ms "
           f"({len(s)} events over {took:.1f} s)")
-    bound = float(os.environ.get("CATCHUP_MAX_LATENCY_MS", "2000"))
+    bound = float(os.environ.get("CATCHUP_MAX_LATENCY_MS", "1000"))
     ok(mx < bound, f"another tenant's live latency stays low during the catch-up (max {mx:.0f} ms < {bound:.0f} ms; "
        f"p50 {p50:.0f} ms)")
     bulk.close()
