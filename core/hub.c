@@ -1281,11 +1281,13 @@ void pgc_hub_stop(pgc_hub *h)
         pthread_mutex_unlock(&s->mu);
         sub_wake(s);
     }
+    lh_table_free(h->chans);
+    h->chans = NULL;
+    /* from here on the last pgc_sub_free may release the hub: nothing below touches it
+     * unless no subscriber is left */
     h->phase = HUB_STOPPED;
     bool last = h->nall == 0;
     pthread_mutex_unlock(&h->subs_mu);
-    lh_table_free(h->chans);
-    h->chans = NULL;
     if (last)
         hub_release(h);
 }
