@@ -73,10 +73,13 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
     if (pgc_fcgi_active() > 0) {
         /* Requests or streams outlived the grace period: their threads and the stream
          * loop still use the hub, the pool, the stats and the config. Nothing is freed
-         * under them; the process's exit takes it all (the hub's row in
-         * realtime_instances is swept by the other processes). */
+         * under them, and no exit handler or destructor runs under them either: the
+         * process ends here and takes it all (the hub's row in realtime_instances is
+         * swept by the other processes). */
         PGC_WARN("%d requests still running: exiting without freeing what they use", pgc_fcgi_active());
-        return rc;
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
     }
     pgc_stats_free(app->stats);
     if (app->hub)
