@@ -190,6 +190,54 @@ def freeze():
        f"order ({len(reader.seqs)})", f"first {reader.seqs[:5]} last {reader.seqs[-5:]}")
     reader.close()
     live.close()
+    if os.environ.get("WS_PORT"):
+        import asyncio
+        asyncio.run(freeze_ws(stuck_ch))
+
+
+async def freeze_ws(big_ch):
+    """The sidecar's hub: a WebSocket client resuming on the 12 KB channel drops without a
+    close frame in the middle of its catch-up; another client of the sidecar must still
+    be served."""
+    import asyncio
+    import websockets
+    url = f"ws://127.0.0.1:{os.environ['WS_PORT']}/ws?token={token('t1')}"
+    live_ch = f"project:wslive-{RUN}"
+    stuck = await websockets.connect(url, max_size=None)
+    await stuck.recv()  # connected
+    await stuck.send(json.dumps({"type": "subscribe", "channel": big_ch, "since": 0}))
+    got = 0
+    try:
+        while got < 20:
+            m = json.loads(await asyncio.wait_for(stuck.recv(), 15))
+            got += m.get("type") == "big"
+    except Exception:
+        pass
+    stuck.transport.abort()  # gone mid catch-up, no close frame
+    await asyncio.sleep(1)
+    live = await websockets.connect(url, max_size=None)
+    seqs, subscribed = [], False
+    try:
+        await asyncio.wait_for(live.recv(), 15)  # connected
+        await live.send(json.dumps({"type": "subscribe", "channel": live_ch, "since": 0}))
+        end = time.time() + 15
+        while time.time() < end and not subscribed:
+            m = json.loads(await asyncio.wait_for(live.recv(), max(0.1, end - time.time())))
+            subscribed = m.get("type") == "subscribed"
+    except Exception:
+        pass
+    ok(subscribed, f"WebSocket: another client subscribes after one dropped mid catch-up ({got} events taken)")
+    psql(f"SELECT realtime.publish('t1', '{live_ch}', 'e', jsonb_build_object('i', g)) FROM generate_series(1, 5) g")
+    try:
+        end = time.time() + 15
+        while time.time() < end and len(seqs) < 5:
+            m = json.loads(await asyncio.wait_for(live.recv(), max(0.1, end - time.time())))
+            if m.get("type") == "e":
+                seqs.append(m["seq"])
+    except Exception:
+        pass
+    ok(seqs == log_seqs("t1", live_ch), f"WebSocket: and gets its live events, in order ({len(seqs)} of 5)")
+    await live.close()
 
 
 def catchup():
