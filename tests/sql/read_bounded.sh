@@ -26,6 +26,12 @@ is "the limit still applies within the budget" \
 is "payloads come back whole and in order" \
    "$(psql_q "SELECT string_agg((payload::jsonb->>'g'), ',') FROM realtime.read('tb', ARRAY['project:a','project:b'], ARRAY[0,0]::bigint[], 100, 0)")" \
    "0,1,2,3,4,5,6,7,8,9"
+is "publish records each payload's text length" \
+   "$(psql_q "SELECT bool_and(payload_bytes = octet_length(event_data::text)) FROM realtime.realtime_events_log WHERE tenant_id = 'tb'")" t
+psql_q "UPDATE realtime.realtime_events_log SET payload_bytes = NULL WHERE tenant_id = 'tb' AND seq <= 2" >/dev/null
+is "rows without a recorded length (published before 008) are measured as well" \
+   "$(rows "'tb', ARRAY['project:a','project:b'], ARRAY[0,0]::bigint[], 100, 2000")" \
+   "event:project:a:1,event:project:b:1,event:project:a:2"
 psql_q "SELECT realtime.prune(interval '100 years', 2)" >/dev/null
 is "a gap comes first, whatever the budget" \
    "$(rows "'tb', ARRAY['project:a','project:b'], ARRAY[0,0]::bigint[], 100, 1")" \
