@@ -32,6 +32,8 @@ typedef struct pgc_config {
     int cgi_poll_interval_ms;  /* plain-CGI streams read the log this often (1000) */
     int poll_max_wait_s;       /* cap of ?wait= (25) */
     int poll_max_limit;        /* cap of ?limit= (1000) */
+    size_t poll_page_bytes;    /* event payloads per poll page (1 MiB; one event always) */
+    size_t catchup_read_bytes; /* event payloads per log read of the hub / a CGI stream (1 MiB) */
     int retention_max_age_s;   /* events older than this are pruned (7 days) */
     int retention_max_events;  /* per channel (10000) */
     int prune_interval_s;      /* how often the sidecar prunes (60) */

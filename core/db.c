@@ -195,23 +195,24 @@ PGresult *pgc_db_exec_prepared(PGconn *c, const char *name, const char *sql, int
     return PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
 }
 
-int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn, void *arg,
-                char *err, size_t errlen)
+int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, size_t max_bytes,
+                pgc_item_fn fn, void *arg, char *err, size_t errlen)
 {
     char *chans = text_array(after), *seqs = int_array(after);
-    char lim[16];
+    char lim[16], bytes[24];
     snprintf(lim, sizeof(lim), "%d", limit);
+    snprintf(bytes, sizeof(bytes), "%zu", max_bytes);
     if (!chans || !seqs) {
         free(chans);
         free(seqs);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    const char *params[4] = {tenant, chans, seqs, lim};
-    PGresult *r = pgc_db_exec_prepared(c, "pgcast_read",
+    const char *params[5] = {tenant, chans, seqs, lim, bytes};
+    PGresult *r = pgc_db_exec_prepared(c, "pgcast_read_bounded",
                                 "SELECT kind, channel, seq, gap_to, event_type, payload, ts_ms "
-                                "FROM realtime.read($1, $2::text[], $3::bigint[], $4::int)",
-                                4, params);
+                                "FROM realtime.read($1, $2::text[], $3::bigint[], $4::int, $5::bigint)",
+                                5, params);
     free(chans);
     free(seqs);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -235,7 +236,7 @@ int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limi
             return -1;
         }
         if (fn(e, arg) != 0) {
-            n = i + 1;
+            n = 0;
             break;
         }
     }

@@ -26,11 +26,16 @@ void pgc_db_release(pgc_db_pool *p, PGconn *c, bool broken);
 
 /* Reads what follows the positions of cursor (realtime.read): GAP items first, then up
  * to limit EVENT items in publish order, each passed to fn (which takes the reference;
- * a non-zero return stops the walk). Returns the number of rows read (GAP rows count),
- * or -1 on a database error (message in err). */
+ * a non-zero return stops the walk). max_bytes bounds the events' payloads read (and so
+ * what libpq holds for the result): events stop once their payloads reach it; at least
+ * one event is always returned when there is one; 0 = no byte bound. Returns the number
+ * of rows read (GAP rows count), 0 when fn stopped the walk (so a caller reading on
+ * while n > 0 stops too), or -1 on a database error (message in err).
+ * A read returned everything there is when it returned fewer than limit events and
+ * (with max_bytes) their payloads sum to less than max_bytes. */
 typedef int (*pgc_item_fn)(pgc_event *item, void *arg);
-int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, pgc_item_fn fn,
-                void *arg, char *err, size_t errlen);
+int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, size_t max_bytes,
+                pgc_item_fn fn, void *arg, char *err, size_t errlen);
 
 /* PQexecParams of a named prepared statement: prepared on the connection the first time
  * it runs there (and again after a PQreset), so parse and plan are paid once per

@@ -13,8 +13,24 @@
  * notification for last+1 with its body is delivered at once; anything else (a jump, a
  * body too big for NOTIFY, a reconnect) is read from the log from `last` on. A
  * subscription has its own `pos`; it is live while pos == last and receives live events,
- * otherwise it is behind and is fed from the log as its queue has room, so a catch-up
- * never overflows a queue and never delays anyone else's live events for long.
+ * otherwise it is behind and is fed from the log as its queue has room.
+ *
+ * Turns. Reading the log is the hub's only slow work, and it is done in bounded steps:
+ * each read is bounded by events and by payload bytes (read_bytes, at least one event).
+ * Channels whose log must be read (a jump in seq, an event too big for NOTIFY) and
+ * subscriptions that are behind wait in two round-robin lists; a turn of the thread
+ * reads one step for each waiting channel, then one step for ONE behind subscription,
+ * then takes notifications and commands again. So live delivery to everyone else waits
+ * at most about one read of read_bytes, however many clients are catching up and
+ * however far behind they are. A catch-up fills a queue to half of its bounds (events
+ * and bytes), leaving the other half for the live events that follow it, and is fed
+ * again when the consumer has taken the queue below a quarter; a full queue ends the
+ * subscription's step, never the hub's progress.
+ *
+ * Lifecycle. pgc_sub_free hands the subscriber to the hub thread (CMD_FREE, allocated
+ * with the subscriber so it cannot fail). Once pgc_hub_stop has begun, subscribers
+ * freed are parked until the hub thread has ended, and destroyed by pgc_hub_stop; after
+ * it, pgc_sub_free destroys at once (nothing of the hub refers to them any more).
  */
 #include "clock.h"
 #include "hub.h"
@@ -38,6 +54,7 @@
 #include "log.h"
 
 #define HUB_READ_BATCH 500         /* events per log read */
+#define HUB_READ_BYTES (1u << 20)  /* payload bytes per log read, by default */
 #define HUB_INSTANCE_REFRESH_MS 5000
 #define HUB_SWEEP_EVERY 6 /* refreshes: every 30 s, close what dead processes left */
 #define HUB_INSTANCE_STALE "30 seconds"
@@ -54,8 +71,10 @@ struct hsub {
     int64_t pos;      /* last seq queued to the subscriber */
     int64_t after;    /* as asked; used once the channel's position is known */
     bool announced;   /* SUBSCRIBED queued */
+    bool in_feed;     /* in the hub's list of subscriptions to feed from the log */
     hsub *cprev, *cnext; /* in the channel */
     hsub *snext;         /* in the subscriber */
+    hsub *fprev, *fnext; /* in the feed list */
 };
 
 struct hchan {
@@ -63,7 +82,11 @@ struct hchan {
     char *tenant, *channel;
     int64_t last; /* -1 until read from the database */
     hsub *subs;
+    bool in_read;        /* in the hub's list of channels whose log must be read */
+    hchan *rprev, *rnext;
 };
+
+struct cmd;
 
 struct pgc_sub {
     pgc_hub *hub;
@@ -82,6 +105,8 @@ struct pgc_sub {
     pthread_mutex_t wake_mu;
     bool dead;
 
+    struct cmd *free_cmd; /* CMD_FREE, allocated up front so that freeing cannot fail */
+    pgc_sub *znext;       /* parked while the hub stops (under the hub's subs_mu) */
     hsub *subs; /* hub thread only */
 };
 
@@ -129,7 +154,12 @@ struct pgc_hub {
     pthread_mutex_t subs_mu; /* every live subscriber, to wake them all */
     pgc_sub **all;
     size_t nall, capall;
-    bool stopped; /* under subs_mu: the last pgc_sub_free releases the hub */
+    enum { HUB_RUNNING, HUB_STOPPING, HUB_STOPPED } phase; /* under subs_mu */
+    pgc_sub *parked; /* freed while stopping: destroyed once the thread has ended */
+
+    /* hub thread only: the work of the next turns */
+    hchan *read_head, *read_tail; /* channels whose log must be read */
+    hsub *feed_head, *feed_tail;  /* subscriptions behind their channel */
 
     _Atomic uint64_t st_subscriptions, st_events_in, st_deliveries, st_overflows, st_reconnects;
     _Atomic int64_t st_lag_ms;
@@ -195,6 +225,9 @@ static enum push_result sub_push(pgc_sub *s, pgc_event *e, bool catchup)
     } else if (s->qlen == s->qmax || (s->qlen > 0 && s->qbytes + e->json_len > h->opt.queue_bytes) ||
                (s->qlen == s->qcap && queue_grow(s) != 0)) {
         if (catchup) {
+            /* fed again once the consumer has taken enough (pgc_sub_take); set under the
+             * same lock as the check, so a drain in between cannot be missed */
+            s->feed_when_drained = true;
             res = PUSH_NO_ROOM;
         } else {
             s->state = PGC_SUB_OVERFLOW;
@@ -217,10 +250,21 @@ static enum push_result sub_push(pgc_sub *s, pgc_event *e, bool catchup)
     return res;
 }
 
-static size_t sub_room(pgc_sub *s)
+/* What a catch-up may add now: up to half of the queue's bounds in events and bytes, the
+ * other half being left for the live events that follow. false when there is no such
+ * room (then the subscriber asks to be fed when drained, decided under the same lock
+ * as the check) or the subscriber is no longer OK. */
+static bool sub_feed_room(pgc_sub *s, size_t *events, size_t *bytes)
 {
+    size_t ev_target = s->qmax / 2 ? s->qmax / 2 : 1;
+    size_t by_target = s->hub->opt.queue_bytes / 2 ? s->hub->opt.queue_bytes / 2 : 1;
     pthread_mutex_lock(&s->mu);
-    size_t room = s->state == PGC_SUB_OK ? s->qmax - s->qlen : 0;
+    bool ok = s->state == PGC_SUB_OK;
+    *events = s->qlen < ev_target ? ev_target - s->qlen : 0;
+    *bytes = s->qbytes < by_target ? by_target - s->qbytes : 0;
+    bool room = ok && *events > 0 && *bytes > 0;
+    if (ok && !room)
+        s->feed_when_drained = true;
     pthread_mutex_unlock(&s->mu);
     return room;
 }
@@ -273,7 +317,9 @@ pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg
     s->qcap = s->qmax < 8 ? s->qmax : 8;
     s->tenant = strdup(tenant);
     s->q = calloc(s->qcap, sizeof(*s->q));
-    if (!s->tenant || !s->q || pthread_mutex_init(&s->mu, NULL) != 0) {
+    s->free_cmd = calloc(1, sizeof(*s->free_cmd));
+    if (!s->tenant || !s->q || !s->free_cmd || pthread_mutex_init(&s->mu, NULL) != 0) {
+        free(s->free_cmd);
         free(s->tenant);
         free(s->q);
         free(s);
@@ -281,6 +327,7 @@ pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg
     }
     if (pthread_mutex_init(&s->wake_mu, NULL) != 0) {
         pthread_mutex_destroy(&s->mu);
+        free(s->free_cmd);
         free(s->tenant);
         free(s->q);
         free(s);
@@ -294,6 +341,7 @@ pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg
             pthread_mutex_unlock(&h->subs_mu);
             pthread_mutex_destroy(&s->wake_mu);
             pthread_mutex_destroy(&s->mu);
+            free(s->free_cmd);
             free(s->tenant);
             free(s->q);
             free(s);
@@ -303,11 +351,9 @@ pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg
         h->capall = cap;
     }
     h->all[h->nall++] = s;
+    if (h->phase != HUB_RUNNING)
+        s->state = PGC_SUB_CLOSED; /* no command reaches the hub any more */
     pthread_mutex_unlock(&h->subs_mu);
-    pthread_mutex_lock(&h->cmd_mu);
-    if (!h->running)
-        s->state = PGC_SUB_CLOSED;
-    pthread_mutex_unlock(&h->cmd_mu);
     return s;
 }
 
@@ -378,7 +424,10 @@ size_t pgc_sub_take(pgc_sub *s, pgc_event **items, size_t max)
         s->qbytes -= e->json_len;
         items[n++] = e;
     }
-    bool feed = s->feed_when_drained && s->qlen <= s->qmax / 2 && s->state == PGC_SUB_OK;
+    /* a catch-up waiting for room is fed again below a quarter of the bounds; it fills
+     * up to half (sub_feed_room) */
+    bool feed = s->feed_when_drained && s->qlen <= s->qmax / 4 && s->qbytes <= s->hub->opt.queue_bytes / 4 &&
+                s->state == PGC_SUB_OK;
     if (feed)
         s->feed_when_drained = false;
     pthread_mutex_unlock(&s->mu);
@@ -404,6 +453,7 @@ static void sub_destroy(pgc_sub *s)
     free(s->chans);
     free(s->q);
     free(s->tenant);
+    free(s->free_cmd);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->wake_mu);
     free(s);
@@ -426,10 +476,28 @@ void pgc_sub_free(pgc_sub *s)
             break;
         }
     }
-    bool last = h->stopped && h->nall == 0;
+    bool destroy = false, last = false;
+    if (h->phase == HUB_RUNNING) {
+        /* the hub thread unlinks its subscriptions, then destroys (the phase changes
+         * under subs_mu, so the command is accepted) */
+        struct cmd *c = s->free_cmd;
+        s->free_cmd = NULL;
+        *c = (struct cmd){.kind = CMD_FREE, .sub = s};
+        pthread_mutex_lock(&h->cmd_mu);
+        enqueue_cmd(h, c);
+        pthread_mutex_unlock(&h->cmd_mu);
+        hub_signal(h);
+    } else if (h->phase == HUB_STOPPING) {
+        /* the hub thread may still push to it or wake it: pgc_hub_stop destroys it once
+         * the thread has ended */
+        s->znext = h->parked;
+        h->parked = s;
+    } else {
+        destroy = true; /* stopped: pgc_hub_stop unlinked every subscription */
+        last = h->nall == 0;
+    }
     pthread_mutex_unlock(&h->subs_mu);
-    /* the hub thread unlinks its subscriptions, then frees; a stopped hub has none */
-    if (send_cmd(h, CMD_FREE, s, NULL, 0) != 0)
+    if (destroy)
         sub_destroy(s);
     if (last)
         hub_release(h);
@@ -446,19 +514,39 @@ static void chan_free_entry(struct lh_entry *e)
     free(c);
 }
 
+/* The table key of (tenant, channel): the whole of both, never cut (a channel name has
+ * no \x1f). Short keys are built in buf; a longer one is allocated (free it if != buf). */
+static char *chan_key(char *buf, size_t buflen, const char *tenant, const char *channel)
+{
+    size_t lt = strlen(tenant), lc = strlen(channel);
+    char *key = lt + lc + 2 <= buflen ? buf : malloc(lt + lc + 2);
+    if (!key)
+        return NULL;
+    memcpy(key, tenant, lt);
+    key[lt] = '\x1f';
+    memcpy(key + lt + 1, channel, lc + 1);
+    return key;
+}
+
 static hchan *chan_get(pgc_hub *h, const char *tenant, const char *channel, bool create)
 {
-    char key[512];
-    snprintf(key, sizeof(key), "%s\x1f%s", tenant, channel);
+    char buf[256];
+    char *key = chan_key(buf, sizeof(buf), tenant, channel);
+    if (!key)
+        return NULL;
     void *v = NULL;
-    if (lh_table_lookup_ex(h->chans, key, &v))
+    if (lh_table_lookup_ex(h->chans, key, &v) || !create) {
+        if (key != buf)
+            free(key);
         return v;
-    if (!create)
-        return NULL;
+    }
     hchan *c = calloc(1, sizeof(*c));
-    if (!c)
+    if (!c) {
+        if (key != buf)
+            free(key);
         return NULL;
-    c->key = strdup(key);
+    }
+    c->key = key == buf ? strdup(key) : key;
     c->tenant = strdup(tenant);
     c->channel = strdup(channel);
     c->last = -1;
@@ -472,9 +560,71 @@ static hchan *chan_get(pgc_hub *h, const char *tenant, const char *channel, bool
     return c;
 }
 
+/* The hub's two lists of work for the next turns (hub thread only). */
+static void feed_list_add(pgc_hub *h, hsub *x)
+{
+    if (x->in_feed)
+        return;
+    x->in_feed = true;
+    x->fnext = NULL;
+    x->fprev = h->feed_tail;
+    if (h->feed_tail)
+        h->feed_tail->fnext = x;
+    else
+        h->feed_head = x;
+    h->feed_tail = x;
+}
+
+static void feed_list_remove(pgc_hub *h, hsub *x)
+{
+    if (!x->in_feed)
+        return;
+    if (x->fprev)
+        x->fprev->fnext = x->fnext;
+    else
+        h->feed_head = x->fnext;
+    if (x->fnext)
+        x->fnext->fprev = x->fprev;
+    else
+        h->feed_tail = x->fprev;
+    x->in_feed = false;
+    x->fprev = x->fnext = NULL;
+}
+
+static void read_list_add(pgc_hub *h, hchan *c)
+{
+    if (c->in_read)
+        return;
+    c->in_read = true;
+    c->rnext = NULL;
+    c->rprev = h->read_tail;
+    if (h->read_tail)
+        h->read_tail->rnext = c;
+    else
+        h->read_head = c;
+    h->read_tail = c;
+}
+
+static void read_list_remove(pgc_hub *h, hchan *c)
+{
+    if (!c->in_read)
+        return;
+    if (c->rprev)
+        c->rprev->rnext = c->rnext;
+    else
+        h->read_head = c->rnext;
+    if (c->rnext)
+        c->rnext->rprev = c->rprev;
+    else
+        h->read_tail = c->rprev;
+    c->in_read = false;
+    c->rprev = c->rnext = NULL;
+}
+
 static void hsub_unlink(pgc_hub *h, hsub *x)
 {
     hchan *c = x->ch;
+    feed_list_remove(h, x);
     if (x->cprev)
         x->cprev->cnext = x->cnext;
     else
@@ -482,8 +632,10 @@ static void hsub_unlink(pgc_hub *h, hsub *x)
     if (x->cnext)
         x->cnext->cprev = x->cprev;
     atomic_fetch_sub(&h->st_subscriptions, 1);
-    if (!c->subs)
+    if (!c->subs) {
+        read_list_remove(h, c);
         lh_table_delete(h->chans, c->key); /* frees c */
+    }
     free(x);
 }
 
@@ -625,14 +777,24 @@ static void deliver_live(pgc_hub *h, hchan *c, pgc_event *e)
     pgc_event_unref(e);
 }
 
+/* Whether a read may have stopped before the end of what there is: it returned limit
+ * rows, or its events' bytes reached the byte bound (their envelopes are counted, a
+ * little more than the payloads the bound applies to: at worst one read too many). */
+static bool read_may_have_more(int n, int limit, size_t bytes, size_t max_bytes)
+{
+    return n >= limit || (max_bytes > 0 && bytes >= max_bytes);
+}
+
 struct catchup_ctx {
     pgc_hub *h;
     const char *tenant;
+    size_t bytes;
 };
 
 static int catchup_item(pgc_event *e, void *arg)
 {
     struct catchup_ctx *cx = arg;
+    cx->bytes += e->kind == PGC_ITEM_EVENT ? e->json_len : 0;
     hchan *c = chan_get(cx->h, cx->tenant, e->channel, false);
     if (c && c->last >= 0 && e->seq == c->last + 1) {
         atomic_fetch_add_explicit(&cx->h->st_events_in, e->kind == PGC_ITEM_EVENT, memory_order_relaxed);
@@ -643,81 +805,121 @@ static int catchup_item(pgc_event *e, void *arg)
     return 0;
 }
 
-/* Reads channel c's log after c->last and delivers it, until the log has no more. */
-static void catchup_channel(pgc_hub *h, hchan *c)
+/* One step of reading channel c's log after c->last (events that were not in a
+ * notification: a jump, a body too big for NOTIFY, a reconnect), delivered live.
+ * Returns true when the log may have more after this step. */
+static bool read_channel_step(pgc_hub *h, hchan *c)
 {
+    if (!h->conn || c->last < 0)
+        return false;
     pgc_cursor cur;
     pgc_cursor_init(&cur);
-    struct catchup_ctx cx = {h, c->tenant};
+    struct catchup_ctx cx = {h, c->tenant, 0};
     char err[256];
-    for (;;) {
-        if (!h->conn || c->last < 0 || pgc_cursor_set(&cur, c->channel, c->last) != 0)
-            break;
-        int n = pgc_db_read(h->conn, c->tenant, &cur, HUB_READ_BATCH, catchup_item, &cx, err, sizeof(err));
+    bool more = false;
+    if (pgc_cursor_set(&cur, c->channel, c->last) == 0) {
+        int n = pgc_db_read(h->conn, c->tenant, &cur, HUB_READ_BATCH, h->opt.read_bytes, catchup_item, &cx, err,
+                            sizeof(err));
         if (n < 0) {
             PGC_WARN("hub: reading the log of %s failed: %s", c->channel, err);
             if (PQstatus(h->conn) != CONNECTION_OK)
                 drop_conn(h, "read failed");
-            break;
+        } else {
+            more = read_may_have_more(n, HUB_READ_BATCH, cx.bytes, h->opt.read_bytes);
         }
-        if (n < HUB_READ_BATCH)
-            break;
     }
     pgc_cursor_free(&cur);
+    return more;
 }
+
+/* The channel's log must be read after c->last: in the next turns, a step at a time. */
+static void catchup_channel(pgc_hub *h, hchan *c) { read_list_add(h, c); }
 
 struct feed_ctx {
     hsub *x;
-    bool full;
+    bool stop; /* the queue refused (full) or the subscriber ended */
+    size_t bytes;
 };
 
 static int feed_item(pgc_event *e, void *arg)
 {
     struct feed_ctx *fx = arg;
     int64_t next = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
-    if (!fx->full) {
+    fx->bytes += e->kind == PGC_ITEM_EVENT ? e->json_len : 0;
+    if (!fx->stop) {
         enum push_result r = sub_push(fx->x->sub, e, true);
         if (r == PUSH_NO_ROOM || r == PUSH_DEAD)
-            fx->full = true;
+            fx->stop = true; /* NO_ROOM: fed again when drained (sub_push asked) */
         else
             fx->x->pos = next;
     }
     pgc_event_unref(e);
-    return fx->full ? 1 : 0;
+    return fx->stop ? 1 : 0;
 }
 
-/* Feeds a subscription that is behind its channel from the log, as far as its queue
- * has room; asks to be called again when the consumer has drained enough. */
-static void feed(pgc_hub *h, hsub *x)
+/* One step of feeding a subscription that is behind its channel: one read, bounded by
+ * the room catch-up may use in its queue (events and bytes) and by read_bytes. Returns
+ * true when the subscription should get another step in a later turn; false when it is
+ * live, waits for its consumer to drain (pgc_sub_take sends CMD_FEED), or ended. */
+static bool feed_step(pgc_hub *h, hsub *x)
 {
     hchan *c = x->ch;
+    if (!h->conn || !x->announced || x->pos >= c->last)
+        return false;
+    size_t ev_room, byte_room;
+    if (!sub_feed_room(x->sub, &ev_room, &byte_room))
+        return false;
+    int limit = ev_room < HUB_READ_BATCH ? (int)ev_room : HUB_READ_BATCH;
+    size_t max_bytes = byte_room < h->opt.read_bytes ? byte_room : h->opt.read_bytes;
     pgc_cursor cur;
     pgc_cursor_init(&cur);
+    struct feed_ctx fx = {x, false, 0};
+    int64_t before = x->pos;
     char err[256];
-    while (h->conn && x->announced && x->pos < c->last) {
-        size_t room = sub_room(x->sub);
-        if (room == 0 || pgc_sub_get_state(x->sub) != PGC_SUB_OK) {
-            pthread_mutex_lock(&x->sub->mu);
-            x->sub->feed_when_drained = x->sub->state == PGC_SUB_OK;
-            pthread_mutex_unlock(&x->sub->mu);
-            break;
-        }
-        int limit = room < HUB_READ_BATCH ? (int)room : HUB_READ_BATCH;
-        struct feed_ctx fx = {x, false};
-        int64_t before = x->pos;
-        if (pgc_cursor_set(&cur, c->channel, x->pos) != 0)
-            break;
-        int n = pgc_db_read(h->conn, c->tenant, &cur, limit, feed_item, &fx, err, sizeof(err));
+    int n = -1;
+    if (pgc_cursor_set(&cur, c->channel, x->pos) == 0) {
+        n = pgc_db_read(h->conn, c->tenant, &cur, limit, max_bytes, feed_item, &fx, err, sizeof(err));
         if (n < 0) {
             PGC_WARN("hub: catch-up read of %s failed: %s", c->channel, err);
             if (PQstatus(h->conn) != CONNECTION_OK)
-                drop_conn(h, "read failed");
-            break;
+                drop_conn(h, "read failed"); /* resync_all feeds it again after reconnecting */
         }
-        if (x->pos == before && !fx.full)
-            break; /* the log has nothing more (c->last is ahead of what is committed?) */
     }
     pgc_cursor_free(&cur);
+    if (n < 0 || fx.stop)
+        return false;
+    if (x->pos == before)
+        return false; /* the log has nothing more (c->last is ahead of what is committed?) */
+    return x->pos < c->last;
+}
+
+/* A subscription behind its channel is fed in the next turns. */
+static void feed(pgc_hub *h, hsub *x)
+{
+    if (x->announced && x->pos < x->ch->last)
+        feed_list_add(h, x);
+}
+
+/* One turn of the hub's log work: a step for every channel whose log must be read (live
+ * delivery comes first), then a step for the first subscription behind, which then goes
+ * to the end of the list. Returns true when work remains for the next turn. */
+static bool work_turn(pgc_hub *h)
+{
+    hchan *last = h->read_tail;
+    for (hchan *c = h->read_head; h->conn && c;) {
+        hchan *next = c == last ? NULL : c->rnext;
+        read_list_remove(h, c);
+        if (read_channel_step(h, c))
+            read_list_add(h, c);
+        c = next;
+    }
+    hsub *x = h->feed_head;
+    if (h->conn && x) {
+        feed_list_remove(h, x);
+        if (feed_step(h, x))
+            feed_list_add(h, x);
+    }
+    return h->conn && (h->read_head || h->feed_head);
 }
 
 /* Once the channel's position is known: SUBSCRIBED, then from `after` on. */
@@ -733,8 +935,7 @@ static void announce(pgc_hub *h, hsub *x)
         return;
     x->announced = true;
     x->pos = x->after < 0 ? c->last : x->after;
-    if (x->pos < c->last)
-        feed(h, x);
+    feed(h, x);
 }
 
 /* A channel's first subscription: learn its position (needs the database). */
@@ -751,7 +952,8 @@ static void init_channel(pgc_hub *h, hchan *c)
             announce(h, x);
 }
 
-/* After (re)connecting: every channel's position, then what was missed meanwhile. */
+/* After (re)connecting: every channel's position, then what was missed meanwhile (read
+ * in the next turns). */
 static void resync_all(pgc_hub *h)
 {
     struct lh_entry *e, *tmp;
@@ -764,9 +966,8 @@ static void resync_all(pgc_hub *h)
             init_channel(h, c);
         else
             catchup_channel(h, c);
-        for (hsub *x = c->subs; x && h->conn; x = x->cnext)
-            if (x->announced && x->pos < c->last)
-                feed(h, x);
+        for (hsub *x = c->subs; x; x = x->cnext)
+            feed(h, x);
     }
 }
 
@@ -919,11 +1120,11 @@ static void do_free(pgc_hub *h, pgc_sub *s)
 static void do_feed(pgc_hub *h, pgc_sub *s)
 {
     for (hsub *x = s->subs; x; x = x->snext)
-        if (x->announced && x->pos < x->ch->last)
-            feed(h, x);
+        feed(h, x);
 }
 
-static void run_commands(pgc_hub *h)
+/* stopped: the thread has ended (pgc_hub_stop): only removals and frees are done. */
+static void run_commands(pgc_hub *h, bool stopped)
 {
     pthread_mutex_lock(&h->cmd_mu);
     struct cmd *c = h->cmd_head;
@@ -932,10 +1133,16 @@ static void run_commands(pgc_hub *h)
     while (c) {
         struct cmd *next = c->next;
         switch (c->kind) {
-        case CMD_ADD: do_add(h, c->sub, c->channel, c->after); break;
+        case CMD_ADD:
+            if (!stopped)
+                do_add(h, c->sub, c->channel, c->after);
+            break;
         case CMD_REMOVE: do_remove(h, c->sub, c->channel); break;
         case CMD_FREE: do_free(h, c->sub); break;
-        case CMD_FEED: do_feed(h, c->sub); break;
+        case CMD_FEED:
+            if (!stopped)
+                do_feed(h, c->sub);
+            break;
         }
         free(c->channel);
         free(c);
@@ -952,14 +1159,19 @@ static void *hub_main(void *arg)
         int64_t now = pgc_mono_ms();
         if (!h->conn && now >= h->next_connect_ms)
             try_connect(h);
-        run_commands(h);
+        run_commands(h, false);
         if (h->conn && now >= h->next_instance_ms)
             refresh_instance(h);
+        /* notifications that arrived during the queries above wait in libpq, not on the
+         * socket: take them, then one turn of log work, then again */
+        drain_notifications(h);
+        bool more = work_turn(h);
+        drain_notifications(h);
 
         struct pollfd fds[2] = {{h->efd, POLLIN, 0}, {h->conn ? PQsocket(h->conn) : -1, POLLIN, 0}};
         now = pgc_mono_ms();
         int64_t until = h->conn ? h->next_instance_ms : h->next_connect_ms;
-        int timeout = until > now ? (int)(until - now) : 0;
+        int timeout = more ? 0 : until > now ? (int)(until - now) : 0;
         int n = poll(fds, 2, timeout);
         if (n < 0 && errno != EINTR) {
             PGC_ERROR("hub: poll failed: %s", strerror(errno));
@@ -992,6 +1204,8 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
         h->opt.queue_events = 1024;
     if (!h->opt.queue_bytes)
         h->opt.queue_bytes = 8u << 20;
+    if (!h->opt.read_bytes)
+        h->opt.read_bytes = HUB_READ_BYTES;
     h->conninfo = strdup(opt->conninfo ? opt->conninfo : "");
     h->kind = strdup(opt->kind ? opt->kind : "pgcast");
     h->chans = lh_kchar_table_new(256, chan_free_entry);
@@ -1029,23 +1243,32 @@ void pgc_hub_stop(pgc_hub *h)
 {
     if (!h)
         return;
+    pthread_mutex_lock(&h->subs_mu);
     pthread_mutex_lock(&h->cmd_mu);
     h->running = false;
     pthread_mutex_unlock(&h->cmd_mu);
+    h->phase = HUB_STOPPING; /* from now on pgc_sub_free parks subscribers */
+    pthread_mutex_unlock(&h->subs_mu);
     atomic_store(&h->stop, true);
     hub_signal(h);
     if (pthread_join(h->thread, NULL) != 0)
         PGC_ERROR("hub: joining the hub thread failed");
-    run_commands(h); /* frees of subscribers that arrived before the stop */
+    run_commands(h, true); /* removals and frees that arrived before the stop */
     if (h->conn) {
         const char *p[1] = {h->instance_id};
         (void)hub_exec(h, "DELETE FROM realtime.realtime_instances WHERE instance_id = $1", 1, p);
         PQfinish(h->conn);
     }
     h->conn = NULL;
-    /* subscribers still registered: detach from channels, mark closed, wake; the hub's
-     * memory goes with the last of them (pgc_sub_free) */
+    /* subscribers freed while the thread ran on: destroyed now. Subscribers still
+     * registered: detach from channels, mark closed, wake; the hub's memory goes with
+     * the last of them (pgc_sub_free) */
     pthread_mutex_lock(&h->subs_mu);
+    while (h->parked) {
+        pgc_sub *s = h->parked;
+        h->parked = s->znext;
+        do_free(h, s);
+    }
     for (size_t i = 0; i < h->nall; i++) {
         pgc_sub *s = h->all[i];
         while (s->subs) {
@@ -1058,11 +1281,13 @@ void pgc_hub_stop(pgc_hub *h)
         pthread_mutex_unlock(&s->mu);
         sub_wake(s);
     }
-    h->stopped = true;
-    bool last = h->nall == 0;
-    pthread_mutex_unlock(&h->subs_mu);
     lh_table_free(h->chans);
     h->chans = NULL;
+    /* from here on the last pgc_sub_free may release the hub: nothing below touches it
+     * unless no subscriber is left */
+    h->phase = HUB_STOPPED;
+    bool last = h->nall == 0;
+    pthread_mutex_unlock(&h->subs_mu);
     if (last)
         hub_release(h);
 }

@@ -59,13 +59,15 @@ typedef struct pgc_hub_options {
     const char *kind;         /* "sse" | "poll" | "ws": recorded in realtime_instances */
     size_t queue_events;      /* per-subscriber queue bound, items (default 1024) */
     size_t queue_bytes;       /* per-subscriber queue bound, bytes (default 8 MiB) */
+    size_t read_bytes;        /* payload bytes per log read (default 1 MiB; one event at least) */
 } pgc_hub_options;
 
 /* Starts the hub thread; it connects (and reconnects, with backoff) by itself, so this
  * succeeds while the database is down. NULL only on a bad option or no memory. */
 pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen);
 /* Ends the thread and the connection. Subscribers still registered are woken with
- * state PGC_SUB_CLOSED; they must still be freed (the hub's memory goes with the last). */
+ * state PGC_SUB_CLOSED; they must still be freed (the hub's memory goes with the last).
+ * pgc_sub_free may run concurrently with it, from any thread. */
 void pgc_hub_stop(pgc_hub *hub);
 
 /* Whether the LISTEN connection is up right now. */
@@ -110,7 +112,9 @@ pgc_sub *pgc_sub_new(pgc_hub *hub, const char *tenant, pgc_wake_fn wake, void *a
  * then live, with no gap and no duplicate at the seam (a GAP item first if retention
  * dropped some). after < 0: only events published from now on. Either way a SUBSCRIBED
  * item with the channel's current seq comes before the channel's first event. Catch-up
- * larger than the queue is fed from the log as the queue drains, never overflowing it.
+ * is fed from the log as the queue drains, to half the queue (events and bytes) at most,
+ * so the live events that follow it have room; it never overflows the queue and is read
+ * in bounded steps taken in turn with everything else the hub does.
  * Returns 0, -1 when already subscribed or out of memory. Asynchronous: items follow. */
 int pgc_sub_add(pgc_sub *s, const char *channel, int64_t after);
 /* Stops the channel: no item of it is queued after this returns. 0, or -1 if absent. */

@@ -124,6 +124,11 @@ pgc_verifier *pgc_verifier_new(const pgc_config *cfg, char *err, size_t errlen)
             goto fail;
     }
     if (cfg->anonymous) {
+        size_t tl = cfg->anonymous_tenant ? strlen(cfg->anonymous_tenant) : 1;
+        if (tl == 0 || tl > PGC_TENANT_MAX) {
+            snprintf(err, errlen, "anonymous_tenant must be 1-%d bytes (got %zu)", PGC_TENANT_MAX, tl);
+            goto fail;
+        }
         if (!(v->anon_tenant = strdup(cfg->anonymous_tenant ? cfg->anonymous_tenant : "anonymous")) ||
             split_list(cfg->anonymous_channels, &v->anon_channels, &v->n_anon_channels) != 0 ||
             split_list(cfg->anonymous_publish, &v->anon_publish, &v->n_anon_publish) != 0)
@@ -330,6 +335,8 @@ pgc_token_status pgc_token_verify(const pgc_verifier *v, const char *token, int6
         st = PGC_TOKEN_BAD_CLAIMS;
     if (st == PGC_TOKEN_OK && (!out->tenant || !*out->tenant))
         st = PGC_TOKEN_NO_TENANT;
+    else if (st == PGC_TOKEN_OK && strlen(out->tenant) > PGC_TENANT_MAX)
+        st = PGC_TOKEN_BAD_TENANT;
     json_object_put(claims);
     if (st != PGC_TOKEN_OK)
         pgc_token_free(out);
@@ -350,6 +357,7 @@ const char *pgc_token_status_str(pgc_token_status s)
     case PGC_TOKEN_NO_EXP: return "token has no exp claim";
     case PGC_TOKEN_NO_TENANT: return "token has no tenant claim";
     case PGC_TOKEN_BAD_CLAIMS: return "token claims have the wrong types";
+    case PGC_TOKEN_BAD_TENANT: return "token tenant claim is longer than 200 bytes";
     }
     return "token refused";
 }

@@ -22,7 +22,11 @@ typedef enum pgc_token_status {
     PGC_TOKEN_NO_TENANT,
     PGC_TOKEN_BAD_CLAIMS,    /* claims of the wrong JSON type, or exp/nbf/iat out of range */
     PGC_TOKEN_NOT_YET_VALID, /* nbf later than now + jwt_nbf_leeway_s */
+    PGC_TOKEN_BAD_TENANT,    /* a tenant longer than PGC_TENANT_MAX bytes */
 } pgc_token_status;
+
+/* A tenant is 1 to PGC_TENANT_MAX bytes of text. */
+#define PGC_TENANT_MAX 200
 
 typedef struct pgc_token {
     char *sub;      /* may be NULL */

@@ -57,7 +57,8 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
         pgc_hub_options o = {.conninfo = app->cfg.database_url,
                              .kind = kind,
                              .queue_events = (size_t)app->cfg.queue_events,
-                             .queue_bytes = app->cfg.queue_bytes};
+                             .queue_bytes = app->cfg.queue_bytes,
+                             .read_bytes = app->cfg.catchup_read_bytes};
         if (!(app->hub = pgc_hub_start(&o, err, sizeof(err)))) {
             PGC_ERROR("hub: %s", err);
             return 1;
@@ -69,6 +70,17 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
         app->stats = pgc_stats_new(app->pool, app->hub ? pgc_hub_instance_id(app->hub) : cgi_id, 1000);
     }
     int rc = app->pool ? pgc_fcgi_serve(mode, listen, dispatch, app) : 1;
+    if (pgc_fcgi_active() > 0) {
+        /* Requests or streams outlived the grace period: their threads and the stream
+         * loop still use the hub, the pool, the stats and the config. Nothing is freed
+         * under them, and no exit handler or destructor runs under them either: the
+         * process ends here and takes it all (the hub's row in realtime_instances is
+         * swept by the other processes). */
+        PGC_WARN("%d requests still running: exiting without freeing what they use", pgc_fcgi_active());
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc);
+    }
     pgc_stats_free(app->stats);
     if (app->hub)
         pgc_hub_stop(app->hub);

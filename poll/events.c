@@ -27,6 +27,7 @@
 struct page {
     pgc_buf text;     /* the entries, comma-separated */
     int count, limit; /* count: events (gaps do not count against the limit) */
+    size_t max_bytes; /* the page ends once its entries reach this (poll_page_bytes) */
     int items;        /* entries written, for the separators */
     pgc_cursor *cur;
 };
@@ -130,7 +131,7 @@ static void read_page(pgc_app *app, pgc_request *r, const char *tenant, struct p
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < p->cur->n; i++)
         rc = pgc_cursor_set(&after, p->cur->v[i].channel, p->cur->v[i].seq);
-    int n = rc == 0 ? pgc_db_read(c, tenant, &after, p->limit, page_item, p, err, sizeof(err)) : -1;
+    int n = rc == 0 ? pgc_db_read(c, tenant, &after, p->limit, p->max_bytes, page_item, p, err, sizeof(err)) : -1;
     pgc_cursor_free(&after);
     pgc_db_release(app->pool, c, n < 0 && PQstatus(c) != CONNECTION_OK);
     if (n < 0) {
@@ -159,11 +160,10 @@ static const char *lp_pump(pgc_stream *st, void *arg)
 {
     (void)st;
     long_poll *lp = arg;
-    pgc_event *items[64];
-    size_t k;
-    while (lp->p.count < lp->p.limit && (k = pgc_sub_take(lp->sub, items, 64)) > 0)
-        for (size_t i = 0; i < k; i++)
-            page_item(items[i], &lp->p);
+    pgc_event *item;
+    /* one at a time: what is not taken stays queued for the next request to read */
+    while (lp->p.count < lp->p.limit && lp->p.text.len < lp->p.max_bytes && pgc_sub_take(lp->sub, &item, 1) > 0)
+        page_item(item, &lp->p);
     if (lp->p.text.len == 0 && pgc_sub_get_state(lp->sub) == PGC_SUB_OK)
         return NULL;
     lp_answer(lp); /* something to answer (an overflowed queue answers what it got) */
@@ -215,7 +215,7 @@ static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char
         pgc_cursor_init(&lp->cur);
         for (size_t i = 0; rc == 0 && i < p->cur->n; i++)
             rc = pgc_cursor_set(&lp->cur, p->cur->v[i].channel, p->cur->v[i].seq);
-        lp->p = (struct page){.cur = &lp->cur, .limit = p->limit};
+        lp->p = (struct page){.cur = &lp->cur, .limit = p->limit, .max_bytes = p->max_bytes};
         lp->deadline = pgc_mono_ms() + (int64_t)wait_s * 1000;
     }
     if (rc == 0 && !(lp->st = pgc_stream_new(r, &long_poll_ops, lp)))
@@ -317,7 +317,7 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
             int64_t s = pgc_cursor_get(&since, chans[i]);
             rc = pgc_cursor_set(&cur, chans[i], s < 0 ? 0 : s);
         }
-        struct page p = {.cur = &cur, .limit = limit};
+        struct page p = {.cur = &cur, .limit = limit, .max_bytes = app->cfg.poll_page_bytes};
         int news = rc == 0 ? anything_new(app, r, tok.tenant, &cur) : -1;
         if (rc != 0) {
             pgc_req_send_error(r, 500, "internal", "out of memory", "");

@@ -43,6 +43,7 @@ BEGIN
         MESSAGE = format('pgcast: role %s may not publish to tenant %s', session_user, quote_literal(left(p_tenant, 60)));
 END $$;
 
+-- 008's publish (it records payload_bytes), now SECURITY DEFINER and tenant-checked.
 CREATE OR REPLACE FUNCTION realtime.publish(p_tenant text, p_channel text, p_event_type text, p_payload jsonb)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -74,12 +75,13 @@ BEGIN
 
     -- Taken after the row lock, so timestamps rise with seq.
     v_ts := clock_timestamp();
-    INSERT INTO realtime.realtime_events_log (tenant_id, channel, seq, event_type, event_data, published_at)
-    VALUES (p_tenant, p_channel, v_seq, p_event_type, p_payload, v_ts);
+    v_body := p_payload::text;
+    INSERT INTO realtime.realtime_events_log (tenant_id, channel, seq, event_type, event_data, published_at,
+                                              payload_bytes)
+    VALUES (p_tenant, p_channel, v_seq, p_event_type, p_payload, v_ts, octet_length(v_body));
 
     v_head := json_build_object('t', p_tenant, 'c', p_channel, 's', v_seq,
                                 'ms', realtime.epoch_ms(v_ts), 'e', p_event_type)::text;
-    v_body := p_payload::text;
     IF octet_length(v_head) + 1 + octet_length(v_body) <= 7900 THEN
         PERFORM pg_notify('realtime_events', v_head || E'\n' || v_body);
     ELSE

@@ -278,8 +278,9 @@ static const char *cgi_tick(pgc_stream *st, void *arg, int64_t now)
         char err[256];
         int n;
         do {
-            n = pgc_db_read(s->cgi_conn, s->tok.tenant, &s->cur, CGI_READ_LIMIT, cgi_item, s, err, sizeof(err));
-        } while (n == CGI_READ_LIMIT);
+            n = pgc_db_read(s->cgi_conn, s->tok.tenant, &s->cur, CGI_READ_LIMIT, s->app->cfg.catchup_read_bytes,
+                            cgi_item, s, err, sizeof(err));
+        } while (n > 0); /* a read bounded by bytes may end before the log does */
         if (n < 0) {
             PGC_WARN("reading the log: %s", err);
             if (PQstatus(s->cgi_conn) != CONNECTION_OK)
