@@ -70,6 +70,9 @@ export interface GapMessage {
 
 export type ChannelMessage<P = unknown> = PgcastEvent<P> | GapMessage;
 
+/** Tells a gap message from an event. */
+export declare function isGap(msg: ChannelMessage<any>): msg is GapMessage;
+
 export interface Member {
   userId: string;
   name?: string;

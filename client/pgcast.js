@@ -72,6 +72,9 @@ const CONTROL_TYPES = new Set([
   'presence.join', 'presence.update', 'presence.leave', 'presence.sync',
 ]);
 
+// A gap message (events no longer retained) rather than an event.
+export function isGap(msg) { return !!msg && msg.type === 'gap' && typeof msg.from === 'number'; }
+
 const isEvent = (m) => m && typeof m.seq === 'number' && typeof m.channel === 'string' && !CONTROL_TYPES.has(m.type);
 
 function connectionError(message, code) {
@@ -1202,7 +1205,7 @@ class TabShare {
 }
 
 // Presence of one channel: the member list kept current, join/update/leave.
-class Presence extends Emitter {
+export class Presence extends Emitter {
   constructor(client, channel) {
     super();
     this.client = client;
