@@ -859,10 +859,12 @@ class TabShare {
       if (w && w.ac) w.ac.abort();
     };
     this._onResume = () => { this._frozen = false; if (!this._closed && this.role !== 'leader') { this._post({ k: 'hello' }); this._elect(); } };
-    if (this.env.addEventListener) {
-      this.env.addEventListener('pagehide', this._onHide);
-      this.env.addEventListener('freeze', this._onFreeze);
-      this.env.addEventListener('resume', this._onResume);
+    // pagehide is fired at the window, freeze and resume (page lifecycle) at the document
+    this._doc = this.env.document && this.env.document.addEventListener ? this.env.document : null;
+    if (this.env.addEventListener) this.env.addEventListener('pagehide', this._onHide);
+    if (this._doc) {
+      this._doc.addEventListener('freeze', this._onFreeze);
+      this._doc.addEventListener('resume', this._onResume);
     }
     this._post({ k: 'hello' });
     this._elect();
@@ -1192,10 +1194,10 @@ class TabShare {
     this.timers.clearAll();
     if (this._lockWaiting && this._lockWaiting.abort) this._lockWaiting.abort();
     if (this._releaseLock) this._releaseLock();
-    if (this.env.removeEventListener) {
-      this.env.removeEventListener('pagehide', this._onHide);
-      this.env.removeEventListener('freeze', this._onFreeze);
-      this.env.removeEventListener('resume', this._onResume);
+    if (this.env.removeEventListener) this.env.removeEventListener('pagehide', this._onHide);
+    if (this._doc) {
+      this._doc.removeEventListener('freeze', this._onFreeze);
+      this._doc.removeEventListener('resume', this._onResume);
     }
     try { this.bc.close(); } catch (e) { /* closed */ }
     for (const p of this.pubs.values()) p.reject(connectionError('pgcast: disconnected', 'disconnected'));

@@ -99,6 +99,8 @@ with Browser() as b:
         ok(wait(lambda: other.eval("rt.role") == "leader"), "a frozen leader hands over: the other tab leads", other.eval("rt.role"))
         time.sleep(2)
         second.call("Page.setWebLifecycleState", state="active")
+        ok(second.wait_for("window.lifecycle.join() === 'freeze,resume'", 15), "the frozen tab saw freeze and resume",
+           second.eval("window.lifecycle"))
     time.sleep(1.5)
     pub.stop.set()
     pub.join()

@@ -50,6 +50,8 @@ HARNESS = """<!doctype html><meta charset="utf-8"><title>pgcast client test</tit
 <script>
 // counters: every WebSocket, EventSource and fetch the page makes
 window.counts = { ws: [], es: [], fetch: [] };
+window.lifecycle = [];
+for (const e of ['freeze', 'resume']) document.addEventListener(e, () => window.lifecycle.push(e));
 const WS = window.WebSocket;
 window.WebSocket = function (url, p) { window.counts.ws.push(String(url)); return new WS(url, p); };
 window.WebSocket.prototype = WS.prototype;
