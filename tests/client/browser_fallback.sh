@@ -4,7 +4,7 @@
 #    while SSE delivers, status says connected via sse (never "reconnecting"), the
 #    WebSocket is not retried at the reconnect pace, every event arrives once, in order;
 #    subscribe() after the WebSocket failed, and transports ['sse','poll'] with
-#    connect-then-subscribe, use SSE (no polling);
+#    connect-then-subscribe, use SSE (no polling); presence goes over HTTP;
 #  - lighttpd with the sidecar: no throwaway SSE request while the WebSocket works;
 #    polling without `since` starts live (the retained history is not delivered as new).
 source "$PGCAST_ROOT/tests/lib/tap.sh"
@@ -56,6 +56,9 @@ with Browser() as b:
        pa.eval("counts.ws"))
     got = pa.eval("rt.received['project:cgi']")
     ok(got == want and len(want) == 20, "every event arrives over SSE once, in order (compared with the event log)", (got, want))
+    pa.eval("rt.presence('project:cgi').join({ who: 'a' }); true")
+    ok(pa.wait_for("rt.presence('project:cgi').list().some((m) => m.who === 'a')", 30),
+       "presence over HTTP while SSE delivers: the page's member appears in the list", (pa.eval("rt.presence('project:cgi').list()"), pa.eval("rt.errors")))
 
     # subscribe() after the WebSocket failed
     pb = page(b, cgi)
