@@ -294,13 +294,13 @@ export class Connection {
     const was = this.joined.has(channel);
     this.joined.set(channel, data);
     if (this._wsOpen) this._wsSend({ type: was ? 'presence.update' : 'presence.join', channel, payload: data });
-    else if (this._fallbackWanted()) this._httpJoin(channel);
+    else if (this._httpFallback()) this._httpJoin(channel);
   }
 
   watchPresence(channel) {
     this.watched.add(channel);
     if (this._wsOpen) this._wsSend({ type: 'presence.get', channel });
-    else if (this._fallbackWanted()) this._refreshPresence(channel);
+    else if (this._httpFallback()) this._refreshPresence(channel);
   }
 
   unwatchPresence(channel) { this.watched.delete(channel); }
@@ -313,6 +313,9 @@ export class Connection {
     if (this._closed || this._wsOpen) return false;
     return this._wsState !== 'connecting' || this._wsSlow;
   }
+
+  // Presence goes over HTTP while a fallback is wanted and HTTP transports are allowed.
+  _httpFallback() { return this._fallbackWanted() && (this._ssePossible() || this._pollPossible()); }
 
   _updateStatus() {
     let s;
@@ -337,7 +340,7 @@ export class Connection {
   // Opens or closes fallbacks so that what delivers is the best that works.
   _reconcile() {
     if (this._closed) return;
-    const want = this._fallbackWanted() && !this._terminal;
+    const want = this._fallbackWanted();
     if (!want || this.chans.size === 0) {
       this._stopSse();
       this._stopPoll();
@@ -346,11 +349,11 @@ export class Connection {
       if (this._sseOpen) this._stopPoll();
     } else if (this._pollPossible()) {
       this._stopSse();
-      if (!this._polling) this._startPoll();
+      if (!this._polling && !this._terminal) this._startPoll();
     } else {
       this._stopSse();
     }
-    if (this._fallbackWanted()) {
+    if (this._httpFallback()) {
       if (!this.timers.has('presence') && (this.joined.size || this.watched.size)) this._httpPresenceAll();
     } else {
       this.timers.clear('presence');
@@ -768,7 +771,7 @@ export class Connection {
       } else this._httpJoin(channel);
     }
     for (const channel of this.watched) if (!this.joined.has(channel)) this._refreshPresence(channel);
-    this.timers.set('presence', this.opts.presenceHeartbeatMs, () => { if (this._fallbackWanted()) this._httpPresenceAll(); });
+    this.timers.set('presence', this.opts.presenceHeartbeatMs, () => { if (this._httpFallback()) this._httpPresenceAll(); });
   }
 
   // ---- incoming ----

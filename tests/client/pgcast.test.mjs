@@ -392,3 +392,17 @@ test('presence over HTTP while a fallback delivers: join with this connection id
   await env.advance(0);
   assert.equal(posts().slice(-1)[0].action, 'leave');
 });
+
+test("transports ['websocket']: no HTTP presence or stream while the WebSocket is down", async () => {
+  const env = fakeEnv();
+  const c = new PgcastClient({ token: 'T', transports: ['websocket'] }, env);
+  c.subscribe('project:a', () => {});
+  c.presence('project:a').join({ a: 1 });
+  c.connect();
+  await flush();
+  env.sockets[0].drop();
+  await env.advance(20000);
+  assert.equal(env.sources.length, 0);
+  assert.deepEqual(env.fetches.filter((f) => !f.url.endsWith('/ws')), [], 'only the WebSocket URL was asked');
+  assert.equal(c.status, 'reconnecting');
+});
