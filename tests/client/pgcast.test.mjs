@@ -404,5 +404,5 @@ test("transports ['websocket']: no HTTP presence or stream while the WebSocket i
   await env.advance(20000);
   assert.equal(env.sources.length, 0);
   assert.deepEqual(env.fetches.filter((f) => !f.url.endsWith('/ws')), [], 'only the WebSocket URL was asked');
-  assert.equal(c.status, 'reconnecting');
+  assert.equal(c.status, 'connecting', 'it never connected');
 });
