@@ -1,9 +1,10 @@
 // Type declarations of pgcast/react (client/react.js). React is a peer dependency; these
-// declarations do not need its types.
+// declarations use its types (@types/react, which React projects in TypeScript have).
+import type { Context, ReactElement, ReactNode } from 'react';
 import type { ChannelMessage, Member, PgcastClient, PgcastEvent, Role, Status, Transport, OptimisticOptions } from './pgcast.js';
 
-export declare const PgcastContext: unknown;
-export declare function PgcastProvider(props: { client: PgcastClient; children?: unknown }): unknown;
+export declare const PgcastContext: Context<PgcastClient | null>;
+export declare function PgcastProvider(props: { client: PgcastClient; children?: ReactNode }): ReactElement;
 export declare function usePgcast(client?: PgcastClient | null): PgcastClient;
 
 export interface HookOptions {

@@ -6,6 +6,7 @@
 # typescript, react and react-test-renderer come from the npm registry (cache in
 # build/npm-cache); without the registry those checks are skipped.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
+skip() { _tap_n=$((_tap_n + 1)); echo "ok $_tap_n # SKIP $*"; }
 work=$(mktemp -d "$PGCAST_TEST_WORK/package.XXXXXX")
 cache="$PGCAST_ROOT/build/npm-cache"
 mkdir -p "$cache"
@@ -14,7 +15,7 @@ export npm_config_cache="$cache" npm_config_update_notifier=false npm_config_fun
 if ! command -v npm >/dev/null; then
     # Debian's nodejs comes without npm (its own package); NodeSource's includes it
     for what in "npm pack makes a tarball" "the package installs, imports and type-checks" "the React hooks run"; do
-        ok "# SKIP $what: npm is not installed"
+        skip "$what: npm is not installed"
     done
     tap_done
 fi
@@ -50,7 +51,7 @@ out=$(cd "$app" && node --input-type=module -e '
 is "import 'pgcast' from the installed package" "$out" "function function true wss://rt.example.com/realtime/ws"
 
 # typescript, react, react-test-renderer: from the registry
-if (cd "$app" && timeout 300 npm install --silent typescript@5 react@18 react-test-renderer@18 >"$work/install2.log" 2>&1); then
+if (cd "$app" && timeout 300 npm install --silent typescript@5 react@18 @types/react@18 react-test-renderer@18 >"$work/install2.log" 2>&1); then
     cat >"$app/check.ts" <<'TS'
 import PgcastDefault, { PgcastClient, optimistic, isGap, STATUS, type PgcastEvent, type Status, type Transport, type Member } from 'pgcast';
 import { useRealtimeChannel, useRealtimePresence, useConnection, useOptimisticChannel, PgcastProvider } from 'pgcast/react';
@@ -79,8 +80,15 @@ export function View(): unknown {
   const { status, transport } = useConnection();
   const [list, mutate] = useOptimisticChannel<string[], { title: string }>('project:abc', { initial: [], reduce: (l, e) => [...l, e.payload.title] });
   void mutate('todo.added', { title: 'x' });
-  return [msgs.length, members.length, status, transport, list.length, PgcastProvider];
+  return [msgs.length, members.length, status, transport, list.length];
 }
+TS
+    cat >"$app/app.tsx" <<'TS'
+import { PgcastClient } from 'pgcast';
+import { PgcastProvider, useConnectionStatus } from 'pgcast/react';
+const rt = new PgcastClient({ baseUrl: '/realtime' });
+function Badge() { const s = useConnectionStatus(); return <span>{s}</span>; }
+export const App = () => <PgcastProvider client={rt}><Badge /></PgcastProvider>;
 TS
     cat >"$app/wrong.ts" <<'TS'
 import { PgcastClient } from 'pgcast';
@@ -90,6 +98,8 @@ TS
     tsc=(node "$app/node_modules/typescript/bin/tsc" --noEmit --strict --target es2022 --module nodenext --moduleResolution nodenext)
     if out=$(cd "$app" && "${tsc[@]}" check.ts 2>&1); then ok "the declarations type-check a program using the package (tsc --strict)"
     else not_ok "the declarations type-check a program using the package (tsc --strict)"; echo "$out" | head -n 20 | sed 's/^/# /'; fi
+    if out=$(cd "$app" && "${tsc[@]}" --jsx react-jsx app.tsx 2>&1); then ok "a React component in TSX uses the provider and a hook (tsc --strict --jsx)"
+    else not_ok "a React component in TSX uses the provider and a hook (tsc --strict --jsx)"; echo "$out" | head -n 20 | sed 's/^/# /'; fi
     out=$(cd "$app" && "${tsc[@]}" wrong.ts 2>&1)
     like "and refuse a wrong one (unknown transport, wrong result type)" "$out" "carrier-pigeon.*(.|
 )*Type 'number' is not assignable to type 'string'"
@@ -147,8 +157,9 @@ JS
        "connected one-subscribe joined 1 members=2 optimistic=milk confirmed=milk unsubscribed left"
 else
     echo "# npm registry unreachable:"; tail -n 5 "$work/install2.log" | sed 's/^/# /'
-    ok "# SKIP the declarations type-check a program using the package (no typescript from the registry)"
-    ok "# SKIP and refuse a wrong one"
-    ok "# SKIP the React hooks run (no react from the registry)"
+    skip "the declarations type-check a program using the package (no typescript from the registry)"
+    skip "a React component in TSX (no typescript from the registry)"
+    skip "and refuse a wrong one"
+    skip "the React hooks run (no react from the registry)"
 fi
 tap_done
