@@ -887,7 +887,7 @@ class TabShare {
       this._lockRequest(ac ? { signal: ac.signal } : {}, ac);
     } else {
       // no Web Locks: heartbeats; a tab that hears no leader claims, the lowest id wins
-      this.timers.set('elect', this.opts.shareHeartbeatMs * 1.5, () => this._claim());
+      this.timers.set('elect', Math.min(this.opts.shareHeartbeatMs * 1.5, 500), () => this._claim());
     }
   }
 
@@ -935,7 +935,7 @@ class TabShare {
     if (this.leaderId && this.env.now() - this.lastLeaderAt < this.opts.shareTimeoutMs) return;
     this._claiming = true;
     this._post({ k: 'claim' });
-    this.timers.set('claim', Math.max(100, this.opts.shareHeartbeatMs / 4), () => {
+    this.timers.set('claim', Math.min(Math.max(100, this.opts.shareHeartbeatMs / 4), 500), () => {
       if (this._claiming && !this._closed) { this._claiming = false; this._becomeLeader(); }
     });
   }
@@ -1266,7 +1266,8 @@ export class PgcastClient extends Emitter {
   connect() {
     if (!this._closed) return this;
     this._closed = false;
-    const shareable = this.opts.share && this.env.BroadcastChannel;
+    // tabs share in browsers (a document, or Web Locks); elsewhere (Node) each client is alone
+    const shareable = this.opts.share && this.env.BroadcastChannel && (this.env.locks || this.env.document);
     if (!shareable) { this._startSolo(); return this; }
     const t = this.opts.token;
     if (typeof t === 'function') {

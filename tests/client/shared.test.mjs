@@ -11,6 +11,7 @@ function tabs(server, n, opts = {}) {
   const env = {
     WebSocket: server.WebSocket,
     BroadcastChannel,
+    document: {}, // a browser-like environment (Node alone does not share)
     setTimeout,
     clearTimeout,
     location: { href: `http://tabs${group}.test/`, host: `tabs${group}.test`, protocol: 'http:' },
@@ -116,4 +117,13 @@ test('tabs with different tokens do not share', async () => {
   assert.equal(b.role, 'leader');
   assert.equal(server.opened, 2);
   a.disconnect(); b.disconnect();
+});
+
+test('in Node (no document, no Web Locks) a client does not share', async () => {
+  const server = new FakeServer();
+  const c = new PgcastClient({ token: 'T', transports: ['websocket'] }, { WebSocket: server.WebSocket, BroadcastChannel, setTimeout, clearTimeout });
+  c.connect();
+  assert.equal(c.role, 'solo');
+  await until(() => c.status === 'connected', 3000, 'connected');
+  c.disconnect();
 });
