@@ -28,6 +28,7 @@ static const struct key keys[] = {
     {"jwt_secret", K_STR, F(jwt_secret), 0, 0, ""},
     {"jwt_public_key", K_STR, F(jwt_public_key), 0, 0, ""},
     {"jwt_require_exp", K_BOOL, F(jwt_require_exp), 0, 1, "true"},
+    {"jwt_nbf_leeway_s", K_INT, F(jwt_nbf_leeway_s), 0, 3600, "30"},
     {"token_cookie", K_STR, F(token_cookie), 0, 0, "pgcast_token"},
     {"anonymous", K_BOOL, F(anonymous), 0, 1, "false"},
     {"anonymous_tenant", K_STR, F(anonymous_tenant), 0, 0, "anonymous"},
@@ -49,6 +50,9 @@ static const struct key keys[] = {
     {"prune_interval_s", K_INT, F(prune_interval_s), 0, 86400, "60"},
     {"log_level", K_LEVEL, F(log_level), 0, 0, "info"},
     {"ws_listen", K_STR, F(ws_listen), 0, 0, "127.0.0.1:8081"},
+    {"ws_db_workers", K_INT, F(ws_db_workers), 1, 256, "4"},
+    {"ws_db_queue", K_INT, F(ws_db_queue), 1, 1 << 20, "1024"},
+    {"ws_db_pending", K_INT, F(ws_db_pending), 1, 10000, "16"},
     {"http_port", K_INT, F(http_port), 1, 65535, "8080"},
     {"ws_port", K_INT, F(ws_port), 1, 65535, "8081"},
 };

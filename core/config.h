@@ -15,6 +15,7 @@ typedef struct pgc_config {
     char *jwt_secret;          /* HS256 shared secret */
     char *jwt_public_key;      /* RS256/ES256: path of a PEM public key */
     bool jwt_require_exp;      /* tokens without exp are refused (default true) */
+    int jwt_nbf_leeway_s;      /* a token's nbf may be this far in the future (clock skew, 30) */
     char *token_cookie;        /* cookie carrying the token (default pgcast_token) */
     bool anonymous;            /* anonymous access (default false) */
     char *anonymous_tenant;    /* default "anonymous" */
@@ -36,6 +37,9 @@ typedef struct pgc_config {
     int prune_interval_s;      /* how often the sidecar prunes (60) */
     int log_level;             /* enum pgc_log_level */
     char *ws_listen;           /* sidecar HOST:PORT (127.0.0.1:8081) */
+    int ws_db_workers;         /* sidecar threads for publish and presence calls (4) */
+    int ws_db_queue;           /* such calls waiting or running, every connection (1024) */
+    int ws_db_pending;         /* such calls (and replies behind them) per connection (16) */
     int http_port;             /* make run: the web server's port (8080) */
     int ws_port;               /* make run: the sidecar's port (8081) */
 } pgc_config;

@@ -20,6 +20,7 @@ struct pgc_verifier {
     unsigned char *key;
     int key_len;
     bool require_exp;
+    int64_t nbf_leeway;
     bool anonymous;
     char *anon_tenant;
     char **anon_channels;
@@ -97,6 +98,7 @@ pgc_verifier *pgc_verifier_new(const pgc_config *cfg, char *err, size_t errlen)
     snprintf(v->alg_name, sizeof(v->alg_name), "%s", alg);
     v->alg = jwt_str_alg(alg);
     v->require_exp = cfg->jwt_require_exp;
+    v->nbf_leeway = cfg->jwt_nbf_leeway_s;
     v->anonymous = cfg->anonymous;
     if (v->alg != JWT_ALG_HS256 && v->alg != JWT_ALG_RS256 && v->alg != JWT_ALG_ES256) {
         snprintf(err, errlen, "jwt_alg must be HS256, RS256 or ES256 (got '%s')", alg);
@@ -254,6 +256,35 @@ static pgc_token_status anonymous_token(const pgc_verifier *v, pgc_token *out)
     return PGC_TOKEN_OK;
 }
 
+/* A NumericDate claim (RFC 7519 §2): seconds since the epoch, an integer or a number
+ * with a fraction (cut off), from 0 to the end of year 9999. Anything else — another type,
+ * a negative value, 1e300 — is refused, so every later computation (exp * 1000 in ms)
+ * stays far from overflowing. 1: absent; 0: *out set; -1: refused. */
+#define PGC_NUMERIC_DATE_MAX 253402300799LL
+static int numeric_date(struct json_object *claims, const char *name, int64_t *out)
+{
+    struct json_object *v;
+    if (!json_object_object_get_ex(claims, name, &v))
+        return 1;
+    if (json_object_is_type(v, json_type_int)) {
+        errno = 0;
+        int64_t n = json_object_get_int64(v);
+        /* json-c saturates out-of-range integers at INT64_MAX/MIN and sets errno */
+        if (errno != 0 || n < 0 || n > PGC_NUMERIC_DATE_MAX)
+            return -1;
+        *out = n;
+        return 0;
+    }
+    if (json_object_is_type(v, json_type_double)) {
+        double d = json_object_get_double(v);
+        if (!(d >= 0.0 && d <= (double)PGC_NUMERIC_DATE_MAX)) /* also false for NaN */
+            return -1;
+        *out = (int64_t)d;
+        return 0;
+    }
+    return -1;
+}
+
 pgc_token_status pgc_token_verify(const pgc_verifier *v, const char *token, int64_t now, pgc_token *out)
 {
     memset(out, 0, sizeof(*out));
@@ -275,21 +306,23 @@ pgc_token_status pgc_token_verify(const pgc_verifier *v, const char *token, int6
     }
     char *grants = jwt_get_grants_json(jwt, NULL);
     jwt_free(jwt);
-    struct json_object *claims = grants ? json_tokener_parse(grants) : NULL, *exp;
+    struct json_object *claims = grants ? json_tokener_parse(grants) : NULL;
     free(grants);
     if (!claims || !json_object_is_type(claims, json_type_object)) {
         json_object_put(claims);
         return PGC_TOKEN_MALFORMED;
     }
     st = PGC_TOKEN_OK;
-    if (json_object_object_get_ex(claims, "exp", &exp)) {
-        if (!json_object_is_type(exp, json_type_int) && !json_object_is_type(exp, json_type_double))
-            st = PGC_TOKEN_BAD_CLAIMS;
-        else if ((out->exp = json_object_get_int64(exp)) <= now)
-            st = PGC_TOKEN_EXPIRED;
-    } else if (v->require_exp) {
+    int64_t nbf = 0, iat = 0;
+    int has_exp = numeric_date(claims, "exp", &out->exp), has_nbf = numeric_date(claims, "nbf", &nbf);
+    if (has_exp < 0 || has_nbf < 0 || numeric_date(claims, "iat", &iat) < 0)
+        st = PGC_TOKEN_BAD_CLAIMS;
+    else if (has_exp == 0 && out->exp <= now)
+        st = PGC_TOKEN_EXPIRED;
+    else if (has_exp == 1 && v->require_exp)
         st = PGC_TOKEN_NO_EXP;
-    }
+    else if (has_nbf == 0 && nbf > now + v->nbf_leeway)
+        st = PGC_TOKEN_NOT_YET_VALID;
     if (st == PGC_TOKEN_OK &&
         (claim_str(claims, "sub", &out->sub) || claim_str(claims, "tenant", &out->tenant) ||
          claim_str(claims, "name", &out->name) || claim_list(claims, "channels", &out->channels, &out->n_channels) ||
@@ -313,6 +346,7 @@ const char *pgc_token_status_str(pgc_token_status s)
     case PGC_TOKEN_WRONG_ALG: return "token algorithm is not the configured one";
     case PGC_TOKEN_BAD_SIGNATURE: return "token signature is invalid";
     case PGC_TOKEN_EXPIRED: return "token expired";
+    case PGC_TOKEN_NOT_YET_VALID: return "token not valid yet (nbf)";
     case PGC_TOKEN_NO_EXP: return "token has no exp claim";
     case PGC_TOKEN_NO_TENANT: return "token has no tenant claim";
     case PGC_TOKEN_BAD_CLAIMS: return "token claims have the wrong types";

@@ -20,7 +20,8 @@ typedef enum pgc_token_status {
     PGC_TOKEN_EXPIRED,
     PGC_TOKEN_NO_EXP,        /* exp required by the config */
     PGC_TOKEN_NO_TENANT,
-    PGC_TOKEN_BAD_CLAIMS,    /* claims of the wrong JSON type */
+    PGC_TOKEN_BAD_CLAIMS,    /* claims of the wrong JSON type, or exp/nbf/iat out of range */
+    PGC_TOKEN_NOT_YET_VALID, /* nbf later than now + jwt_nbf_leeway_s */
 } pgc_token_status;
 
 typedef struct pgc_token {

@@ -1,5 +1,6 @@
 /* pgcast-ws: the WebSocket sidecar. libmicrohttpd answers HTTP (handshake, /health,
- * /metrics); upgraded sockets go to one epoll loop (loop.c). */
+ * /metrics); upgraded sockets go to one epoll loop (loop.c); publish and presence calls
+ * to a few database workers (worker.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -25,6 +26,7 @@
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
+#include "stats.h"
 #include "token.h"
 #include "version.h"
 
@@ -33,6 +35,8 @@ static pgc_config g_cfg;
 static pgc_verifier *g_verifier;
 static pgc_hub *g_hub;
 static pgc_db_pool *g_pool;
+static ws_workers *g_workers;
+static pgc_stats *g_stats;
 
 /* Per HTTP request: the token verified at the handshake, handed to the loop on upgrade. */
 struct req_state {
@@ -185,13 +189,17 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn)
     ws_loop_get_stats(g_loop, &s);
     pgc_hub_stats h;
     pgc_hub_get_stats(g_hub, &h);
-    char body[2048];
+    unsigned long long jobs, refused;
+    ws_workers_stats(g_workers, &jobs, &refused);
+    char body[2560];
     snprintf(body, sizeof body,
              "# TYPE pgcast_ws_connections gauge\npgcast_ws_connections %llu\n"
              "# TYPE pgcast_ws_subscriptions gauge\npgcast_ws_subscriptions %llu\n"
              "# TYPE pgcast_ws_messages_in_total counter\npgcast_ws_messages_in_total %llu\n"
              "# TYPE pgcast_ws_messages_out_total counter\npgcast_ws_messages_out_total %llu\n"
              "# TYPE pgcast_ws_queue_overflows_total counter\npgcast_ws_queue_overflows_total %llu\n"
+             "# TYPE pgcast_ws_db_jobs gauge\npgcast_ws_db_jobs %llu\n"
+             "# TYPE pgcast_ws_db_refused_total counter\npgcast_ws_db_refused_total %llu\n"
              "# TYPE pgcast_hub_events_total counter\npgcast_hub_events_total %llu\n"
              "# TYPE pgcast_hub_deliveries_total counter\npgcast_hub_deliveries_total %llu\n"
              "# TYPE pgcast_hub_overflows_total counter\npgcast_hub_overflows_total %llu\n"
@@ -200,7 +208,7 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn)
              "# TYPE pgcast_hub_lag_ms gauge\npgcast_hub_lag_ms %lld\n",
              (unsigned long long)s.connections, (unsigned long long)ws_sessions_subscriptions(),
              (unsigned long long)s.messages_in, (unsigned long long)s.messages_out,
-             (unsigned long long)(s.queue_overflows + h.overflows), (unsigned long long)h.events_in,
+             (unsigned long long)(s.queue_overflows + h.overflows), jobs, refused, (unsigned long long)h.events_in,
              (unsigned long long)h.deliveries, (unsigned long long)h.overflows, (unsigned long long)h.reconnects,
              pgc_hub_db_ok(g_hub) ? 1 : 0, (long long)h.lag_ms);
     return respond(conn, 200, "text/plain; version=0.0.4", body);
@@ -335,9 +343,15 @@ int main(int argc, char **argv)
     pgc_hub_options ho = {.conninfo = g_cfg.database_url, .kind = "ws",
                           .queue_events = (size_t)g_cfg.queue_events, .queue_bytes = g_cfg.queue_bytes};
     g_hub = pgc_hub_start(&ho, err, sizeof err);
-    g_pool = pgc_db_pool_new(g_cfg.database_url, 4);
+    /* a connection for each worker, the maintenance thread and the stats flush */
+    g_pool = pgc_db_pool_new(g_cfg.database_url, g_cfg.ws_db_workers + 2);
     if (!g_hub || !g_pool) { pgc_log(PGC_LOG_ERROR, NULL, "cannot start: %s", g_hub ? "no memory" : err); goto out; }
-    ws_env env = {.cfg = &g_cfg, .hub = g_hub, .pool = g_pool};
+    g_workers = ws_workers_new(g_pool, g_cfg.ws_db_workers, g_cfg.ws_db_queue);
+    if (!g_workers) { pgc_log(PGC_LOG_ERROR, NULL, "cannot start the database workers"); goto out; }
+    g_stats = pgc_stats_new(g_pool, pgc_hub_instance_id(g_hub), 1000);
+    if (!g_stats) { pgc_log(PGC_LOG_ERROR, NULL, "cannot start the connection stats"); goto out; }
+    ws_env env = {.cfg = &g_cfg, .hub = g_hub, .pool = g_pool, .workers = g_workers, .stats = g_stats,
+                  .verifier = g_verifier};
     g_loop = ws_loop_new(&env, g_cfg.max_message_bytes, g_cfg.queue_bytes);
     if (!g_loop) { pgc_log(PGC_LOG_ERROR, NULL, "cannot create the event loop"); goto out; }
     maint_started = pthread_create(&maint, NULL, maintenance, NULL) == 0;
@@ -375,6 +389,9 @@ out:
         pthread_join(maint, NULL);
     }
     ws_loop_free(g_loop);
+    /* the connections are closed: their presence leaves run now, for a bounded time */
+    ws_workers_free(g_workers, 5000);
+    pgc_stats_free(g_stats);
     pgc_hub_stop(g_hub);
     pgc_db_pool_free(g_pool);
     pgc_verifier_free(g_verifier);

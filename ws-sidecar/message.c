@@ -29,6 +29,7 @@ static const struct { const char *name; ws_action_kind kind; } kinds[] = {
     { "presence.update", WS_ACT_PRESENCE_UPDATE },
     { "presence.leave", WS_ACT_PRESENCE_LEAVE },
     { "presence.get", WS_ACT_PRESENCE_GET },
+    { "auth", WS_ACT_AUTH },
 };
 
 /* Fields of each kind, after type was recognised. */
@@ -38,6 +39,13 @@ static void parse_fields(json_object *msg, size_t max_payload, ws_action *a)
     if (a->kind == WS_ACT_PING) {
         if (json_object_object_get_ex(msg, "timestamp", &v) && !(a->timestamp = dup_json(v)))
             fail(a, "internal", "out of memory");
+        return;
+    }
+    if (a->kind == WS_ACT_AUTH) {
+        if (!json_object_object_get_ex(msg, "token", &v)) return fail(a, "missing_field", "token is required");
+        if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0)
+            return fail(a, "bad_request", "token must be a non-empty string");
+        if (!(a->token = strdup(json_object_get_string(v)))) fail(a, "internal", "out of memory");
         return;
     }
     if (!json_object_object_get_ex(msg, "channel", &v)) return fail(a, "missing_field", "channel is required");
@@ -126,6 +134,7 @@ void ws_action_free(ws_action *a)
     free(a->event);
     free(a->payload);
     free(a->timestamp);
+    free(a->token);
     memset(a, 0, sizeof *a);
 }
 

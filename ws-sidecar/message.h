@@ -15,6 +15,7 @@ typedef enum ws_action_kind {
     WS_ACT_PRESENCE_UPDATE,
     WS_ACT_PRESENCE_LEAVE,
     WS_ACT_PRESENCE_GET,
+    WS_ACT_AUTH,          /* renew the connection's token before its exp */
 } ws_action_kind;
 
 typedef struct ws_action {
@@ -27,6 +28,7 @@ typedef struct ws_action {
     char *event;                  /* PUBLISH: event type */
     char *payload;                /* PUBLISH / PRESENCE_*: JSON text of the object */
     char *timestamp;              /* PING: JSON text of timestamp, echoed as is */
+    char *token;                  /* AUTH: the new token */
 } ws_action;
 
 /* Always fills *a (kind ERROR on bad input); free with ws_action_free. A payload whose

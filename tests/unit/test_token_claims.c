@@ -265,6 +265,16 @@ int main(void)
         {"{\"tenant\":\"a\",\"exp\":1700000100,\"channels\":[\"x\",1]}", PGC_TOKEN_BAD_CLAIMS, "channels with a number"},
         {"{\"tenant\":\"a\",\"exp\":1700000100,\"publish\":{}}", PGC_TOKEN_BAD_CLAIMS, "publish an object"},
         {"{\"tenant\":\"a\",\"exp\":1700000100,\"channels\":[]}", PGC_TOKEN_OK, "empty channels, no sub"},
+        /* NumericDate claims: range-checked, so exp * 1000 never overflows; nbf honoured */
+        {"{\"tenant\":\"a\",\"exp\":9300000000000000}", PGC_TOKEN_BAD_CLAIMS, "exp past year 9999 (9.3e15)"},
+        {"{\"tenant\":\"a\",\"exp\":9223372036854775807}", PGC_TOKEN_BAD_CLAIMS, "exp INT64_MAX"},
+        {"{\"tenant\":\"a\",\"exp\":1e300}", PGC_TOKEN_BAD_CLAIMS, "exp 1e300"},
+        {"{\"tenant\":\"a\",\"exp\":-1}", PGC_TOKEN_BAD_CLAIMS, "exp negative"},
+        {"{\"tenant\":\"a\",\"exp\":1700000100.5}", PGC_TOKEN_OK, "exp with a fraction"},
+        {"{\"tenant\":\"a\",\"exp\":1700000100,\"nbf\":1700000010}", PGC_TOKEN_OK, "nbf within the 30 s leeway"},
+        {"{\"tenant\":\"a\",\"exp\":1700000100,\"nbf\":1700000031}", PGC_TOKEN_NOT_YET_VALID, "nbf past the leeway"},
+        {"{\"tenant\":\"a\",\"exp\":1700000100,\"nbf\":\"now\"}", PGC_TOKEN_BAD_CLAIMS, "nbf a string"},
+        {"{\"tenant\":\"a\",\"exp\":1700000100,\"iat\":-5}", PGC_TOKEN_BAD_CLAIMS, "iat negative"},
     };
     for (size_t i = 0; i < sizeof cl / sizeof *cl; i++) {
         t = sign(JWT_ALG_HS256, secret, strlen(secret), cl[i].claims);
