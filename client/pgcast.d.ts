@@ -29,6 +29,8 @@ export interface PgcastOptions {
   wsUnavailableRetryMs?: number;
   /** A WebSocket not open after this long gets a fallback meanwhile. */
   wsOpenTimeoutMs?: number;
+  /** With a token function: renew the WebSocket's token in-band this long before its exp. */
+  renewBeforeMs?: number;
   queueLimit?: number;
   pingIntervalMs?: number;
   pollSilenceMs?: number;

@@ -26,6 +26,7 @@ export const DEFAULTS = Object.freeze({
   reconnect: Object.freeze({ initialDelayMs: 1000, multiplier: 1.5, maxDelayMs: 30000, maxAttempts: 10 }),
   wsUnavailableRetryMs: 300000, // WebSocket endpoint answers 404/400 (not a network error): retry this rarely
   wsOpenTimeoutMs: 8000, // a WebSocket not open after this long: open a fallback meanwhile
+  renewBeforeMs: 60000, // token a function: renew the WebSocket's token this long before its exp
   queueLimit: 100, // outgoing messages kept while disconnected
   pingIntervalMs: 30000,
   pollSilenceMs: 4000, // poll only after this long without any message
@@ -108,22 +109,21 @@ function fnv1a(text) {
   return h.toString(36);
 }
 
+function jwtClaims(token) {
+  const parts = String(token || '').split('.');
+  if (parts.length !== 3 || typeof atob !== 'function') return null;
+  try {
+    const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)));
+  } catch (e) { return null; }
+}
+
 // What makes two tabs' tokens interchangeable: the same tenant, subject and rights (a
 // renewed token keeps them). Not a verification: the server verifies every token.
 function tokenShareKey(token) {
   if (!token) return 'anonymous';
-  const parts = String(token).split('.');
-  if (parts.length === 3) {
-    try {
-      const b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
-      const json = typeof atob === 'function' ? atob(b64 + '='.repeat((4 - (b64.length % 4)) % 4)) : null;
-      if (json) {
-        const c = JSON.parse(json);
-        return fnv1a(JSON.stringify([c.tenant, c.sub, c.channels, c.publish]));
-      }
-    } catch (e) { /* not a JWT we can read: the token text itself */ }
-  }
-  return fnv1a(String(token));
+  const c = jwtClaims(token); // not a JWT we can read: the token text itself
+  return fnv1a(c ? JSON.stringify([c.tenant, c.sub, c.channels, c.publish]) : String(token));
 }
 
 function makeEnv(env) {
@@ -370,6 +370,7 @@ export class Connection {
     let token;
     try { token = await this._token(); } catch (e) { this.onerror(e); token = null; }
     if (this._closed || this._wsState !== 'connecting') return;
+    this._wsToken = token;
     const url = this.wsUrl() + (token ? `${this.wsUrl().includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : '');
     let ws;
     try { ws = new this.env.WebSocket(url); } catch (e) { this._wsClosed(null, false); return; }
@@ -398,6 +399,7 @@ export class Connection {
         else this._wsSend(q.msg);
       }
       this._schedulePing();
+      this._scheduleRenew(this._wsToken);
       this._reconcile();
     };
     ws.onmessage = (ev) => {
@@ -415,6 +417,7 @@ export class Connection {
     this._ws = null;
     this._wsOpen = false;
     this.timers.clear('ping');
+    this.timers.clear('renew');
     this.timers.clear('wsSlow');
     this.timers.clear('wsRetry');
     if (ws) {
@@ -429,6 +432,7 @@ export class Connection {
     this._ws = null;
     this._wsOpen = false;
     this.timers.clear('ping');
+    this.timers.clear('renew');
     this.timers.clear('wsSlow');
     this._failPending('connection_lost', 'pgcast: the connection was lost before the server answered; the request may or may not have been done');
     if (this._closed) return;
@@ -476,6 +480,33 @@ export class Connection {
         this._scheduleWs();
       }
     }
+  }
+
+  // With a token function, the open WebSocket's token is renewed in-band ({type:auth})
+  // renewBeforeMs before its exp; failing that the server ends the connection at exp and
+  // the client reconnects with a fresh token.
+  _scheduleRenew(token) {
+    this.timers.clear('renew');
+    const claims = typeof this.opts.token === 'function' ? jwtClaims(token) : null;
+    if (!claims || typeof claims.exp !== 'number') return;
+    const left = claims.exp * 1000 - this.env.now();
+    this.timers.set('renew', Math.max(left - this.opts.renewBeforeMs, 1000), async () => {
+      let fresh;
+      try { fresh = await this._token(); } catch (e) { this.onerror(e); }
+      if (!this._wsOpen || this._closed) return;
+      if (!fresh || fresh === this._wsToken) {
+        // the same token again: ask later, until it is renewed or the connection ends
+        if (claims.exp * 1000 > this.env.now()) this.timers.set('renew', Math.min(10000, Math.max(1000, claims.exp * 1000 - this.env.now())), () => this._scheduleRenew(token));
+        return;
+      }
+      const requestId = `r${this._nextId++}`;
+      this.pending.set(requestId, {
+        resolve: () => { this._wsToken = fresh; this._scheduleRenew(fresh); },
+        reject: (e) => this.onerror(e),
+        sent: true,
+      });
+      this._wsSend({ type: 'auth', token: fresh, requestId });
+    });
   }
 
   _schedulePing() {
@@ -603,6 +634,12 @@ export class Connection {
       try { msg = JSON.parse(ev.data); } catch (e) { this.onerror(e); return; }
       this._handle(msg);
       if (ev.lastEventId) this._applyCursor(ev.lastEventId);
+      if (msg.type === 'error' && msg.code === 'token_expired' && typeof this.opts.token === 'function') {
+        // the stream ends at the token's exp: reopen it with a fresh token (the browser's
+        // own reconnect would present the old one)
+        this._stopSse();
+        this.timers.set('sseRenew', 0, () => this._reconcile());
+      }
     };
     es.onerror = () => {
       if (this._es !== es) return;
@@ -781,7 +818,7 @@ export class Connection {
     this._resetSilence();
     switch (msg.type) {
       case 'connected': this.connectionId = msg.connectionId; this.onmessage(msg); return;
-      case 'pong': case 'heartbeat': case 'unsubscribed': case 'authed': return;
+      case 'pong': case 'heartbeat': case 'unsubscribed': return;
       case 'subscribed': {
         const ch = this.chans.get(msg.channel);
         if (ch && ch.pos === null && typeof msg.seq === 'number') {
@@ -790,11 +827,13 @@ export class Connection {
         }
         return;
       }
-      case 'published': case 'error': {
+      case 'published': case 'authed': case 'error': {
         const p = msg.requestId !== undefined && this.pending.get(msg.requestId);
         if (p) {
           this.pending.delete(msg.requestId);
-          if (msg.type === 'published') p.resolve(msg.seq); else p.reject(connectionError(msg.message, msg.code));
+          if (msg.type === 'published') p.resolve(msg.seq);
+          else if (msg.type === 'authed') p.resolve(msg);
+          else p.reject(connectionError(msg.message, msg.code));
         } else if (msg.type === 'error') {
           this.onerror(connectionError(msg.message, msg.code));
         }

@@ -6,7 +6,8 @@
 #    subscribe() after the WebSocket failed, and transports ['sse','poll'] with
 #    connect-then-subscribe, use SSE (no polling); presence goes over HTTP;
 #  - lighttpd with the sidecar: no throwaway SSE request while the WebSocket works;
-#    polling without `since` starts live (the retained history is not delivered as new).
+#    polling without `since` starts live (the retained history is not delivered as new);
+#    a token function renews the WebSocket's token in-band before its exp.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
@@ -17,9 +18,9 @@ cp "$PGCAST_ROOT/client/pgcast.js" "$WEB_DIR/www/pgcast.js"
 for who in a b c d e; do
     export "TOKEN_$who=$(mint "{\"sub\":\"user-$who\",\"tenant\":\"t1\",\"exp\":\"+3600\",\"channels\":[\"project:*\",\"run:*\"],\"publish\":[\"project:*\"]}")"
 done
-export LIGHTTPD_URL APACHE_URL WEB_DIR
+export LIGHTTPD_URL APACHE_URL WEB_DIR TEST_JWT_SECRET
 /usr/bin/python3 - <<'PY'
-import os, sys, time
+import os, subprocess, sys, time
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "client"))
 import harness
 from harness import Browser, ok, publish, log_seqs, write_harness, js
@@ -99,6 +100,22 @@ with Browser() as b:
     ok(pe.eval("rt.received['project:ws']") == log_seqs("t1", "project:ws"), "and receives every event")
     ok(pe.eval("counts.es.length") == 0 and pe.eval("counts.fetch.filter((u) => u.includes('/sse')).length") == 0,
        "no throwaway /realtime/sse request while the WebSocket works", (pe.eval("counts.es"), pe.eval("rt.statuses")))
+
+    # a token function: the WebSocket's token is renewed in-band before its exp
+    pf = page(b, lt)
+    mint = lambda exp: subprocess.run(["/usr/bin/python3", os.path.join(os.environ["PGCAST_ROOT"], "scripts", "jwt.py"), os.environ["TEST_JWT_SECRET"],
+                                       '{"sub":"user-f","tenant":"t1","exp":"+%d","channels":["project:*"]}' % exp],
+                                      check=True, capture_output=True, text=True).stdout.strip()
+    os.environ["TOKEN_SHORT"], os.environ["TOKEN_LONG"] = mint(6), mint(3600)
+    pf.eval(f"window.t0 = Date.now(); window.rt = make({{ token: () => Date.now() - t0 < 2000 ? {js(os.environ['TOKEN_SHORT'])} : {js(os.environ['TOKEN_LONG'])}, renewBeforeMs: 3000 }}); rt.connect(); rt.watch('project:renew'); true")
+    ok(pf.wait_for("rt.status === 'connected' && rt.transport === 'websocket'", 30), "a page with a short-lived token connects over WebSocket")
+    time.sleep(9)  # past the first token's exp
+    publish("t1", "project:renew", 2)
+    pf.wait_for("rt.received['project:renew'].length >= 2", 15)
+    ok(pf.eval("counts.ws.length") == 1 and pf.eval("rt.transport") == "websocket"
+       and pf.eval("rt.received['project:renew']") == log_seqs("t1", "project:renew"),
+       "its token is renewed in-band before exp: the same WebSocket goes on delivering",
+       (pf.eval("counts.ws.length"), pf.eval("rt.statuses"), pf.eval("rt.errors")))
 
     # polling without since starts live
     publish("t1", "run:old", 20)

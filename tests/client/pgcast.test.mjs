@@ -406,3 +406,27 @@ test("transports ['websocket']: no HTTP presence or stream while the WebSocket i
   assert.deepEqual(env.fetches.filter((f) => !f.url.endsWith('/ws')), [], 'only the WebSocket URL was asked');
   assert.equal(c.status, 'connecting', 'it never connected');
 });
+
+const jwt = (claims) => `h.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.s`;
+
+test('a token function renews the WebSocket in-band (auth) before exp', async () => {
+  const env = fakeEnv();
+  const tokens = [jwt({ sub: 'u', exp: 100 }), jwt({ sub: 'u', exp: 200 }), jwt({ sub: 'u', exp: 300 })];
+  let calls = 0;
+  const c = new PgcastClient({ token: () => tokens[Math.min(calls++, 2)], transports: ['websocket'] }, env);
+  c.connect();
+  await flush();
+  const ws = env.sockets[0];
+  assert.ok(ws.url.endsWith(encodeURIComponent(tokens[0])));
+  ws.open();
+  await env.advance(39999);
+  assert.equal(ws.sent.filter((m) => m.type === 'auth').length, 0, 'not before exp - renewBeforeMs');
+  await env.advance(1);
+  const auth = ws.sent.filter((m) => m.type === 'auth');
+  assert.equal(auth.length, 1);
+  assert.equal(auth[0].token, tokens[1]);
+  ws.recv({ type: 'authed', exp: 200, requestId: auth[0].requestId });
+  await env.advance(100000);
+  assert.equal(ws.sent.filter((m) => m.type === 'auth').length, 2, 'renewed again before the new exp');
+  assert.equal(env.sockets.length, 1, 'on the same connection');
+});
