@@ -430,3 +430,19 @@ test('a token function renews the WebSocket in-band (auth) before exp', async ()
   assert.equal(ws.sent.filter((m) => m.type === 'auth').length, 2, 'renewed again before the new exp');
   assert.equal(env.sockets.length, 1, 'on the same connection');
 });
+
+test('an SSE stream ended by token_expired reopens at once with a fresh token from the function', async () => {
+  const env = fakeEnv();
+  let n = 0;
+  const c = new PgcastClient({ token: () => `T${++n}`, transports: ['sse'] }, env);
+  c.subscribe('project:a', () => {}, { since: 3 });
+  c.connect();
+  await env.advance(0);
+  assert.match(env.sources[0].url, /token=T1/);
+  env.sources[0].open();
+  env.sources[0].recv({ type: 'error', code: 'token_expired', message: 'expired' }, 'project:a=5');
+  await env.advance(0);
+  assert.equal(env.sources[0].readyState, 2, 'the old stream is closed');
+  assert.equal(env.sources.length, 2);
+  assert.match(env.sources[1].url, /since=project%3Aa%3D5&token=T2$/);
+});
