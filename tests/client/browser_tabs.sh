@@ -58,11 +58,13 @@ with Browser() as b:
         tabs.append(p)
     ok(all(p.wait_for("rt.status === 'connected' && rt.transport === 'websocket'", 30) for p in tabs),
        "the three tabs are connected over WebSocket", [p.eval("rt.statuses") for p in tabs])
-    roles = lambda ps: [p.eval("rt.role") for p in ps]
+    roles = lambda ps: [str(p.eval("rt.role")) for p in ps]
     ok(wait(lambda: sorted(roles(tabs)) == ["follower", "follower", "leader"]), "one tab leads, two follow", roles(tabs))
     ok(wait(lambda: ws_connections() == 1), "the sidecar sees one connection for the three tabs", ws_connections())
 
-    leader = next(p for p in tabs if p.eval("rt.role") == "leader")
+    leader = next((p for p in tabs if p.eval("rt.role") == "leader"), None)
+    if leader is None:
+        sys.exit(1)
     followers = [p for p in tabs if p is not leader]
     # each tab its own subscriptions: only the first follower follows project:only
     followers[0].eval("rt.watch('project:only'); true")
@@ -87,7 +89,9 @@ with Browser() as b:
     time.sleep(1)
 
     # freeze the new leader (a sleeping tab), then wake it
-    second = next(p for p in followers if p.eval("rt.role") == "leader")
+    second = next((p for p in followers if p.eval("rt.role") == "leader"), None)
+    if second is None:
+        sys.exit(1)
     other = next(p for p in followers if p is not second)
     frozen = True
     try:
