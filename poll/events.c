@@ -134,7 +134,9 @@ static void emit_page(json_sender send, void *dst, const char *tenant, struct pa
     if (cur && !p->text.oom) {
         etag_of(tenant, p->cur, etag);
         snprintf(hdr, sizeof(hdr), "ETag: %s\r\n", etag);
-        if (none_match_fails(inm, etag)) {
+        /* the tag names the cursor state: only an answer with nothing after the
+         * request's cursor is "not modified" (a page with events never is) */
+        if (!p->text.len && none_match_fails(inm, etag)) {
             send(dst, 304, NULL, 0, hdr);
             free(cur);
             return;
