@@ -3,11 +3,13 @@
  * Cheap first: the channels' current positions (realtime_channels only; one query shared
  * by the requests in flight, positions.c).
  * When nothing is new that answers the request — 304 when If-None-Match holds the
- * cursor's ETag, an empty page otherwise — without reading any event body. With
- * ?wait=S a request with nothing new waits: in FastCGI mode as a hub subscriber (no
- * database work while it waits, no thread: it waits on the FastCGI runtime's stream
- * loop; woken by the hub, answered from the items it queues),
- * in plain-CGI mode by re-checking the positions every cgi_poll_interval_ms. */
+ * cursor's ETag (RFC 9110: weak comparison, lists, "*"), an empty page otherwise —
+ * without reading any event body. With ?wait=S a request with nothing new waits,
+ * whatever If-None-Match says (a matching tag gets its 304 at the deadline): in FastCGI
+ * mode as a hub subscriber (no database work while it waits, no thread: it waits on the
+ * FastCGI runtime's stream loop; woken by the hub, answered from the items it queues),
+ * in plain-CGI mode by re-checking the positions every cgi_poll_interval_ms. HEAD gets
+ * GET's answer without its body. A long-poll that waits has a connection-stats row. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
