@@ -27,6 +27,7 @@ typedef struct sse_stream {
     pgc_cursor cur;      /* the position after what was sent: every id: line */
     pgc_sub *sub;        /* hub mode */
     int announced;       /* channels whose SUBSCRIBED arrived (hub mode) */
+    bool wrote;          /* an event went out since the keepalive was last pushed back */
     bool positioned;     /* cur names every channel's position: id: lines may be sent */
     const char *failed;  /* the stream could not be set up (e.g. a failed subscription) */
     sse_held held;

@@ -86,6 +86,7 @@ static int write_item(sse_stream *s, const pgc_event *e)
         if (rc == 0)
             rc = pgc_stream_write(s->st, "\n", 1);
         s->sent++;
+        s->wrote = true;
         if (s->stat)
             pgc_stats_count(s->stat, 1);
     }
@@ -146,6 +147,25 @@ static int cgi_heartbeat_ms(sse_stream *s)
 
 static int64_t earliest(int64_t a, int64_t b) { return !a ? b : !b ? a : a < b ? a : b; }
 
+static int64_t next_due(sse_stream *s)
+{
+    return earliest(earliest(earliest(s->next_hb, s->next_ka), s->deadline), earliest(s->token_end, s->next_read));
+}
+
+/* A stream that carries events needs no keepalive comment (nor a tick for one): the
+ * next one is due a full interval after the last event. */
+static void keepalive_after_events(sse_stream *s)
+{
+    if (!s->wrote)
+        return;
+    s->wrote = false;
+    int ka = s->app->cfg.sse_keepalive_ms;
+    if (ka > 0) {
+        s->next_ka = pgc_mono_ms() + ka;
+        pgc_stream_set_due(s->st, next_due(s));
+    }
+}
+
 /* Heartbeat (with the cursor once positioned), keepalive comment, maximum duration,
  * token expiry: shared by both modes. */
 static const char *timers(sse_stream *s, int64_t now)
@@ -177,8 +197,7 @@ static const char *timers(sse_stream *s, int64_t now)
         write_end(s, "token_expired", "the token expired");
         return "token expired";
     }
-    pgc_stream_set_due(s->st, earliest(earliest(earliest(s->next_hb, s->next_ka), s->deadline),
-                                       earliest(s->token_end, s->next_read)));
+    pgc_stream_set_due(s->st, next_due(s));
     return NULL;
 }
 
@@ -293,8 +312,9 @@ static const char *hub_pump(pgc_stream *st, void *arg)
         int hb = hub_heartbeat_ms(s);
         s->next_hb += hb - s->hb_ms;
         s->hb_ms = hb;
-        pgc_stream_set_due(st, earliest(earliest(earliest(s->next_hb, s->next_ka), s->deadline), s->token_end));
+        pgc_stream_set_due(st, next_due(s));
     }
+    keepalive_after_events(s);
     return NULL;
 }
 
@@ -345,6 +365,7 @@ static const char *cgi_tick(pgc_stream *st, void *arg, int64_t now)
         s->hb_ms = cgi_heartbeat_ms(s);
         s->next_read = now + s->app->cfg.cgi_poll_interval_ms;
     }
+    keepalive_after_events(s);
     return timers(s, now);
 }
 
