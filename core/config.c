@@ -42,6 +42,8 @@ static const struct key keys[] = {
     {"queue_bytes", K_SIZE, F(queue_bytes), 4096, 1LL << 34, "8MiB"},
     {"sse_max_duration_s", K_INT, F(sse_max_duration_s), 0, 86400 * 7, "0"},
     {"sse_retry_ms", K_INT, F(sse_retry_ms), 0, 3600000, "3000"},
+    {"sse_keepalive_ms", K_INT, F(sse_keepalive_ms), 0, 3600000, "5000"},
+    {"sse_max_streams", K_INT, F(sse_max_streams), 0, 1000000, "10000"},
     {"cgi_poll_interval_ms", K_INT, F(cgi_poll_interval_ms), 50, 60000, "1000"},
     {"poll_max_wait_s", K_INT, F(poll_max_wait_s), 0, 3600, "25"},
     {"poll_max_limit", K_INT, F(poll_max_limit), 1, 100000, "1000"},
