@@ -712,22 +712,15 @@ export class Connection {
   }
 
   // Channels polled without a position start live, like SSE and WebSocket: their current
-  // position is read first (pages of the retained history, skipped, until one is empty).
+  // position is read first (limit=0 answers only the channels' cursor).
   async _pollPositions(names) {
-    let since = new Map();
-    for (let page = 0; page < 50; page++) {
-      const q = new URLSearchParams();
-      for (const n of names) q.append('channel', n);
-      const c = formatCursor(since);
-      if (c) q.set('since', c);
-      q.set('limit', '1000');
-      const res = await this._fetch(`${this._http('/events')}?${q}`, { headers: await this._headers() });
-      if (res.status !== 200) throw Object.assign(new Error(`pgcast: polling answered ${res.status}`), { status: res.status });
-      const body = await res.json();
-      since = parseCursor(body.cursor);
-      if (!body.events || body.events.length === 0) break;
-    }
-    return since;
+    const q = new URLSearchParams();
+    for (const n of names) q.append('channel', n);
+    q.set('limit', '0');
+    const res = await this._fetch(`${this._http('/events')}?${q}`, { headers: await this._headers() });
+    if (res.status !== 200) throw Object.assign(new Error(`pgcast: polling answered ${res.status}`), { status: res.status });
+    const body = await res.json();
+    return parseCursor(body.cursor);
   }
 
   async _pollOnce() {

@@ -11,6 +11,7 @@
  * in plain-CGI mode by re-checking the positions every cgi_poll_interval_ms. HEAD gets
  * GET's answer without its body. A long-poll that waits has a connection-stats row. */
 #include <errno.h>
+#include <json.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include "clock.h"
 #include "cursor.h"
+#include "pgarray.h"
 #include "log.h"
 #include "poll.h"
 #include "server.h"
@@ -392,6 +394,34 @@ static int int_param(pgc_request *r, const char *query, const char *name, int de
     return 0;
 }
 
+/* limit=0: no events, only the channels' current cursor — where a client that starts
+ * live (as SSE and WebSocket subscriptions do without since) polls from. */
+static void send_position(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n)
+{
+    pgc_arr a = {0};
+    for (int i = 0; i < n; i++)
+        pgc_arr_text(&a, chans[i]);
+    const char *lit = pgc_arr_end(&a);
+    if (!lit) {
+        free(a.p);
+        pgc_req_send_error(r, 500, "internal", "out of memory", "");
+        return;
+    }
+    const char *params[2] = {tenant, lit};
+    PGresult *res = pgc_app_query(app, r, "SELECT realtime.cursor($1, $2::text[])", 2, params);
+    free(a.p);
+    if (!res)
+        return; /* answered */
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "events", json_object_new_array());
+    json_object_object_add(o, "cursor", json_object_new_string(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+    size_t len;
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    pgc_req_send_json(r, 200, s, len, "Cache-Control: no-store\r\n");
+    json_object_put(o);
+}
+
 void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
 {
     if (pgc_app_method(r, "GET, HEAD") != 0)
@@ -414,8 +444,9 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
     char *since_text = pgc_query_get(query, "since");
     if (since_text && pgc_cursor_parse(&since, since_text, (size_t)app->cfg.max_channels, err, sizeof(err)) != 0) {
         pgc_req_send_error(r, 400, "bad_cursor", err, "");
-    } else if (int_param(r, query, "limit", 100, 1, app->cfg.poll_max_limit, &limit) == 0 &&
-               int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
+    } else if (int_param(r, query, "limit", 100, 0, app->cfg.poll_max_limit, &limit) == 0 && limit == 0) {
+        send_position(app, r, tok.tenant, chans, n);
+    } else if (limit > 0 && int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
         /* the page's cursor: every requested channel, in request order; channels the
          * cursor does not name start at 0 (everything retained) */
         int rc = 0;

@@ -121,31 +121,29 @@ test('polling without since starts live: the retained history is skipped, not de
   const c = new PgcastClient({ transports: ['poll'], terminalEvents: ['run.finished'] }, env);
   const got = [];
   c.subscribe('run:1', (m) => got.push(m.seq));
-  // the position request pages through what is retained: 3 old events, then nothing
-  env.pollPages.push({ events: [ev('run:1', 1), ev('run:1', 2), ev('run:1', 3)], cursor: 'run:1=3' });
+  // the position request (limit=0) answers the current cursor and no events
   env.pollPages.push({ events: [], cursor: 'run:1=3' });
   env.pollPages.push({ events: [], cursor: 'run:1=3' });
   c.connect();
   await env.advance(0);
-  assert.equal(env.fetches.length, 3, 'position pages, then one poll');
-  assert.match(env.fetches[0].url, /\/realtime\/events\?channel=run%3A1&limit=1000$/);
-  assert.match(env.fetches[1].url, /since=run%3A1%3D3/);
-  assert.match(env.fetches[2].url, /\/realtime\/events\?channel=run%3A1&since=run%3A1%3D3$/);
+  assert.equal(env.fetches.length, 2, 'the position, then one poll');
+  assert.match(env.fetches[0].url, /\/realtime\/events\?channel=run%3A1&limit=0$/);
+  assert.match(env.fetches[1].url, /\/realtime\/events\?channel=run%3A1&since=run%3A1%3D3$/);
   assert.deepEqual(got, [], 'nothing old delivered as new');
   assert.equal(c.status, 'connected');
   assert.equal(c.transport, 'poll');
   env.pollPages.push({ events: [ev('run:1', 4, 'step')], cursor: 'run:1=4' });
   await env.advance(3999);
-  assert.equal(env.fetches.length, 3, 'no poll before 4 s of silence');
+  assert.equal(env.fetches.length, 2, 'no poll before 4 s of silence');
   await env.advance(1);
-  assert.equal(env.fetches.length, 4, 'polled after 4 s of silence');
+  assert.equal(env.fetches.length, 3, 'polled after 4 s of silence');
   assert.deepEqual(got, [4]);
   env.pollPages.push({ events: [ev('run:1', 5, 'run.finished')], cursor: 'run:1=5' });
   await env.advance(4000);
-  assert.match(env.fetches[4].url, /since=run%3A1%3D4/);
+  assert.match(env.fetches[3].url, /since=run%3A1%3D4/);
   assert.deepEqual(got, [4, 5]);
   await env.advance(60000);
-  assert.equal(env.fetches.length, 5, 'no polling after the terminal event');
+  assert.equal(env.fetches.length, 4, 'no polling after the terminal event');
 });
 
 test('a fallback opens only when the WebSocket fails: no SSE while it connects or works', async () => {

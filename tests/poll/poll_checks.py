@@ -120,6 +120,12 @@ def check_events():
     ok(st3 == 200 and [e["seq"] for e in body3["events"]] == [26], "200 with the new event once there is one",
        (st3, body3))
 
+    # limit=0: only the current position (how a client starts polling live)
+    fresh = f"project:{RUN}never"
+    st, _, body = events(f"channel={c}&channel={fresh}&limit=0")
+    ok(st == 200 and body == {"events": [], "cursor": f"{c}=26,{fresh}=0"},
+       "limit=0 answers no events and the channels' current cursor", (st, body))
+
     # retention gap
     g = f"project:{RUN}gap"
     publish("t1", g, 6)
