@@ -179,14 +179,17 @@ int pgc_evloop_adopt(pgc_ev *o, int fd, uint32_t events)
 
 int pgc_ev_set_events(pgc_ev *o, uint32_t events)
 {
-    if (o->closing || !o->registered || events == o->events)
+    if (o->closing || o->fd < 0 || (events == o->events && o->registered == (events != 0)))
         return 0;
+    /* no interest at all: out of the set (epoll would still report hang-ups) */
+    int op = events == 0 ? EPOLL_CTL_DEL : o->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     struct epoll_event ev = {.events = events, .data.ptr = o};
-    if (epoll_ctl(o->loop->epfd, EPOLL_CTL_MOD, o->fd, &ev) != 0) {
-        PGC_WARN("event loop: epoll_ctl MOD: %s", strerror(errno));
+    if (epoll_ctl(o->loop->epfd, op, o->fd, &ev) != 0) {
+        PGC_WARN("event loop: epoll_ctl: %s", strerror(errno));
         return -1;
     }
     o->events = events;
+    o->registered = events != 0;
     return 0;
 }
 

@@ -87,7 +87,8 @@ int pgc_evloop_adopt(pgc_ev *o, int fd, uint32_t events);
 /* Any thread, never blocks: ready runs soon (once for any number of wakes before it). */
 void pgc_ev_wake(pgc_ev *o);
 
-/* Loop thread. -1 when epoll refuses (then treat the descriptor as broken). */
+/* Loop thread. 0 takes the descriptor out of the epoll set (no hang-up reported either)
+ * until an interest is set again. -1 when epoll refuses (treat the descriptor as broken). */
 int pgc_ev_set_events(pgc_ev *o, uint32_t events);
 void pgc_ev_set_due(pgc_ev *o, int64_t when_ms);
 /* Deferred close (see above); idempotent. */

@@ -26,7 +26,10 @@
  * timeout, so a reader that resumes still gets the close code; once written, the peer
  * has CLOSE_WAIT_MS to answer. Then the write side is shut and the input drained until
  * the peer's EOF (or LINGER_MS), so that unread input does not make the kernel reset the
- * connection before the peer has read our close. */
+ * connection before the peer has read our close; and the descriptor stays open until the
+ * peer has acknowledged what we wrote (bounded by the ping timeout): closed earlier, the
+ * kernel would keep the unsent bytes in an orphan socket that it abandons after a few
+ * zero-window probes, and a reader that stalled would see a reset instead of our close. */
 #include "clock.h"
 #include "loop.h"
 
@@ -40,7 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -92,6 +97,7 @@ typedef struct ws_conn {
     int64_t lingering_ms;            /* non-zero: finished, draining until the peer's EOF */
     bool read_done;                  /* close received or input refused: drain, do not parse */
     bool pump_owed;                  /* the pump stopped at the soft bound */
+    bool peer_eof;                   /* lingering: the peer's EOF came */
     pgc_token tok;                   /* verified at the handshake; moved to the session */
     ws_session *session;
 } ws_conn;
@@ -490,15 +496,44 @@ static bool conn_read(ws_conn *c)
 
 /* ---------------------------------------------------------------- connections */
 
-static bool conn_linger(ws_conn *c)
+/* Bytes written to the socket that the peer has not acknowledged yet. */
+static int unacked(ws_conn *c)
+{
+    int n = 0;
+    return ioctl(c->fd, SIOCOUTQ, &n) == 0 ? n : 0;
+}
+
+/* Lingering: input is drained (and dropped) until the peer's EOF. false: the peer is gone
+ * (reset) or the descriptor failed. */
+static bool linger_read(ws_conn *c)
 {
     char buf[16384];
-    for (;;) {
+    while (!c->peer_eof) {
         ssize_t r = recv(c->fd, buf, sizeof buf, 0);
         if (r > 0) continue;
         if (r < 0 && errno == EINTR) continue;
-        return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        if (r < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK;
+        c->peer_eof = true; /* nothing more to read: stop watching input */
+        if (pgc_ev_set_events(&c->ev, 0) != 0)
+            return false;
     }
+    return true;
+}
+
+/* A lingering connection is released once the peer's EOF came (or LINGER_MS passed) and
+ * what we wrote has reached the peer — a reader that stalled gets its close frame when it
+ * reads again — but not later than the connection's ping timeout. A descriptor closed
+ * with unsent data would leave the kernel an orphan that it gives up on (the peer then
+ * sees the connection reset, without our close). */
+static void linger_check(ws_conn *c, int64_t now)
+{
+    int interval = 30000, timeout = 90000;
+    if (c->session)
+        ws_session_heartbeat(c->session, &interval, &timeout);
+    int64_t age = now - c->lingering_ms;
+    if ((c->peer_eof || age > LINGER_MS) && (unacked(c) == 0 || age > timeout))
+        pgc_ev_close(&c->ev);
 }
 
 static bool has_room(const ws_conn *c)
@@ -511,7 +546,7 @@ static bool has_room(const ws_conn *c)
 static void drive(ws_conn *c, bool woken)
 {
     if (c->lingering_ms) {
-        if (!conn_linger(c))
+        if (!linger_read(c))
             pgc_ev_close(&c->ev);
         return;
     }
@@ -544,19 +579,24 @@ static void drive(ws_conn *c, bool woken)
         return;
     }
     c->lingering_ms = pgc_mono_ms();
-    if (!conn_linger(c))
+    if (!linger_read(c))
         pgc_ev_close(&c->ev);
+    else
+        linger_check(c, c->lingering_ms);
 }
 
 static void on_io(pgc_ev *o, uint32_t events)
 {
     ws_conn *c = of(o);
-    if (!c->lingering_ms && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !conn_read(c)) {
-        pgc_ev_close(o); /* the peer is gone: nothing left to tell it */
+    if (c->lingering_ms) {
+        if ((events & EPOLLERR) || !linger_read(c))
+            pgc_ev_close(o); /* reset: nothing more reaches the peer */
+        else
+            linger_check(c, pgc_mono_ms());
         return;
     }
-    if (c->lingering_ms && (events & (EPOLLHUP | EPOLLERR))) {
-        pgc_ev_close(o);
+    if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !conn_read(c)) {
+        pgc_ev_close(o); /* the peer is gone: nothing left to tell it */
         return;
     }
     drive(c, false);
@@ -575,8 +615,7 @@ static void on_timer(pgc_ev *o, int64_t now)
     ws_conn *c = of(o);
     pgc_ev_set_due(o, now + HEARTBEAT_MS);
     if (c->lingering_ms) {
-        if (now - c->lingering_ms > LINGER_MS)
-            pgc_ev_close(o);
+        linger_check(c, now);
         return;
     }
     int interval = 30000, timeout = 90000;

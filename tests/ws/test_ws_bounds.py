@@ -367,25 +367,49 @@ def check_unfinished(sc):
     r.close()
 
 
+def sidecar_socket(sc, client_port):
+    """The sidecar's end of the connection from client_port as ss shows it ('' if none)."""
+    out = subprocess.run(["ss", "-tnpH", "state", "all", f"( sport = :{sc.port} and dport = :{client_port} )"],
+                         capture_output=True, text=True).stdout
+    return out.strip()
+
+
 def check_stalled_reader(sc):
     """A reader that stops reading falls past its queue: the sidecar cuts it off with 1008.
-    It reads again after longer than the old 5 s close wait: it gets the close frame."""
+    Until the reader has taken the close frame, the sidecar keeps the connection: a
+    descriptor closed with megabytes unsent leaves the kernel an orphan socket, which it
+    abandons (reset, no close frame for the client: 1006) after a few minutes of zero
+    window or under memory pressure. The reader reads again after longer than the old 5 s
+    close wait and gets the close frame."""
     ch = f"stall:{os.getpid()}"
     r = Raw(sc.port, rcvbuf=8192)
     r.frame()
     r.text({"type": "subscribe", "channel": ch})
     while json.loads(r.frame()[1]).get("type") != "subscribed":
         pass
-    # gradually: the socket buffers fill first, then the queue overflows behind them
-    for k in range(40):
-        psql(f"SELECT realtime.publish('t1', '{ch}', 'e', jsonb_build_object('i', g, 'pad', repeat('x', 1000))) "
-             f"FROM generate_series(1, 150) g")
-        time.sleep(0.05)
+    # small batches: the socket buffers fill first, then the queue overflows behind them
+    p = subprocess.Popen(["psql", "-qXAt"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    for _ in range(300):
+        p.stdin.write(f"SELECT realtime.publish('t1', '{ch}', 'e', jsonb_build_object('i', g, 'pad', repeat('x', 1000))) "
+                      "FROM generate_series(1, 20) g;\n")
+        p.stdin.flush()
+        time.sleep(0.01)
+    p.stdin.close()
+    p.wait()
     time.sleep(8)
+    state = sidecar_socket(sc, r.s.getsockname()[1])
+    print("# the sidecar's end after the stall:", " ".join(state.split()[:5]), "owned" if "pgcast-ws" in state else "")
+    ok("pgcast-ws" in state, "while the stalled reader has not taken its close, the sidecar keeps the connection "
+       "(not left to the kernel as an orphan)", state[:300])
     r.s.settimeout(20)
+    cport = r.s.getsockname()[1]
     code = r.until_close()
     ok(code == 1008, "a reader that stalled past its queue and then reads gets the 1008 close frame (not 1006)", code)
     r.close()
+    end = time.time() + 10
+    while time.time() < end and "pgcast-ws" in sidecar_socket(sc, cport):
+        time.sleep(0.2)
+    ok("pgcast-ws" not in sidecar_socket(sc, cport), "once the reader has it, the sidecar releases the connection")
 
 
 def main():
