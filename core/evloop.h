@@ -91,7 +91,7 @@ void pgc_ev_wake(pgc_ev *o);
  * until an interest is set again. -1 when epoll refuses (treat the descriptor as broken). */
 int pgc_ev_set_events(pgc_ev *o, uint32_t events);
 void pgc_ev_set_due(pgc_ev *o, int64_t when_ms);
-/* Deferred close (see above); idempotent. */
+/* Deferred close (see above) of an object on the loop (started); idempotent. */
 void pgc_ev_close(pgc_ev *o);
 static inline bool pgc_ev_closing(const pgc_ev *o) { return o->closing; }
 

@@ -8,7 +8,7 @@ every 100 ms (each tick flushes the stream's output), gets every event of the lo
 in order — compared with realtime.realtime_events_log — and the stream stays open.
 (Before, a stream whose output a tick flushed to the end was never pumped again.)
 Run by tests/sse/loop_faults.sh; prints TAP lines."""
-import json, os, socket, sys, threading, time, urllib.parse
+import os, socket, sys, threading, time, urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sse_checks as sc  # noqa: E402  (Stream, psql, token, ok)
@@ -17,20 +17,6 @@ import sse_checks as sc  # noqa: E402  (Stream, psql, token, ok)
 def log_seqs(ch):
     out = sc.psql(f"SELECT seq FROM realtime.realtime_events_log WHERE tenant_id = 't1' AND channel = '{ch}' ORDER BY seq")
     return [int(x) for x in out.split()] if out else []
-
-
-def parse(s):
-    """The complete events in s.buf (as Stream.pump parses them, without reading)."""
-    while b"\n\n" in s.buf:
-        block, _, s.buf = s.buf.partition(b"\n\n")
-        eid, data = None, []
-        for line in block.decode().split("\n"):
-            if line.startswith("id: "):
-                eid = line[4:]
-            elif line.startswith("data: "):
-                data.append(line[6:])
-        if data:
-            s.events.append((eid, json.loads("\n".join(data))))
 
 
 def slow_read(s, want, per_read, pause, timeout):
@@ -47,7 +33,7 @@ def slow_read(s, want, per_read, pause, timeout):
             s.closed = True
         elif chunk:
             s.buf += chunk
-            parse(s)
+            s.parse()
         time.sleep(pause)
     s.sock.setblocking(False)
     return s.seqs()

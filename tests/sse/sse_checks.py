@@ -101,6 +101,10 @@ class Stream:
                 self.closed = True
             elif chunk:
                 self.buf += chunk
+        self.parse()
+
+    def parse(self):
+        """Parses the complete events in what was read."""
         while b"\n\n" in self.buf:
             block, _, self.buf = self.buf.partition(b"\n\n")
             eid, data = None, []

@@ -13,7 +13,9 @@ import websockets
 ROOT = os.environ["PGCAST_ROOT"]
 BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "tests/lib"))
 from jwt import mint  # noqa: E402
+from wsframes import Reader, frame  # noqa: E402
 
 SECRET = "ws-bounds-secret"
 WORK = os.environ.get("PGCAST_TEST_WORK", "/tmp")
@@ -43,11 +45,7 @@ def log_seqs(ch):
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    return int(subprocess.check_output([os.path.join(ROOT, "scripts/free-port.sh")]).strip())
 
 
 class Sidecar:
@@ -103,21 +101,7 @@ def token():
 
 # ---------------------------------------------------------------- raw sockets
 
-def frame(opcode, payload, fin=True):
-    b0 = (0x80 if fin else 0) | opcode
-    ln = len(payload)
-    if ln < 126:
-        hdr = struct.pack("!BB", b0, 0x80 | ln)
-    elif ln < 65536:
-        hdr = struct.pack("!BBH", b0, 0x80 | 126, ln)
-    else:
-        hdr = struct.pack("!BBQ", b0, 0x80 | 127, ln)
-    m = os.urandom(4)
-    mask = (m * (ln // 4 + 1))[:ln]
-    return hdr + m + bytes(a ^ b for a, b in zip(payload, mask))
-
-
-class Raw:
+class Raw(Reader):
     """A WebSocket over a raw socket: the handshake, then frames read on demand."""
 
     def __init__(self, port, rcvbuf=None, timeout=10):
@@ -138,24 +122,6 @@ class Raw:
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise EOFError(head[:80])
-
-    def need(self, k):
-        while len(self.buf) < k:
-            c = self.s.recv(1 << 16)
-            if not c:
-                raise EOFError
-            self.buf += c
-        out, self.buf = self.buf[:k], self.buf[k:]
-        return out
-
-    def frame(self):
-        b0, b1 = self.need(2)
-        ln = b1 & 0x7F
-        if ln == 126:
-            ln = struct.unpack("!H", self.need(2))[0]
-        elif ln == 127:
-            ln = struct.unpack("!Q", self.need(8))[0]
-        return b0 & 0x0F, self.need(ln)
 
     def send(self, data):
         self.s.sendall(data)
