@@ -202,10 +202,12 @@ static bool push_copy(ws_conn *c, ws_ring *r, int op, const void *data, size_t l
 
 static bool queued(const ws_conn *c) { return c->ctl.len || c->data.len; }
 
-/* Input is not looked at any more: its buffers go. */
-static void stop_reading(ws_conn *c)
+/* Input is not looked at any more (it is drained); its buffers go once no parse is
+ * under way (drop_input), since the message being handled may live in them. */
+static void stop_reading(ws_conn *c) { c->read_done = true; }
+
+static void drop_input(ws_conn *c)
 {
-    c->read_done = true;
     free(c->in);
     c->in = NULL;
     c->in_len = c->in_cap = 0;
@@ -484,6 +486,8 @@ static bool conn_read(ws_conn *c)
             c->in_len += (size_t)r;
             conn_parse(c, c->in, &c->in_len);
         }
+        if (c->read_done && (c->in_cap || c->parser.msg_cap))
+            drop_input(c);
         if (!c->in_len && c->in_cap) { /* idle connections keep no input buffer */
             free(c->in);
             c->in = NULL;
@@ -659,6 +663,8 @@ static void on_start(pgc_ev *o)
     }
     if (c->in_len && !c->read_done) { /* what came with the handshake, after `connected` */
         conn_parse(c, c->in, &c->in_len);
+        if (c->read_done)
+            drop_input(c);
         if (!c->in_len) {
             free(c->in);
             c->in = NULL;

@@ -23,6 +23,7 @@ typedef struct obj {
     struct obj *other;     /* io closes this one too */
     atomic_int started, io, ready, timer, shutdown, released;
     atomic_int closed_in_ready; /* ready closes it */
+    atomic_int due_in_ready;    /* ready sets its due time to now */
 } obj;
 
 static atomic_int order[16], norder;
@@ -52,6 +53,8 @@ static void o_ready(pgc_ev *e)
         order[k] = o->id;
     if (atomic_load(&o->closed_in_ready))
         pgc_ev_close(e);
+    if (atomic_exchange(&o->due_in_ready, 0))
+        pgc_ev_set_due(e, pgc_mono_ms());
 }
 
 static void o_timer(pgc_ev *e, int64_t now)
@@ -158,7 +161,8 @@ int main(void)
     T_INT(atomic_load(&w->ready), 1, "once for both wakes");
 
     /* due times */
-    pgc_ev_set_due(&w->ev, pgc_mono_ms()); /* (from this thread: the loop only reads it) */
+    atomic_store(&w->due_in_ready, 1);
+    pgc_ev_wake(&w->ev);
     T_OK(wait_for(&w->timer, 1), "a due time runs the timer callback");
 
     /* wakes in order: adopted, then woken in an order of our own before the loop's pass */
