@@ -33,7 +33,8 @@ struct pgc_evloop {
     bool ended;           /* pgc_evloop_run returned: adoption refused */
     pgc_ev *incoming;
     pgc_ev *rhead, *rtail;
-    uint64_t rseq;
+    uint64_t rgen;        /* counts the ready passes: an object linked with the current
+                           * value is on the list, an older one in the pass under way */
     /* loop thread */
     pgc_ev *all;
     pgc_ev *closed;
@@ -98,6 +99,7 @@ bool pgc_evloop_stopping(pgc_evloop *l) { return l->stopping; }
 void pgc_ev_init(pgc_ev *o, pgc_evloop *l, const pgc_ev_ops *ops)
 {
     memset(o, 0, sizeof(*o));
+    atomic_init(&o->woken, false);
     o->ops = ops;
     o->loop = l;
     o->fd = -1;
@@ -105,13 +107,20 @@ void pgc_ev_init(pgc_ev *o, pgc_evloop *l, const pgc_ev_ops *ops)
     o->state = EV_NEW;
 }
 
-/* ---------------------------------------------------------------- ready list (under mu) */
+/* ---------------------------------------------------------------- ready list
+ *
+ * o->woken is set by the first wake and cleared by the loop just before o's ready runs,
+ * so later wakes cost one atomic exchange until then; only the wake that sets it takes
+ * the mutex to link o. A pass detaches the whole list at once (one lock) and bumps rgen;
+ * an object closed while still on the list is unlinked, one in the detached list is
+ * skipped by the pass. A closing object keeps woken set: wakes for it end at once. */
 
+/* under mu; true when the list was empty (the loop may be asleep) */
 static bool ready_link(pgc_evloop *l, pgc_ev *o)
 {
     bool was_empty = l->rhead == NULL;
     o->queued = true;
-    o->rseq = ++l->rseq;
+    o->rgen = l->rgen;
     o->rnext = NULL;
     o->rprev = l->rtail;
     if (l->rtail)
@@ -122,10 +131,11 @@ static bool ready_link(pgc_evloop *l, pgc_ev *o)
     return was_empty;
 }
 
+/* under mu */
 static void ready_unlink(pgc_evloop *l, pgc_ev *o)
 {
-    if (!o->queued)
-        return;
+    if (!o->queued || o->rgen != l->rgen)
+        return; /* not on the list (or in the pass under way, which skips it) */
     if (o->rprev)
         o->rprev->rnext = o->rnext;
     else
@@ -140,6 +150,8 @@ static void ready_unlink(pgc_evloop *l, pgc_ev *o)
 
 void pgc_ev_wake(pgc_ev *o)
 {
+    if (atomic_exchange(&o->woken, true))
+        return; /* covered by the ready call to come (or closing) */
     pgc_evloop *l = o->loop;
     bool signal = false;
     pthread_mutex_lock(&l->mu);
@@ -147,8 +159,8 @@ void pgc_ev_wake(pgc_ev *o)
         /* nothing more runs for it */
     } else if (o->state != EV_ON_LOOP) {
         o->pending = true; /* delivered once adopted */
-    } else if (!o->queued) {
-        signal = ready_link(l, o); /* the list was empty: the loop may be asleep */
+    } else {
+        signal = ready_link(l, o);
     }
     pthread_mutex_unlock(&l->mu);
     if (signal)
@@ -204,6 +216,7 @@ void pgc_ev_close(pgc_ev *o)
     o->closing = true;
     ready_unlink(l, o);
     pthread_mutex_unlock(&l->mu);
+    atomic_store(&o->woken, true); /* later wakes end at the exchange */
     if (o->registered) {
         /* no new events for it; those already in this batch are skipped */
         if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, o->fd, NULL) != 0)
@@ -222,7 +235,7 @@ static void release_closed(pgc_evloop *l)
         l->closed = o->cnext;
         if (o->prev)
             o->prev->next = o->next;
-        else if (l->all == o)
+        else
             l->all = o->next;
         if (o->next)
             o->next->prev = o->prev;
@@ -267,10 +280,10 @@ static void adopt_incoming(pgc_evloop *l)
         l->all = o;
         pthread_mutex_lock(&l->mu);
         o->state = EV_ON_LOOP;
-        bool signal = o->pending && ready_link(l, o);
+        if (o->pending)
+            ready_link(l, o); /* woken before: this turn's ready pass runs it */
         o->pending = false;
         pthread_mutex_unlock(&l->mu);
-        (void)signal; /* this turn's ready pass comes next */
         if (o->ops->start)
             o->ops->start(o);
         if (broken && !o->closing && o->ops->io)
@@ -280,24 +293,25 @@ static void adopt_incoming(pgc_evloop *l)
     }
 }
 
-/* Runs the objects woken before the pass began, in wake order. */
+/* Runs the objects woken before the pass began, in wake order; wakes during the pass
+ * go to the next one. */
 static void ready_pass(pgc_evloop *l)
 {
     pthread_mutex_lock(&l->mu);
-    uint64_t last = l->rseq;
+    pgc_ev *o = l->rhead;
+    l->rhead = l->rtail = NULL;
+    l->rgen++;
     pthread_mutex_unlock(&l->mu);
-    for (;;) {
-        pthread_mutex_lock(&l->mu);
-        pgc_ev *o = l->rhead;
-        if (o && o->rseq <= last)
-            ready_unlink(l, o);
-        else
-            o = NULL;
-        pthread_mutex_unlock(&l->mu);
-        if (!o)
-            return;
-        if (!o->closing && o->ops->ready)
-            o->ops->ready(o);
+    while (o) {
+        pgc_ev *next = o->rnext; /* o may be linked again by its own ready */
+        if (!o->closing) {
+            o->queued = false;
+            o->rnext = o->rprev = NULL;
+            atomic_store(&o->woken, false); /* a wake from now on runs it again */
+            if (o->ops->ready)
+                o->ops->ready(o);
+        }
+        o = next;
     }
 }
 

@@ -30,6 +30,7 @@
 #ifndef PGCAST_EVLOOP_H
 #define PGCAST_EVLOOP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -58,10 +59,11 @@ struct pgc_ev {
     int64_t due;
     bool registered;      /* in the epoll set */
     bool closing;         /* written by the loop thread under the loop's mutex */
-    /* under the loop's mutex */
+    atomic_bool woken;    /* a ready call is due (or the object is closing) */
+    /* under the loop's mutex (queued, rnext/rprev also by the loop in its pass) */
     int state;
     bool pending, queued;
-    uint64_t rseq;
+    uint64_t rgen;
     pgc_ev *rnext, *rprev; /* ready list */
     pgc_ev *inext;         /* handed over, not adopted yet */
     /* loop thread */
