@@ -8,7 +8,7 @@ every 100 ms (each tick flushes the stream's output), gets every event of the lo
 in order — compared with realtime.realtime_events_log — and the stream stays open.
 (Before, a stream whose output a tick flushed to the end was never pumped again.)
 Run by tests/sse/loop_faults.sh; prints TAP lines."""
-import os, socket, sys, threading, time, urllib.parse
+import os, socket, struct, subprocess, sys, threading, time, urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sse_checks as sc  # noqa: E402  (Stream, psql, token, ok)
@@ -91,6 +91,68 @@ def check_resume_far_behind():
     s.close()
 
 
+def check_churn_and_shutdown():
+    """Streams come and go while events flow — half of each round reset by the client —
+    then SIGTERM ends the rest while events still flow: the stream loop frees a stream
+    only after the batch that may still point at it (the handlers' logs are checked for
+    sanitizer reports by loop_faults.sh). The process exits."""
+    ch = f"project:{sc.RUN}churn"
+    stop = threading.Event()
+
+    def publisher():
+        p = subprocess.Popen(["psql", "-qXAt"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        i = 0
+        while not stop.is_set():
+            p.stdin.write(f"SELECT realtime.publish('t1', '{ch}', 'e', jsonb_build_object('i', {i}));\n")
+            p.stdin.flush()
+            i += 1
+            if i % 20 == 0:
+                time.sleep(0.002)
+        p.stdin.close()
+        p.wait()
+
+    pub = threading.Thread(target=publisher)
+    pub.start()
+    tok = sc.token()
+    opened = 0
+    try:
+        for rnd in range(4):
+            streams = [sc.Stream(f"channel={ch}&token={tok}") for _ in range(100)]
+            opened += sum(1 for x in streams if x.status == 200)
+            time.sleep(0.3)
+            for i, x in enumerate(streams):
+                if i % 2 == 0:
+                    x.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                x.close()
+        last = [sc.Stream(f"channel={ch}&token={tok}") for _ in range(100)]
+        time.sleep(0.3)
+        pid = int(os.environ.get("LF_SSE_PID") or 0)  # this test's handler (a child of its lighttpd)
+        if pid:
+            os.kill(pid, 15)
+        end = time.time() + 20
+        while time.time() < end and not all(x.closed for x in last):
+            for x in last:
+                x.pump(0)
+            time.sleep(0.05)
+        ended = [x.closed for x in last]
+    finally:
+        stop.set()
+        pub.join()
+    sc.ok(opened == 400, "400 streams opened in rounds while events flow, half of each round reset", opened)
+    sc.ok(pid is not None and all(ended), "SIGTERM while events flow ends every open stream", f"{sum(ended)} of 100")
+    end = time.time() + 15
+    while pid and os.path.exists(f"/proc/{pid}") and time.time() < end:
+        try:
+            if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.1)
+    sc.ok(pid and (not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"),
+          "the handler exits")
+
+
 if __name__ == "__main__":
     check_resume_far_behind()
+    check_churn_and_shutdown()
     sys.exit(1 if sc.failed else 0)
