@@ -8,10 +8,11 @@ every 100 ms (each tick flushes the stream's output), gets every event of the lo
 in order — compared with realtime.realtime_events_log — and the stream stays open.
 (Before, a stream whose output a tick flushed to the end was never pumped again.)
 Run by tests/sse/loop_faults.sh; prints TAP lines."""
-import os, socket, struct, subprocess, sys, threading, time, urllib.parse
+import os, socket, struct, sys, threading, time, urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import sse_checks as sc  # noqa: E402  (Stream, psql, token, ok)
+from flow import EventFlow, exited  # noqa: E402  (tests/lib, on the path through sse_checks)
 
 
 def log_seqs(ch):
@@ -97,25 +98,9 @@ def check_churn_and_shutdown():
     only after the batch that may still point at it (the handlers' logs are checked for
     sanitizer reports by loop_faults.sh). The process exits."""
     ch = f"project:{sc.RUN}churn"
-    stop = threading.Event()
-
-    def publisher():
-        p = subprocess.Popen(["psql", "-qXAt"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        i = 0
-        while not stop.is_set():
-            p.stdin.write(f"SELECT realtime.publish('t1', '{ch}', 'e', jsonb_build_object('i', {i}));\n")
-            p.stdin.flush()
-            i += 1
-            if i % 20 == 0:
-                time.sleep(0.002)
-        p.stdin.close()
-        p.wait()
-
-    pub = threading.Thread(target=publisher)
-    pub.start()
     tok = sc.token()
     opened = 0
-    try:
+    with EventFlow("t1", ch):
         for rnd in range(4):
             streams = [sc.Stream(f"channel={ch}&token={tok}") for _ in range(100)]
             opened += sum(1 for x in streams if x.status == 200)
@@ -135,21 +120,9 @@ def check_churn_and_shutdown():
                 x.pump(0)
             time.sleep(0.05)
         ended = [x.closed for x in last]
-    finally:
-        stop.set()
-        pub.join()
     sc.ok(opened == 400, "400 streams opened in rounds while events flow, half of each round reset", opened)
-    sc.ok(pid is not None and all(ended), "SIGTERM while events flow ends every open stream", f"{sum(ended)} of 100")
-    end = time.time() + 15
-    while pid and os.path.exists(f"/proc/{pid}") and time.time() < end:
-        try:
-            if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
-                break
-        except OSError:
-            break
-        time.sleep(0.1)
-    sc.ok(pid and (not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"),
-          "the handler exits")
+    sc.ok(bool(pid) and all(ended), "SIGTERM while events flow ends every open stream", f"{sum(ended)} of 100")
+    sc.ok(bool(pid) and exited(pid, 15), "the handler exits")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ standard library (raw sockets, HTTP/1.0), psql for publishing, scripts/jwt.py fo
 import json, os, select, socket, subprocess, sys, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+from flow import exited  # noqa: E402
 from jwt import mint  # noqa: E402
 
 BASE, LABEL = sys.argv[1], sys.argv[2]
@@ -322,16 +324,7 @@ def check_shutdown(pid):
     ok(all(ended), "SIGTERM ends every stream", f"{sum(ended)} of 20 ended")
     codes = [(s.data("error") or [{}])[-1].get("code") for s in streams]
     ok(codes == ["shutdown"] * 20, "each with a shutdown error as its last message", codes)
-    end = time.time() + 15
-    while os.path.exists(f"/proc/{pid}") and time.time() < end:
-        try:
-            if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
-                break
-        except OSError:
-            break
-        time.sleep(0.1)
-    gone = not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-    ok(gone, "the process exits")
+    ok(exited(pid, 15), "the process exits")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ that never reads (closed, memory bounded), a resume over a backlog many times qu
 (every event of the log once, in order, no 1008), an unfinished fragmented message past
 ws_max_unfinished_bytes (1009), and a reader that stalls past its queue and then reads
 (it gets the 1008 close frame, not a dropped connection)."""
-import asyncio, base64, json, os, socket, struct, subprocess, sys, threading, time
+import asyncio, base64, json, os, socket, struct, subprocess, sys, time
 
 import websockets
 
@@ -15,6 +15,7 @@ BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.join(ROOT, "tests/lib"))
 from jwt import mint  # noqa: E402
+from flow import EventFlow  # noqa: E402
 from wsframes import Reader, frame  # noqa: E402
 
 SECRET = "ws-bounds-secret"
@@ -194,27 +195,8 @@ def check_churn(sc):
     """200 connections at a time subscribed to a channel while events flow; half of each
     round dropped at once without a close frame (RST), the rest closed properly."""
     ch = f"churn:{os.getpid()}"
-    stop = threading.Event()
-
-    def publisher():
-        # one psql session fed statement after statement: a steady stream of wakes
-        p = subprocess.Popen(["psql", "-qXAt"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-        i = 0
-        while not stop.is_set():
-            p.stdin.write(f"SELECT realtime.publish('t1', '{ch}', 'e', jsonb_build_object('i', {i}, "
-                          "'pad', repeat('x', 300)));\n")
-            p.stdin.flush()
-            i += 1
-            if i % 20 == 0:
-                time.sleep(0.002)
-        p.stdin.close()
-        p.wait()
-
-    pubs = [threading.Thread(target=publisher) for _ in range(2)]
-    for pub in pubs:
-        pub.start()
     rounds, errors = int(os.environ.get("WS_CHURN_ROUNDS", "8")), []
-    try:
+    with EventFlow("t1", ch, pad=300, threads=2):
         for rnd in range(rounds):
             conns = []
             for _ in range(200):
@@ -236,10 +218,6 @@ def check_churn(sc):
                     except OSError:
                         pass
                     c.close()
-    finally:
-        stop.set()
-        for pub in pubs:
-            pub.join()
     ok(not errors, f"{rounds} rounds of 200 connections opened while events flow", errors[:3])
     time.sleep(1)
     ok(sc.alive(), "the sidecar survives the churn")
