@@ -505,6 +505,7 @@ static void loop_init(void)
     if (rc != 0) {
         PGC_ERROR("stream loop: cannot start its thread: %s", strerror(rc));
         loop.l = NULL; /* never ran: streams stay on their threads */
+        pgc_evloop_free(l);
         return;
     }
 }
