@@ -300,7 +300,8 @@ def check_slow_client():
     psql(f"SELECT realtime.publish('t1', '{ch}', 'big', jsonb_build_object('i', g, 'pad', repeat('x', 7000))) "
          f"FROM generate_series(1, {total}) g")
     ok(fast.wait_for(lambda s: len(s.seqs()) >= total, 60) and fast.seqs() == list(range(1, total + 1)),
-       "a client that reads gets every event, in order, while another stops reading", len(fast.seqs()))
+       "a client that reads gets every event, in order, while another stops reading",
+       f"{len(fast.seqs())} events, closed={fast.closed}, errors={fast.data('error')}")
     fast.close()
     slow.read_body(timeout=60)
     seqs, errs = slow.seqs(), slow.data("error")
