@@ -7,6 +7,8 @@ standard library (raw sockets, HTTP/1.0), psql for publishing, scripts/jwt.py fo
 import json, os, select, socket, subprocess, sys, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+from flow import exited  # noqa: E402
 from jwt import mint  # noqa: E402
 
 BASE, LABEL = sys.argv[1], sys.argv[2]
@@ -101,6 +103,10 @@ class Stream:
                 self.closed = True
             elif chunk:
                 self.buf += chunk
+        self.parse()
+
+    def parse(self):
+        """Parses the complete events in what was read."""
         while b"\n\n" in self.buf:
             block, _, self.buf = self.buf.partition(b"\n\n")
             eid, data = None, []
@@ -296,7 +302,8 @@ def check_slow_client():
     psql(f"SELECT realtime.publish('t1', '{ch}', 'big', jsonb_build_object('i', g, 'pad', repeat('x', 7000))) "
          f"FROM generate_series(1, {total}) g")
     ok(fast.wait_for(lambda s: len(s.seqs()) >= total, 60) and fast.seqs() == list(range(1, total + 1)),
-       "a client that reads gets every event, in order, while another stops reading", len(fast.seqs()))
+       "a client that reads gets every event, in order, while another stops reading",
+       f"{len(fast.seqs())} events, closed={fast.closed}, errors={fast.data('error')}")
     fast.close()
     slow.read_body(timeout=60)
     seqs, errs = slow.seqs(), slow.data("error")
@@ -320,16 +327,7 @@ def check_shutdown(pid):
     ok(all(ended), "SIGTERM ends every stream", f"{sum(ended)} of 20 ended")
     codes = [(s.data("error") or [{}])[-1].get("code") for s in streams]
     ok(codes == ["shutdown"] * 20, "each with a shutdown error as its last message", codes)
-    end = time.time() + 15
-    while os.path.exists(f"/proc/{pid}") and time.time() < end:
-        try:
-            if open(f"/proc/{pid}/stat").read().split()[2] == "Z":
-                break
-        except OSError:
-            break
-        time.sleep(0.1)
-    gone = not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
-    ok(gone, "the process exits")
+    ok(exited(pid, 15), "the process exits")
 
 
 if __name__ == "__main__":
