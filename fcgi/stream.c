@@ -528,7 +528,7 @@ void pgc_stream_run(pgc_stream *st)
     st->reqid[0] = (unsigned char)(r->fcgx.requestId >> 8);
     st->reqid[1] = (unsigned char)(r->fcgx.requestId & 0xff);
     FCGX_Free(&r->fcgx, 0);
-    r->detached = true;
+    pgc_fcgi_mark_detached(r);
     int fl = fcntl(st->fd, F_GETFL);
     if (fl < 0 || fcntl(st->fd, F_SETFL, fl | O_NONBLOCK) != 0)
         PGC_WARN("stream %s: cannot make its connection non-blocking: %s", pgc_req_id(r), strerror(errno));
