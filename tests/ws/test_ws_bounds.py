@@ -319,7 +319,8 @@ def sidecar_socket(sc, client_port):
 
 
 def check_stalled_reader(sc):
-    """A reader that stops reading falls past its queue: the sidecar cuts it off with 1008.
+    """A reader that stops reading falls past its queue and, after queue_stall_ms without
+    taking anything, the sidecar cuts it off with 1008.
     Until the reader has taken the close frame, the sidecar keeps the connection: a
     descriptor closed with megabytes unsent leaves the kernel an orphan socket, which it
     abandons (reset, no close frame for the client: 1006) after a few minutes of zero
@@ -360,7 +361,7 @@ def main():
     a = Sidecar("a")  # defaults
     b = Sidecar("b", queue_bytes="1MiB", max_message_bytes="1MiB", ws_max_unfinished_bytes="64KiB")
     c = Sidecar("c", queue_bytes="256KiB")
-    d = Sidecar("d", queue_bytes="256KiB")
+    d = Sidecar("d", queue_bytes="256KiB", queue_stall_ms="2000")  # the stalled reader is ended 2 s after its last take
     try:
         ok(a.alive() and b.alive() and c.alive() and d.alive(), "sidecars started (ws_max_unfinished_bytes is a known key)")
         for name, fn in (("pong order", lambda: check_pong_order(a)), ("unfinished input", lambda: check_unfinished(b)),
