@@ -96,6 +96,7 @@ class Client:
         self.start_pos = {c: int((since or {}).get(c, 0)) for c in self.channels}
         self.pos = dict(self.start_pos)  # last seq delivered (or skipped by a gap) per channel
         self.got = {c: [] for c in self.channels}
+        self.arrivals = []      # (time, channel, seq) of each delivery
         self.gaps = []          # (channel, from, to)
         self.errors = []        # (time, code or close reason)
         self.connects = 0       # connections opened (1 = never resumed)
@@ -112,6 +113,7 @@ class Client:
         ch = m.get("channel")
         if ch in self.got:
             self.got[ch].append(m["seq"])
+            self.arrivals.append((time.time(), ch, m["seq"]))
             if m["seq"] > self.pos[ch]:
                 self.pos[ch] = m["seq"]
         else:
@@ -138,6 +140,12 @@ class Client:
     def reached(self, last):
         """Whether every channel's delivered position reached last[channel]."""
         return all(self.pos.get(c, 0) >= s for c, s in last.items() if c in self.pos)
+
+    def max_silence(self, since=0.0, until=None):
+        """The longest time between two deliveries (or from `since`) in [since, until]."""
+        ts = [a for a, _, _ in self.arrivals if a >= since and (until is None or a <= until)]
+        edges = [since] + ts + ([until] if until else [])
+        return max((b - a for a, b in zip(edges, edges[1:])), default=0.0)
 
     def error_codes(self):
         return [c for _, c in self.errors]
@@ -544,6 +552,63 @@ class WSClient(Client):
 
     def close_codes(self):
         return [c for c, _ in self.closes]
+
+
+def ws_frame(payload, opcode=1, fin=True):
+    """One masked client frame (RFC 6455 §5.2)."""
+    if isinstance(payload, str):
+        payload = payload.encode()
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class RawWS:
+    """A WebSocket on a plain blocking socket, for clients that misbehave: it may never
+    read (`send` only), flood pings, and leave without a close frame (`drop`).
+    url: ws://host:port/path (token added)."""
+
+    def __init__(self, url, tok, rcvbuf=None, timeout=15):
+        u = urllib.parse.urlparse(url)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect((u.hostname, u.port or 80))
+        key = __import__("base64").b64encode(os.urandom(16)).decode()
+        path = f"{u.path}?{u.query + '&' if u.query else ''}token={urllib.parse.quote(tok)}"
+        self.sock.sendall((f"GET {path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
+                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                           f"Origin: http://{u.hostname}:{u.port}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = self.sock.recv(1)  # byte by byte: nothing after the head is taken
+            if not b:
+                break
+            head += b
+        self.status = int(head.split()[1]) if len(head.split()) > 1 else 0
+
+    def send(self, text, opcode=1):
+        self.sock.sendall(ws_frame(text, opcode))
+
+    def subscribe(self, channel, since=0):
+        self.send(json.dumps({"type": "subscribe", "channel": channel, "since": since}))
+
+    def drop(self, reset=True):
+        """Leaves with no close frame: a RST (reset=True) or a FIN."""
+        try:
+            if reset:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.sock.close()
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- checking
