@@ -64,6 +64,16 @@ def publish_sql(tenant, channel, count, etype="e", pad=0):
             f"FROM generate_series(1, {int(count)}) g")
 
 
+def steady_publish_sql(tenant, channel, count, interval_s, etype="e", pad=0, batch=1):
+    """A DO block publishing `count` transactions of `batch` events each, `interval_s`
+    apart (one backend; far steadier than a psql per event). Run it with apsql while
+    clients read."""
+    body = "jsonb_build_object('i', i" + (f", 'pad', repeat('x', {int(pad)})" if pad else "") + ")"
+    return (f"DO $$ BEGIN FOR i IN 1..{int(count)} LOOP "
+            f"PERFORM realtime.publish('{tenant}', '{channel}', '{etype}', {body}) FROM generate_series(1, {int(batch)}); "
+            f"COMMIT; PERFORM pg_sleep({float(interval_s)}); END LOOP; END $$")
+
+
 def cursor_text(positions):
     return ",".join(f"{c}={s}" for c, s in positions.items())
 
@@ -553,6 +563,58 @@ class WSClient(Client):
     def close_codes(self):
         return [c for c, _ in self.closes]
 
+    def summary(self):
+        return super().summary() + f", closes {self.closes[-3:]}"
+
+
+async def ws_churn(url, tok, channels, n, since=0, drop_ratio=0.5, stay=(0.0, 1.0), stats=None):
+    """Opens n WebSockets at once; each subscribes to `channels` (from `since`: a number,
+    or None for "now"), reads for a random time in `stay`, then leaves: a share
+    `drop_ratio` without a close frame (the socket just goes), the rest with a close.
+    Returns stats: opened, failed, dropped, closed, messages."""
+    import websockets
+    st = stats if stats is not None else {}
+    for k in ("opened", "failed", "dropped", "closed", "messages"):
+        st.setdefault(k, 0)
+    full = f"{url}{'&' if '?' in url else '?'}token={urllib.parse.quote(tok)}"
+
+    async def one(i):
+        try:
+            ws = await asyncio.wait_for(websockets.connect(full, max_size=None, ping_interval=None, close_timeout=2,
+                                                           open_timeout=None), 30)
+        except Exception:
+            st["failed"] += 1
+            return
+        st["opened"] += 1
+        try:
+            for c in channels:
+                m = {"type": "subscribe", "channel": c}
+                if since is not None:
+                    m["since"] = since
+                await ws.send(json.dumps(m))
+            end = time.time() + random.uniform(*stay)
+            while time.time() < end:
+                try:
+                    await asyncio.wait_for(ws.recv(), max(0.01, end - time.time()))
+                    st["messages"] += 1
+                except asyncio.TimeoutError:
+                    break
+        except Exception as e:
+            k = f"ended by {type(e).__name__}"
+            st[k] = st.get(k, 0) + 1
+        if random.random() < drop_ratio:
+            ws.transport.abort()
+            st["dropped"] += 1
+        else:
+            try:
+                await asyncio.wait_for(ws.close(), 5)
+            except Exception:
+                ws.transport.abort()
+            st["closed"] += 1
+
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return st
+
 
 def ws_frame(payload, opcode=1, fin=True):
     """One masked client frame (RFC 6455 §5.2)."""
@@ -740,6 +802,19 @@ def last_seqs(tenant, channels, env=None):
     return out
 
 
+def hub_activity(samples=5, env=None):
+    """What pgcast's sessions are running, sampled `samples` times 0.2 s apart: a hub
+    stuck re-reading the log shows `realtime.read` (or its SELECT) in every sample."""
+    out = []
+    for _ in range(samples):
+        out.append(psql("SELECT coalesce(string_agg(application_name || ': ' || left(regexp_replace(query, '\\s+', ' ', "
+                        "'g'), 70), ' | '), '') FROM pg_stat_activity WHERE state = 'active' "
+                        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'", env))
+        time.sleep(0.2)
+    busy = sum(1 for x in out if "realtime_events_log" in x or "realtime.read" in x)
+    return f"log reads running in {busy} of {samples} samples; e.g. {next((x for x in out if x), '(idle)')}"
+
+
 def sanitizer_reports(paths):
     """Lines of sanitizer reports (ASan, UBSan, glibc heap checks) in the given logs."""
     pats = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "SUMMARY: UndefinedBehavior",
@@ -754,6 +829,29 @@ def sanitizer_reports(paths):
         except OSError:
             pass
     return hits
+
+
+def sanitizer_excerpt(paths, limit=60):
+    """The first sanitizer report in the given logs: its stack lines (#N ...), the
+    freed-by/allocated-by headers and the SUMMARY, at most `limit` lines."""
+    keep = ("ERROR: ", "runtime error:", "    #", "freed by thread", "previously allocated by", "SUMMARY:",
+            "READ of size", "WRITE of size", "double free", "is located")
+    for p in paths:
+        try:
+            with open(p, errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for i, line in enumerate(lines):
+            if "ERROR: AddressSanitizer" in line or "runtime error:" in line or "double free or corruption" in line:
+                out = [f"{os.path.basename(p)}:"]
+                for x in lines[i:]:
+                    if any(k in x for k in keep):
+                        out.append(x.strip()[:200])
+                    if len(out) >= limit or x.startswith("SUMMARY:") or "SUMMARY:" in x:
+                        break
+                return "\n".join(out)
+    return ""
 
 
 class Tap:
