@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """ws_churn.sh's client side. 10 resuming clients stay on two channels while about 100
 events a second are published to each (in transactions of 2); meanwhile ROUNDS rounds of 200 connections at
-once subscribe to the same channels and leave after up to half a second, half of them
+once subscribe to the same channels (from 50 events back or from now) and leave after up to half a second, half of them
 without a close frame. Then: the sidecar still runs, its log has no sanitizer report,
 each staying client got every event once, in order."""
 import asyncio, glob, os, sys, time
@@ -37,7 +37,9 @@ async def main():
     stats = {}
     started = time.time()
     for r in range(ROUNDS):
-        await rc.ws_churn(WS_URL, tok, chans, 200, since=0 if r % 2 == 0 else None, drop_ratio=0.5,
+        # half the rounds resume a little behind (a short catch-up each), half start live
+        since = max(0, min(rc.last_seqs("t1", chans).values()) - 50) if r % 2 == 0 else None
+        await rc.ws_churn(WS_URL, tok, chans, 200, since=since, drop_ratio=0.5,
                           stay=(0.0, 0.5), stats=stats)
         if not alive(PID):
             break
@@ -54,6 +56,28 @@ async def main():
     ok = await rc.wait_delivered(stayers, final, stall=30 if alive(PID) else 3, cap=120)
     t.ok(ok, "the connections that stayed got every event",
          "\n".join(c.summary() for c in stayers[:3]) + ("" if ok else "\n" + rc.hub_activity()))
+    if not ok and os.environ.get("CHURN_GDB"):
+        out = __import__("subprocess").run(["gdb", "-p", str(PID), "-batch", "-ex", "thread apply all bt 12"],
+                                           capture_output=True, text=True).stdout
+        t.note("\n".join(l for l in out.splitlines() if l.startswith(("#", "Thread")))[:6000])
+        sp = __import__("subprocess")
+        t.note(sp.run(f"ss -tn state established '( sport = :{os.environ['WS_PORT']} )' | head -30", shell=True,
+                      capture_output=True, text=True).stdout)
+        t.note(sp.run(["curl", "-s", f"http://127.0.0.1:{os.environ['WS_PORT']}/metrics"], capture_output=True,
+                      text=True).stdout)
+    if not ok and alive(PID):
+        # diagnosis: one more NOTIFY makes the hub read its connection; if that releases
+        # every missing event, they were sitting unread in the hub's connection
+        before = {c: stayers[0].pos[c] for c in chans}
+        for ch in chans:
+            await rc.apsql(rc.publish_sql("t1", ch, 1, pad=200))
+        final2 = rc.last_seqs("t1", chans)
+        got = await rc.wait_delivered(stayers, final2, stall=15, cap=30)
+        t.note(f"after one more event per channel: stay0 went from {before} to {stayers[0].pos} "
+               f"(log: {final2}); {'all delivered' if got else 'still missing'}")
+    for _ in range(int(os.environ.get("CHURN_WATCH", 0)) if not ok else 0):  # diagnosis: does it recover?
+        await asyncio.sleep(10)
+        t.note(f"{time.strftime('%T')} stay0 at {stayers[0].pos} of {final}; {rc.hub_activity(3)}")
     for c in stayers:
         await c.stop()
     problems = rc.check_all(stayers, "t1")

@@ -1,7 +1,6 @@
 #!/bin/bash
 # WebSocket connection churn under the sanitizer build: rounds of 200 connections at
-# once, each subscribing to a busy channel (half from the start of its log, half from
-# now), half of them dropped without a close frame, while events flow. The sidecar stays
+# once, each subscribing to two busy channels (half 50 events back, half from now), half of them dropped without a close frame, while events flow. The sidecar stays
 # up with no sanitizer report, and the connections that stay get every event.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"

@@ -808,10 +808,10 @@ def hub_activity(samples=5, env=None):
     out = []
     for _ in range(samples):
         out.append(psql("SELECT coalesce(string_agg(application_name || ': ' || left(regexp_replace(query, '\\s+', ' ', "
-                        "'g'), 70), ' | '), '') FROM pg_stat_activity WHERE state = 'active' "
+                        "'g'), 110), ' | '), '') FROM pg_stat_activity WHERE state = 'active' "
                         "AND pid <> pg_backend_pid() AND backend_type = 'client backend'", env))
         time.sleep(0.2)
-    busy = sum(1 for x in out if "realtime_events_log" in x or "realtime.read" in x)
+    busy = sum(1 for x in out if "realtime.read" in x or "gap_to, event_type" in x)
     return f"log reads running in {busy} of {samples} samples; e.g. {next((x for x in out if x), '(idle)')}"
 
 
