@@ -1,8 +1,9 @@
 #!/bin/bash
 # SSE through real lighttpd with the shipped lighttpd-conf/pgcast.conf (FastCGI, bin-path):
 # headers, no buffering, errors, resume, tenants, heartbeats and config changes, and
-# a client that stops reading (only it is ended), 1,000 concurrent streams whose count
-# returns to zero.
+# a client that stops reading (only it is ended; the client that reads resumes like a
+# browser if the burst ends it at its own bound, and must never sit silent on an open
+# stream), 1,000 concurrent streams whose count returns to zero.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init

@@ -283,7 +283,14 @@ def check_many(nstreams, nevents=100):
 
 def check_slow_client():
     """A client that stops reading stalls only itself: the others get every event; it
-    is ended with an overflow error after what it was sent, in order, with no hole."""
+    is ended with an overflow error after what it was sent, in order, with no hole.
+
+    The reading client resumes with Last-Event-ID when its stream ends, as a browser
+    does: the burst (10.5 MB committed at once) is five times the queue configured for
+    this test, so on a busy machine a reader that gets little CPU while the burst
+    arrives may legitimately be ended at the bound too (SPEC: a client at a bound is
+    ended and resumes from its cursor). What must hold is that it gets every event once,
+    in order, and never stops receiving while its stream stays open."""
     ch = f"project:{RUN}slow"
     tok = token()
     slow = Stream(f"channel={ch}&token={tok}")  # never reads until the end
@@ -291,10 +298,33 @@ def check_slow_client():
     # 1,500 x 7 KB (bodies small enough to come with their NOTIFY): more than the
     # handler's queue (SSE_QUEUE_BYTES, set by the caller) plus every socket buffer
     total = 1500
+    t0 = time.time()
     psql(f"SELECT realtime.publish('t1', '{ch}', 'big', jsonb_build_object('i', g, 'pad', repeat('x', 7000))) "
          f"FROM generate_series(1, {total}) g")
-    ok(fast.wait_for(lambda s: len(s.seqs()) >= total, 60) and fast.seqs() == list(range(1, total + 1)),
-       "a client that reads gets every event, in order, while another stops reading", len(fast.seqs()))
+    seqs, ends, last_id = [], [], None
+    last_progress, stalls = time.time(), []
+    end = time.time() + 120
+    while time.time() < end and len(seqs) + len(fast.seqs()) < total:
+        before = len(fast.events)
+        fast.pump(0.2)
+        if len(fast.events) != before:
+            last_progress = time.time()
+        if fast.closed:  # resume from the last id seen, as EventSource does
+            seqs += fast.seqs()
+            last_id = next((e for e, _ in reversed(fast.events) if e), last_id)
+            ends.append((round(time.time() - t0, 1), len(seqs), [d.get("code") for d in fast.data("error")]))
+            fast = Stream(f"channel={ch}&token={tok}", {"Last-Event-ID": last_id} if last_id else None)
+            last_progress = time.time()
+        elif time.time() - last_progress > 30:
+            stalls.append((round(time.time() - t0, 1), len(seqs) + len(fast.seqs()), len(fast.data("heartbeat"))))
+            break
+    seqs += fast.seqs()
+    ok(seqs == list(range(1, total + 1)),
+       "a client that reads gets every event, in order, while another stops reading",
+       f"{len(seqs)} of {total}; ended and resumed (s, events, errors): {ends}; "
+       f"open but silent for 30 s (s, events, heartbeats): {stalls}")
+    if ends:
+        print(f"# the reading client was ended {len(ends)} time(s) and resumed: {ends}")
     fast.close()
     slow.read_body(timeout=60)
     seqs, errs = slow.seqs(), slow.data("error")
