@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """stress.sh's client side: the load, the faults and the checks.
 
-Timeline (seconds from the start of the load; DURATION, default 100):
+Timeline (seconds from the start of the load; DURATION, default 90):
   all along  publishers on 3 channels (small events; now and then a 12 KB one, which
              comes without its body in NOTIFY), resuming clients on every transport;
              WebSocket churn (rounds of 100, half dropped without a close frame), SSE
@@ -22,7 +22,7 @@ BASE, WEB, PG_DIR = os.environ["LIGHTTPD_URL"], os.environ["WEB_DIR"], os.enviro
 WS_DIRECT = f"ws://127.0.0.1:{os.environ['WS_PORT']}/ws"
 WS_PROXIED = BASE.replace("http://", "ws://") + "/realtime/ws"
 WS_PID = int(os.environ["WS_PID"])
-DURATION = float(os.environ.get("DURATION", 100))
+DURATION = float(os.environ.get("DURATION", 90))
 TENANT = "t1"
 t = rc.Tap("stress")
 faults = []  # (seconds, what)
@@ -195,13 +195,16 @@ async def main():
     t.note(f"committed: {final}")
     done = await rc.wait_delivered(clients, final, stall=30, cap=150)
     late = [c for c in clients if not c.reached(final)]
-    diag = ""
+    diag = {"sse": "", "poll": "", "ws": ""}
     if late:  # open and silent? (heartbeats go on, events do not)
         hb = {c.name: getattr(c, "heartbeats", 0) for c in late}
         await asyncio.sleep(3)
-        diag = "\n".join(f"{c.name}: stream open {getattr(c, 'stream_open', '?')}, "
-                         f"{getattr(c, 'heartbeats', 0) - hb[c.name]} heartbeats in the last 3 s" for c in late
-                         if c.kind == "sse") + "\n" + rc.hub_activity(3)
+        activity = rc.hub_activity(3)
+        for c in late:
+            diag[c.kind] += (f"{c.name}: at {c.pos}" + (f", stream open {c.stream_open}, {c.heartbeats - hb[c.name]} "
+                                                       f"heartbeats in the last 3 s" if c.kind == "sse" else "") + "\n")
+        for k in diag:
+            diag[k] += activity
     results = {}
     for kind in ("sse", "poll", "ws"):
         group = [c for c in clients if c.kind == kind]
@@ -210,7 +213,7 @@ async def main():
         t.ok(not problems and all(c.reached(final) for c in group),
              f"{kind}: each of {len(group)} resuming clients got exactly the committed events, in order",
              "\n".join(problems[:9] + [c.summary() for c in group if not c.reached(final)][:4]) +
-             ("\n" + diag if late else ""))
+             ("\n" + diag[kind] if any(c.kind == kind for c in late) else ""))
         t.note("; ".join(f"{c.name}: {c.connects} conn" for c in group))
     if late:
         # diagnosis only (the verdicts above stand): does one more event per channel
