@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """freeze.py sse|ws: a client that does not read, behind on a channel of 12 KB events
-(it resumes from 0 over 1,000 of them: 12 MB, more than its queue), and a client reading
-another channel of the same process while events are published there every 100 ms.
-The reader must keep getting them while the other is stuck, and after it leaves; a
-client connecting afterwards too. Every delivery is checked against the log."""
+(it resumes from 0 over 1,000 of them for SSE, 3,000 for WebSocket: more than its
+queue), and a client reading another channel of the same process while events are
+published there every 100 ms. The reader must keep getting them while the other is
+stuck, and after it leaves; for WebSocket also after connections that drop without a
+close frame 0.3 s and 1 s into that catch-up; a client connecting afterwards too.
+Every delivery is checked against the log. A failure notes whether the hub's database
+session was seen reading the log (a hub re-reading it in a loop)."""
 import asyncio, glob, os, sys, time
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))

@@ -1,8 +1,8 @@
 #!/bin/bash
 # The same for the WebSocket sidecar: a connection that stops reading in the middle of
-# its catch-up over 12 KB events, then drops without a close frame, must not stop the
-# deliveries to the sidecar's other connections; nor must connections that drop without a close
-# frame 0.3 s and 1 s into a catch-up over 36 MB.
+# its catch-up over 12 KB events (36 MB), then drops without a close frame, must not stop
+# the deliveries to the sidecar's other connections; nor must connections that drop
+# without a close frame 0.3 s and 1 s into that catch-up.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
