@@ -1,8 +1,9 @@
 #!/bin/bash
 # SSE through real lighttpd with the shipped lighttpd-conf/pgcast.conf (FastCGI, bin-path):
 # headers, no buffering, errors, resume, tenants, heartbeats and config changes, and
-# a client that stops reading (only it is ended), 1,000 concurrent streams whose count
-# returns to zero.
+# a burst larger than the queue (readers get everything on their stream; one that stops
+# reading is ended after queue_stall_ms), 1,000 concurrent streams whose count returns to
+# zero.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
