@@ -27,8 +27,12 @@ typedef struct pgc_config {
     int client_rate;           /* client messages per second per WebSocket (100) */
     int queue_events;          /* outbound queue per subscriber, events (1024) */
     size_t queue_bytes;        /* outbound queue per subscriber, bytes (8 MiB) */
+    int queue_stall_ms;        /* a full queue whose client takes nothing this long ends it (10000) */
+    size_t ws_max_unfinished_bytes; /* WebSocket input held while incomplete (0: max_message_bytes + 128 KiB) */
     int sse_max_duration_s;    /* 0 = streams never end by themselves */
     int sse_retry_ms;          /* retry: line (3000) */
+    int sse_keepalive_ms;      /* an SSE comment line this often: departures noticed (5000; 0 = off) */
+    int sse_max_streams;       /* SSE streams per FastCGI process; beyond, 503 (10000; 0 = no bound) */
     int cgi_poll_interval_ms;  /* plain-CGI streams read the log this often (1000) */
     int poll_max_wait_s;       /* cap of ?wait= (25) */
     int poll_max_limit;        /* cap of ?limit= (1000) */

@@ -2,6 +2,7 @@
 #include "db.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,16 +60,19 @@ void pgc_db_pool_free(pgc_db_pool *p)
     free(p);
 }
 
-/* connect_timeout bounds how long a request waits for an unreachable database. */
-PGconn *pgc_db_connect(const char *conninfo, const char *application_name)
+/* connect_timeout bounds how long a request waits for an unreachable database (libpq
+ * counts whole seconds, at least 2). */
+static PGconn *connect_within(const char *conninfo, const char *application_name, int timeout_s)
 {
+    char secs[16];
+    snprintf(secs, sizeof(secs), "%d", timeout_s < 2 ? 2 : timeout_s);
     const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {conninfo && *conninfo ? conninfo : NULL, application_name, "5", NULL};
+    const char *vals[] = {conninfo && *conninfo ? conninfo : NULL, application_name, secs, NULL};
     if (!vals[0]) {
         keys[0] = "application_name";
         vals[0] = application_name;
         keys[1] = "connect_timeout";
-        vals[1] = "5";
+        vals[1] = secs;
         keys[2] = NULL;
     }
     PGconn *c = PQconnectdbParams(keys, vals, 1);
@@ -82,11 +86,29 @@ PGconn *pgc_db_connect(const char *conninfo, const char *application_name)
     return c;
 }
 
+PGconn *pgc_db_connect(const char *conninfo, const char *application_name)
+{
+    return connect_within(conninfo, application_name, 5);
+}
+
+/* An idle connection has nothing to read: input there is the server's goodbye (a
+ * terminated backend's FATAL message, a closed socket). Such a connection would fail its
+ * next query, and the request with it. */
+static bool idle_usable(PGconn *c)
+{
+    if (PQstatus(c) != CONNECTION_OK)
+        return false;
+    struct pollfd pfd = {PQsocket(c), POLLIN, 0};
+    int n = poll(&pfd, 1, 0);
+    return n == 0; /* readable, hung up, or poll failed: do not trust it */
+}
+
 PGconn *pgc_db_acquire(pgc_db_pool *p, int timeout_ms)
 {
     struct timespec deadline;
     if (clock_gettime(CLOCK_MONOTONIC, &deadline) != 0)
         return NULL;
+    int connect_s = (timeout_ms + 999) / 1000;
     deadline.tv_sec += timeout_ms / 1000;
     deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
     if (deadline.tv_nsec >= 1000000000L) {
@@ -99,18 +121,24 @@ PGconn *pgc_db_acquire(pgc_db_pool *p, int timeout_ms)
         if (p->nidle > 0) {
             PGconn *c = p->idle[--p->nidle];
             pthread_mutex_unlock(&p->mu);
-            if (PQstatus(c) == CONNECTION_OK)
+            if (idle_usable(c))
                 return c;
-            PQreset(c); /* the server went away while it was idle */
-            if (PQstatus(c) == CONNECTION_OK)
+            /* the server went away or ended it while it was idle: a new one instead */
+            PGC_DEBUG("pooled database connection is stale; reconnecting");
+            PQfinish(c);
+            c = connect_within(p->conninfo, "pgcast", connect_s);
+            if (c)
                 return c;
-            pgc_db_release(p, c, true);
+            pthread_mutex_lock(&p->mu);
+            p->open--;
+            pthread_cond_signal(&p->cv);
+            pthread_mutex_unlock(&p->mu);
             return NULL;
         }
         if (p->open < p->size) {
             p->open++;
             pthread_mutex_unlock(&p->mu);
-            PGconn *c = pgc_db_connect(p->conninfo, "pgcast");
+            PGconn *c = connect_within(p->conninfo, "pgcast", connect_s);
             if (!c) {
                 pthread_mutex_lock(&p->mu);
                 p->open--;

@@ -29,12 +29,20 @@ const char *pgc_http_reason(int status)
     return "Error";
 }
 
-#define JSON_HEAD "Status: %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: %zu\r\n%s\r\n"
+#define JSON_HEAD PGC_JSON_HEAD
 
+bool pgc_req_is_head(pgc_request *r)
+{
+    const char *m = pgc_req_param(r, "REQUEST_METHOD");
+    return m && strcmp(m, "HEAD") == 0;
+}
+
+/* A HEAD request gets the head a GET would get (Content-Length included), no body. */
 void pgc_req_send_json(pgc_request *r, int status, const char *json, size_t len, const char *extra_headers)
 {
     pgc_req_printf(r, JSON_HEAD, status, pgc_http_reason(status), len, extra_headers ? extra_headers : "");
-    pgc_req_write(r, json, len);
+    if (!pgc_req_is_head(r))
+        pgc_req_write(r, json, len);
     pgc_req_flush(r);
 }
 

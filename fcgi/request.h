@@ -34,7 +34,14 @@ enum pgc_wait_result pgc_req_wait(pgc_request *r, int wake_fd, int timeout_ms);
 
 /* ---- responses (fcgi/http.c) ---- */
 
-/* A whole JSON response. extra_headers: "" or lines each ending in "\r\n". */
+/* The head of a JSON response: status, reason, Content-Length, extra header lines. */
+#define PGC_JSON_HEAD \
+    "Status: %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nContent-Length: %zu\r\n%s\r\n"
+
+/* REQUEST_METHOD is HEAD: answers carry the head a GET would get, no body. */
+bool pgc_req_is_head(pgc_request *r);
+
+/* A whole JSON response (the head only for HEAD). extra_headers: "" or lines each ending in "\r\n". */
 void pgc_req_send_json(pgc_request *r, int status, const char *json, size_t len, const char *extra_headers);
 /* {"error":{"code","message"}} with a fitting status (SPEC §4). */
 void pgc_req_send_error(pgc_request *r, int status, const char *code, const char *message, const char *extra_headers);

@@ -84,6 +84,15 @@ static void finish_request(pgc_request *r)
     atomic_fetch_sub(&active_requests, 1);
 }
 
+/* Set on a request thread when its handler handed the request to the stream loop. */
+static _Thread_local bool handed_over;
+
+void pgc_fcgi_mark_detached(pgc_request *r)
+{
+    r->detached = true;
+    handed_over = true;
+}
+
 void pgc_fcgi_detached_done(pgc_request *r)
 {
     free(r);
@@ -109,8 +118,9 @@ static void *worker(void *arg)
         pool.queued--;
         pthread_mutex_unlock(&pool.mu);
 
+        handed_over = false;
         j->handler(j->r, j->ctx);
-        if (!j->r->detached) /* else the stream loop finishes it */
+        if (!handed_over) /* else the stream loop finishes (and frees) it: r is not read again */
             finish_request(j->r);
         free(j);
 
@@ -205,8 +215,34 @@ static void raise_fd_limit(void)
     }
 }
 
+/* SIGTERM/SIGINT counted (whatever disposition or mask the web server left us), and
+ * without SA_RESTART: a blocked write or wait returns and the request ends at once. */
+static int install_signals(void)
+{
+    sigset_t term;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGINT);
+    if (sigprocmask(SIG_UNBLOCK, &term, NULL) != 0)
+        PGC_WARN("cannot unblock SIGTERM: %s", strerror(errno));
+    main_thread = pthread_self();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
+        PGC_ERROR("sigaction: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Plain CGI: Apache's mod_cgi(d) and lighttpd's mod_cgi send SIGTERM when the client
+ * leaves or a timeout hits; the handler sees it as a shutdown (pgc_req_wait) and ends. */
 static int serve_cgi(pgc_handler_fn handler, void *ctx)
 {
+    if (install_signals() != 0)
+        return 1;
     pgc_request *r = calloc(1, sizeof(*r));
     if (!r)
         return 1;
@@ -261,15 +297,8 @@ int pgc_fcgi_serve(enum pgc_fcgi_mode mode, const char *listen, pgc_handler_fn h
         }
         PGC_INFO("listening on %s", listen);
     }
-    main_thread = pthread_self();
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask); /* no SA_RESTART: accept() must return on SIGTERM */
-    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
-        PGC_ERROR("sigaction: %s", strerror(errno));
+    if (install_signals() != 0) /* no SA_RESTART: accept() must return on SIGTERM */
         return 1;
-    }
     if (pthread_attr_init(&pool.attr) != 0 || pthread_attr_setstacksize(&pool.attr, THREAD_STACK_BYTES) != 0 ||
         pthread_attr_setdetachstate(&pool.attr, PTHREAD_CREATE_DETACHED) != 0) {
         PGC_ERROR("pthread attributes failed");

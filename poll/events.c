@@ -3,12 +3,15 @@
  * Cheap first: the channels' current positions (realtime_channels only; one query shared
  * by the requests in flight, positions.c).
  * When nothing is new that answers the request — 304 when If-None-Match holds the
- * cursor's ETag, an empty page otherwise — without reading any event body. With
- * ?wait=S a request with nothing new waits: in FastCGI mode as a hub subscriber (no
- * database work while it waits, no thread: it waits on the FastCGI runtime's stream
- * loop; woken by the hub, answered from the items it queues),
- * in plain-CGI mode by re-checking the positions every cgi_poll_interval_ms. */
+ * cursor's ETag (RFC 9110: weak comparison, lists, "*"), an empty page otherwise —
+ * without reading any event body. With ?wait=S a request with nothing new waits,
+ * whatever If-None-Match says (a matching tag gets its 304 at the deadline): in FastCGI
+ * mode as a hub subscriber (no database work while it waits, no thread: it waits on the
+ * FastCGI runtime's stream loop; woken by the hub, answered from the items it queues),
+ * in plain-CGI mode by re-checking the positions every cgi_poll_interval_ms. HEAD gets
+ * GET's answer without its body. A long-poll that waits has a connection-stats row. */
 #include <errno.h>
+#include <json.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 
 #include "clock.h"
 #include "cursor.h"
+#include "pgarray.h"
 #include "log.h"
 #include "poll.h"
 #include "server.h"
@@ -66,21 +70,67 @@ static void etag_of(const char *tenant, const pgc_cursor *cur, char out[40])
     snprintf(out, 40, "W/\"%016" PRIx64 "\"", h);
 }
 
-/* The answer of a page: 200 with its events and cursor, written by send (to a request or
- * to a stream). */
+/* If-None-Match (RFC 9110 §13.1.2) against our tag: "*" or any listed tag with the same
+ * opaque part; the comparison is weak (W/ on either side is ignored). */
+static bool none_match_fails(const char *inm, const char *etag)
+{
+    if (!inm)
+        return false;
+    const char *ours = strchr(etag, '"');
+    size_t olen = strlen(ours);
+    for (const char *p = inm; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        if (*p != '"')
+            return false; /* malformed: no match */
+        const char *end = strchr(p + 1, '"');
+        if (!end)
+            return false;
+        if ((size_t)(end + 1 - p) == olen && strncmp(p, ours, olen) == 0)
+            return true;
+        p = end + 1;
+    }
+    return false;
+}
+
+/* The answer of a page: 200 with its events and cursor, or 304 when If-None-Match holds
+ * its ETag; written by send (to a request or to a stream), the head only for HEAD. */
 typedef void (*json_sender)(void *dst, int status, const char *json, size_t len, const char *hdr);
+
+#define NOT_MODIFIED "Status: 304 Not Modified\r\n%sCache-Control: no-store\r\n\r\n"
 
 static void to_request(void *r, int status, const char *json, size_t len, const char *hdr)
 {
-    pgc_req_send_json(r, status, json, len, hdr);
+    if (status == 304) {
+        pgc_req_printf(r, NOT_MODIFIED, hdr);
+        pgc_req_flush(r);
+    } else {
+        pgc_req_send_json(r, status, json, len, hdr); /* the head only for HEAD */
+    }
 }
 
 static void to_stream(void *st, int status, const char *json, size_t len, const char *hdr)
 {
-    pgc_stream_send_json(st, status, json, len, hdr);
+    if (status == 304)
+        pgc_stream_printf(st, NOT_MODIFIED, hdr);
+    else
+        pgc_stream_send_json(st, status, json, len, hdr);
 }
 
-static void emit_page(json_sender send, void *dst, const char *tenant, struct page *p)
+static void to_stream_head(void *st, int status, const char *json, size_t len, const char *hdr)
+{
+    (void)json;
+    if (status == 304)
+        pgc_stream_printf(st, NOT_MODIFIED, hdr);
+    else
+        pgc_stream_printf(st, PGC_JSON_HEAD, status, pgc_http_reason(status), len, hdr);
+}
+
+static void emit_page(json_sender send, void *dst, const char *tenant, struct page *p, const char *inm)
 {
     static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
     char *cur = pgc_cursor_format(p->cur);
@@ -89,6 +139,13 @@ static void emit_page(json_sender send, void *dst, const char *tenant, struct pa
     if (cur && !p->text.oom) {
         etag_of(tenant, p->cur, etag);
         snprintf(hdr, sizeof(hdr), "ETag: %s\r\n", etag);
+        /* the tag names the cursor state: only an answer with nothing after the
+         * request's cursor is "not modified" (a page with events never is) */
+        if (!p->text.len && none_match_fails(inm, etag)) {
+            send(dst, 304, NULL, 0, hdr);
+            free(cur);
+            return;
+        }
         pgc_buf_put(&out, "{\"events\":[", 11);
         if (p->text.len)
             pgc_buf_put(&out, p->text.p, p->text.len);
@@ -104,7 +161,10 @@ static void emit_page(json_sender send, void *dst, const char *tenant, struct pa
     free(out.p);
 }
 
-static void send_page(pgc_request *r, const char *tenant, struct page *p) { emit_page(to_request, r, tenant, p); }
+static void send_page(pgc_request *r, const char *tenant, struct page *p)
+{
+    emit_page(to_request, r, tenant, p, pgc_req_param(r, "HTTP_IF_NONE_MATCH"));
+}
 
 /* 1: something after the cursor (an event, or a gap), 0: nothing, -1: answered (error). */
 static int anything_new(pgc_app *app, pgc_request *r, const char *tenant, const pgc_cursor *cur)
@@ -152,9 +212,17 @@ typedef struct long_poll {
     pgc_cursor cur;
     struct page p;
     int64_t deadline;
+    char *inm;  /* If-None-Match, or NULL */
+    bool head;  /* HEAD: the answer's head only */
+    pgc_stats_conn *stat;
 } long_poll;
 
-static void lp_answer(long_poll *lp) { emit_page(to_stream, lp->st, lp->tenant, &lp->p); }
+static void lp_answer(long_poll *lp)
+{
+    emit_page(lp->head ? to_stream_head : to_stream, lp->st, lp->tenant, &lp->p, lp->inm);
+    if (lp->stat)
+        pgc_stats_count(lp->stat, (uint64_t)lp->p.count);
+}
 
 static const char *lp_pump(pgc_stream *st, void *arg)
 {
@@ -191,6 +259,7 @@ static void lp_free(long_poll *lp)
 {
     if (lp->sub)
         pgc_sub_free(lp->sub);
+    free(lp->inm);
     free(lp->p.text.p);
     pgc_cursor_free(&lp->cur);
     free(lp->tenant);
@@ -200,15 +269,34 @@ static void lp_free(long_poll *lp)
 static void lp_done(pgc_stream *st, void *arg, const char *reason)
 {
     (void)st;
-    (void)reason;
-    lp_free(arg);
+    long_poll *lp = arg;
+    if (lp->stat)
+        pgc_stats_close(lp->stat, reason);
+    lp_free(lp);
 }
 
 static const pgc_stream_ops long_poll_ops = {lp_pump, lp_tick, lp_shutdown, lp_done};
 
-static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, struct page *p,
+/* A connection-stats row for a long-poll (transport "long-poll"); NULL without stats. */
+static pgc_stats_conn *lp_stats_open(pgc_app *app, pgc_request *r, const pgc_token *tok, char **chans, int n)
+{
+    if (!app->stats)
+        return NULL;
+    pgc_buf list = {0};
+    for (int i = 0; i < n; i++) {
+        pgc_buf_put(&list, ",", i ? 1 : 0);
+        pgc_buf_put(&list, chans[i], strlen(chans[i]));
+    }
+    pgc_stats_conn *c = pgc_stats_open(app->stats, pgc_req_id(r), tok->tenant, tok->sub, "long-poll",
+                                       list.oom ? NULL : list.p, NULL);
+    free(list.p);
+    return c;
+}
+
+static void long_poll_hub(pgc_app *app, pgc_request *r, const pgc_token *tok, char **chans, int n, struct page *p,
                           int wait_s)
 {
+    const char *tenant = tok->tenant;
     long_poll *lp = calloc(1, sizeof(*lp));
     int rc = lp && (lp->tenant = strdup(tenant)) ? 0 : -1;
     if (rc == 0) {
@@ -217,29 +305,37 @@ static void long_poll_hub(pgc_app *app, pgc_request *r, const char *tenant, char
             rc = pgc_cursor_set(&lp->cur, p->cur->v[i].channel, p->cur->v[i].seq);
         lp->p = (struct page){.cur = &lp->cur, .limit = p->limit, .max_bytes = p->max_bytes};
         lp->deadline = pgc_mono_ms() + (int64_t)wait_s * 1000;
+        lp->head = pgc_req_is_head(r);
+        const char *inm = pgc_req_param(r, "HTTP_IF_NONE_MATCH");
+        if (inm && !(lp->inm = strdup(inm)))
+            rc = -1;
     }
     if (rc == 0 && !(lp->st = pgc_stream_new(r, &long_poll_ops, lp)))
         rc = -1;
     if (rc == 0 && !(lp->sub = pgc_sub_new(app->hub, tenant, pgc_stream_wake, lp->st)))
         rc = -1;
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = pgc_sub_add(lp->sub, chans[i], pgc_cursor_get(&lp->cur, chans[i]));
     if (rc != 0) {
         pgc_stream *st = lp ? lp->st : NULL;
         if (lp)
             lp_free(lp); /* the subscriber first: no wake after this */
         if (st)
             pgc_stream_discard(st);
-        pgc_req_send_error(r, 503, "unavailable", "out of resources", "");
+        pgc_req_send_error(r, 503, "unavailable", "out of resources", "Retry-After: 1\r\n");
         return;
     }
-    for (int i = 0; i < n; i++)
-        pgc_sub_add(lp->sub, chans[i], pgc_cursor_get(&lp->cur, chans[i]));
+    lp->stat = lp_stats_open(app, r, tok, chans, n);
     pgc_stream_run(lp->st); /* lp belongs to the stream now */
 }
 
 /* Plain-CGI long-poll: no hub, re-check the positions now and then. */
-static void long_poll_cgi(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n, struct page *p,
+static void long_poll_cgi(pgc_app *app, pgc_request *r, const pgc_token *tok, char **chans, int n, struct page *p,
                           int wait_s)
 {
+    const char *tenant = tok->tenant;
+    pgc_stats_conn *stat = lp_stats_open(app, r, tok, chans, n);
+    const char *reason = "deadline";
     int64_t deadline = pgc_mono_ms() + (int64_t)wait_s * 1000;
     for (;;) {
         int64_t now = pgc_mono_ms();
@@ -249,19 +345,31 @@ static void long_poll_cgi(pgc_app *app, pgc_request *r, const char *tenant, char
         if (now + step > deadline)
             step = (int)(deadline - now);
         enum pgc_wait_result w = pgc_req_wait(r, -1, step);
-        if (w == PGC_WAIT_GONE)
-            return;
-        if (w == PGC_WAIT_SHUTDOWN)
+        if (w == PGC_WAIT_GONE) {
+            reason = "client gone";
+            goto out;
+        }
+        if (w == PGC_WAIT_SHUTDOWN) {
+            reason = "shutdown";
             break;
+        }
         int news = anything_new(app, r, tenant, p->cur);
-        if (news < 0)
-            return;
+        if (news < 0) {
+            reason = "database error";
+            goto out;
+        }
         if (news) {
             read_page(app, r, tenant, p);
-            return;
+            reason = "answered";
+            goto out;
         }
     }
     send_page(r, tenant, p);
+out:
+    if (stat) {
+        pgc_stats_count(stat, (uint64_t)p->count);
+        pgc_stats_close(stat, reason);
+    }
 }
 
 static int int_param(pgc_request *r, const char *query, const char *name, int def, int min, int max, int *out)
@@ -286,9 +394,37 @@ static int int_param(pgc_request *r, const char *query, const char *name, int de
     return 0;
 }
 
+/* limit=0: no events, only the channels' current cursor — where a client that starts
+ * live (as SSE and WebSocket subscriptions do without since) polls from. */
+static void send_position(pgc_app *app, pgc_request *r, const char *tenant, char **chans, int n)
+{
+    pgc_arr a = {0};
+    for (int i = 0; i < n; i++)
+        pgc_arr_text(&a, chans[i]);
+    const char *lit = pgc_arr_end(&a);
+    if (!lit) {
+        free(a.p);
+        pgc_req_send_error(r, 500, "internal", "out of memory", "");
+        return;
+    }
+    const char *params[2] = {tenant, lit};
+    PGresult *res = pgc_app_query(app, r, "SELECT realtime.cursor($1, $2::text[])", 2, params);
+    free(a.p);
+    if (!res)
+        return; /* answered */
+    struct json_object *o = json_object_new_object();
+    json_object_object_add(o, "events", json_object_new_array());
+    json_object_object_add(o, "cursor", json_object_new_string(PQgetvalue(res, 0, 0)));
+    PQclear(res);
+    size_t len;
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    pgc_req_send_json(r, 200, s, len, "Cache-Control: no-store\r\n");
+    json_object_put(o);
+}
+
 void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
 {
-    if (pgc_app_method(r, "GET") != 0)
+    if (pgc_app_method(r, "GET, HEAD") != 0)
         return;
     pgc_token tok;
     if (poll_authenticate(app, r, &tok) != 0)
@@ -308,8 +444,9 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
     char *since_text = pgc_query_get(query, "since");
     if (since_text && pgc_cursor_parse(&since, since_text, (size_t)app->cfg.max_channels, err, sizeof(err)) != 0) {
         pgc_req_send_error(r, 400, "bad_cursor", err, "");
-    } else if (int_param(r, query, "limit", 100, 1, app->cfg.poll_max_limit, &limit) == 0 &&
-               int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
+    } else if (int_param(r, query, "limit", 100, 0, app->cfg.poll_max_limit, &limit) == 0 && limit == 0) {
+        send_position(app, r, tok.tenant, chans, n);
+    } else if (limit > 0 && int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
         /* the page's cursor: every requested channel, in request order; channels the
          * cursor does not name start at 0 (everything retained) */
         int rc = 0;
@@ -323,20 +460,14 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
             pgc_req_send_error(r, 500, "internal", "out of memory", "");
         } else if (news == 1) {
             read_page(app, r, tok.tenant, &p);
+        } else if (news == 0 && wait_s > 0 && app->hub) {
+            /* nothing new yet: wait for it, whatever If-None-Match says (a matching tag
+             * gets 304 at the deadline, not at once) */
+            long_poll_hub(app, r, &tok, chans, n, &p, wait_s);
+        } else if (news == 0 && wait_s > 0) {
+            long_poll_cgi(app, r, &tok, chans, n, &p, wait_s);
         } else if (news == 0) {
-            char etag[40];
-            etag_of(tok.tenant, &cur, etag);
-            const char *inm = pgc_req_param(r, "HTTP_IF_NONE_MATCH");
-            if (inm && strstr(inm, etag)) {
-                pgc_req_printf(r, "Status: 304 Not Modified\r\nETag: %s\r\nCache-Control: no-store\r\n\r\n", etag);
-                pgc_req_flush(r);
-            } else if (wait_s > 0 && app->hub) {
-                long_poll_hub(app, r, tok.tenant, chans, n, &p, wait_s);
-            } else if (wait_s > 0) {
-                long_poll_cgi(app, r, tok.tenant, chans, n, &p, wait_s);
-            } else {
-                send_page(r, tok.tenant, &p);
-            }
+            send_page(r, tok.tenant, &p); /* 304 when If-None-Match holds its tag */
         }
         free(p.text.p);
     }

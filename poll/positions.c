@@ -61,9 +61,14 @@ static void run_batch(pgc_app *app, const struct ask *batch, size_t nasks, int *
     PGconn *c = NULL;
     if (tenants.oom || chans.oom || !last || !pruned) {
         PGC_WARN("positions of %zu channels: out of memory", n);
-    } else if (!(c = pgc_db_acquire(app->pool, 5000))) {
-        *unreachable = true;
-    } else {
+        goto out;
+    }
+    /* twice: a connection the server ended after it was taken fails once, not the batch */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!(c = pgc_db_acquire(app->pool, 5000))) {
+            *unreachable = true;
+            break;
+        }
         const char *params[2] = {tenants.p, chans.p};
         PGresult *r = pgc_db_exec_prepared(
             c, "pgcast_positions_of",
@@ -84,13 +89,18 @@ static void run_batch(pgc_app *app, const struct ask *batch, size_t nasks, int *
                         news[j] = 1;
             }
             pgc_db_release(app->pool, c, false);
-        } else {
-            *unreachable = PQstatus(c) != CONNECTION_OK;
-            PGC_WARN("positions of %zu channels: %s", n, PQresultErrorMessage(r));
-            pgc_db_release(app->pool, c, *unreachable);
+            *unreachable = false;
+            PQclear(r);
+            break;
         }
+        *unreachable = PQstatus(c) != CONNECTION_OK;
+        PGC_WARN("positions of %zu channels: %s", n, PQresultErrorMessage(r));
+        pgc_db_release(app->pool, c, *unreachable);
         PQclear(r);
+        if (!*unreachable)
+            break; /* the database answered with an error: no retry */
     }
+out:
     free(last);
     free(pruned);
     free(tenants.p);

@@ -11,8 +11,10 @@
 
 #include "channel.h"
 #include "log.h"
+#include "pgarray.h"
 #include "server.h"
 #include "sse.h"
+#include "strutil.h"
 
 static const char usage[] =
     "usage: pgcast-sse.fcgi [--listen PATH|HOST:PORT]\n"
@@ -29,14 +31,16 @@ static const char usage[] =
 /* Channels of the stream that the cursor does not position start where they are now. */
 static int cgi_initial_positions(sse_stream *s)
 {
-    char chans[PGC_CHANNEL_MAX * 50 * 3 + 8] = "{";
-    for (int i = 0; i < s->nchans; i++) {
-        size_t l = strlen(chans);
-        snprintf(chans + l, sizeof(chans) - l, "%s\"%s\"", i ? "," : "", s->chans[i]);
+    pgc_arr chans = {0};
+    for (int i = 0; i < s->nchans; i++)
+        pgc_arr_text(&chans, s->chans[i]);
+    const char *p[2] = {s->tok.tenant, pgc_arr_end(&chans)};
+    if (!p[1]) {
+        free(chans.p);
+        return -1;
     }
-    strcat(chans, "}");
-    const char *p[2] = {s->tok.tenant, chans};
     PGresult *res = PQexecParams(s->cgi_conn, "SELECT realtime.cursor($1, $2::text[])", 2, NULL, p, NULL, NULL, 0);
+    free(chans.p);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         PQclear(res);
         return -1;
@@ -74,10 +78,20 @@ static int open_source(sse_stream *s, pgc_request *r)
     return 0;
 }
 
+#define SSE_HEAD "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n"
+
 static void handle(pgc_app *app, pgc_request *r)
 {
-    if (pgc_app_method(r, "GET") != 0)
+    if (pgc_app_method(r, "GET, HEAD") != 0)
         return;
+    const char *method = pgc_req_param(r, "REQUEST_METHOD");
+    bool head = method && strcmp(method, "HEAD") == 0;
+    int max = app->cfg.sse_max_streams;
+    if (!app->cgi && !head && max > 0 && pgc_stream_count() >= max) {
+        pgc_log(PGC_LOG_WARN, pgc_req_id(r), "503: %d streams open (sse_max_streams)", pgc_stream_count());
+        pgc_req_send_error(r, 503, "unavailable", "too many open streams; retry later", "Retry-After: 5\r\n");
+        return;
+    }
     sse_stream *s = calloc(1, sizeof(*s));
     if (!s) {
         pgc_req_send_error(r, 503, "unavailable", "out of memory", "");
@@ -107,6 +121,12 @@ static void handle(pgc_app *app, pgc_request *r)
         sse_stream_free(s);
         return;
     }
+    if (head) { /* the head a GET would have, without a stream */
+        pgc_req_puts(r, SSE_HEAD);
+        pgc_req_flush(r);
+        sse_stream_free(s);
+        return;
+    }
     s->st = pgc_stream_new(r, app->cgi ? &sse_cgi_ops : &sse_hub_ops, s);
     if (!s->st) {
         pgc_req_send_error(r, 503, "unavailable", "out of memory", "");
@@ -119,21 +139,26 @@ static void handle(pgc_app *app, pgc_request *r)
         pgc_stream_discard(st);
         return;
     }
-    pgc_req_printf(r,
-                   "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                   "X-Accel-Buffering: no\r\n\r\nretry: %d\n\n",
-                   app->cfg.sse_retry_ms);
+    pgc_req_printf(r, SSE_HEAD "retry: %d\n\n", app->cfg.sse_retry_ms);
+    if (app->cgi) /* every channel is positioned already */
+        sse_write_position(s);
     sse_stream_start_timers(s);
-    char chans[512] = "";
+    pgc_buf chans = {0};
     for (int i = 0; i < s->nchans; i++) {
-        size_t l = strlen(chans);
-        snprintf(chans + l, sizeof(chans) - l, "%s%s", i ? "," : "", s->chans[i]);
+        pgc_buf_put(&chans, ",", i ? 1 : 0);
+        pgc_buf_put(&chans, s->chans[i], strlen(s->chans[i]));
     }
     if (app->stats)
-        s->stat = pgc_stats_open(app->stats, pgc_req_id(r), s->tok.tenant, s->tok.sub, "sse", chans, NULL);
+        s->stat = pgc_stats_open(app->stats, pgc_req_id(r), s->tok.tenant, s->tok.sub, "sse",
+                                 chans.oom ? NULL : chans.p, NULL);
+    free(chans.p);
     pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels", s->tok.tenant, s->nchans);
-    for (int i = 0; s->sub && i < s->nchans; i++)
-        pgc_sub_add(s->sub, s->chans[i], pgc_cursor_get(&s->cur, s->chans[i]));
+    for (int i = 0; s->sub && !s->failed && i < s->nchans; i++) {
+        if (pgc_sub_add(s->sub, s->chans[i], pgc_cursor_get(&s->cur, s->chans[i])) != 0) {
+            pgc_log(PGC_LOG_WARN, pgc_req_id(r), "subscribing to %s failed; ending the stream", s->chans[i]);
+            s->failed = "subscribe failed";
+        }
+    }
     pgc_stream_run(s->st); /* s belongs to the stream now; freed by its done callback */
 }
 

@@ -3,16 +3,19 @@
 #ifndef PGCAST_SSE_H
 #define PGCAST_SSE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "app.h"
 #include "cursor.h"
 #include "stream.h"
 
-/* Events held until every channel's position is known (hub mode). */
+/* Events held until every channel's position is known (hub mode); bounded like the
+ * hub's queue (queue_events, queue_bytes). */
 typedef struct sse_held {
     pgc_event **v;
     size_t n, cap;
+    size_t bytes;
 } sse_held;
 
 typedef struct sse_stream {
@@ -24,11 +27,14 @@ typedef struct sse_stream {
     pgc_cursor cur;      /* the position after what was sent: every id: line */
     pgc_sub *sub;        /* hub mode */
     int announced;       /* channels whose SUBSCRIBED arrived (hub mode) */
+    bool wrote;          /* an event went out since the keepalive was last pushed back */
+    bool positioned;     /* cur names every channel's position: id: lines may be sent */
+    const char *failed;  /* the stream could not be set up (e.g. a failed subscription) */
     sse_held held;
     PGconn *cgi_conn;    /* plain CGI: reads the log on it */
     int hb_ms;
     uint64_t cfg_gen;
-    int64_t next_hb, next_read, deadline, token_end; /* monotonic ms; 0 = none */
+    int64_t next_hb, next_ka, next_read, deadline, token_end; /* monotonic ms; 0 = none */
     long sent;
     pgc_stats_conn *stat;
 } sse_stream;
@@ -37,6 +43,10 @@ typedef struct sse_stream {
  * the log itself. */
 extern const pgc_stream_ops sse_hub_ops;
 extern const pgc_stream_ops sse_cgi_ops;
+
+/* "id: <cursor>" on a block of its own: sets the client's last event id (what it resumes
+ * from) without firing an event. Sent once every channel is positioned. */
+int sse_write_position(sse_stream *s);
 
 /* Heartbeat interval, maximum duration and token expiry, from now. */
 void sse_stream_start_timers(sse_stream *s);

@@ -4,6 +4,13 @@
  * maximum duration, the token's expiry, and a last error message when the server ends
  * the stream (the client reconnects with Last-Event-ID and resumes).
  *
+ * The cursor goes out from the start: once every channel's position is known, a block
+ * holding only "id: <cursor>" (it sets the client's last event id and fires no event),
+ * and every heartbeat carries it again. A stream that never carried an event still
+ * resumes where it was, so nothing published while the client reconnects is lost.
+ * Between heartbeats a comment line (":") every sse_keepalive_ms makes the web server
+ * write to the client, which is how it notices one that left.
+ *
  * Hub mode (FastCGI): the stream is a hub subscriber woken through pgc_stream_wake; it
  * runs on the process's stream loop. Plain CGI: a process per stream must not hold a
  * LISTEN connection (every listener slows every NOTIFY), so a CGI stream reads the log
@@ -19,6 +26,7 @@
 #include "clock.h"
 #include "envelope.h"
 #include "log.h"
+#include "pgarray.h"
 #include "sse.h"
 
 #define TAKE_BATCH 64
@@ -58,6 +66,13 @@ static int write_id(sse_stream *s)
     return rc;
 }
 
+int sse_write_position(sse_stream *s)
+{
+    s->positioned = true;
+    int rc = write_id(s);
+    return rc == 0 ? pgc_stream_write(s->st, "\n\n", 2) : rc;
+}
+
 /* "id: <cursor>\ndata: <json>\n\n" for items with a position, "data: ...\n\n" otherwise. */
 static int write_item(sse_stream *s, const pgc_event *e)
 {
@@ -71,6 +86,7 @@ static int write_item(sse_stream *s, const pgc_event *e)
         if (rc == 0)
             rc = pgc_stream_write(s->st, "\n", 1);
         s->sent++;
+        s->wrote = true;
         if (s->stat)
             pgc_stats_count(s->stat, 1);
     }
@@ -111,37 +127,69 @@ static int hub_heartbeat_ms(sse_stream *s)
 /* The same from the table (CGI: no hub). */
 static int cgi_heartbeat_ms(sse_stream *s)
 {
-    char types[PGC_CHANNEL_MAX * 50 + 64] = "{";
+    pgc_arr types = {0};
     for (int i = 0; i < s->nchans; i++) {
         char t[PGC_CHANNEL_MAX + 1];
         pgc_channel_type(s->chans[i], t, sizeof(t));
-        size_t l = strlen(types);
-        snprintf(types + l, sizeof(types) - l, "%s\"%s\"", i ? "," : "", t);
+        pgc_arr_text(&types, t);
     }
-    strcat(types, "}");
-    const char *p[1] = {types};
-    PGresult *res = PQexecParams(s->cgi_conn, "SELECT min(h.heartbeat_interval_ms) FROM unnest($1::text[]) t, "
-                                 "LATERAL realtime.heartbeat_for(t) h", 1, NULL, p, NULL, NULL, 0);
-    int ms = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) ? atoi(PQgetvalue(res, 0, 0)) : 0;
-    PQclear(res);
+    const char *p[1] = {pgc_arr_end(&types)};
+    int ms = 0;
+    if (p[0]) {
+        PGresult *res = PQexecParams(s->cgi_conn, "SELECT min(h.heartbeat_interval_ms) FROM unnest($1::text[]) t, "
+                                     "LATERAL realtime.heartbeat_for(t) h", 1, NULL, p, NULL, NULL, 0);
+        ms = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) ? atoi(PQgetvalue(res, 0, 0)) : 0;
+        PQclear(res);
+    }
+    free(types.p);
     return ms > 0 ? ms : s->hb_ms;
 }
 
 static int64_t earliest(int64_t a, int64_t b) { return !a ? b : !b ? a : a < b ? a : b; }
 
-/* Heartbeat, maximum duration, token expiry: shared by both modes. */
+static int64_t next_due(sse_stream *s)
+{
+    return earliest(earliest(earliest(s->next_hb, s->next_ka), s->deadline), earliest(s->token_end, s->next_read));
+}
+
+/* A stream that carries events needs no keepalive comment (nor a tick for one): the
+ * next one is due a full interval after the last event. */
+static void keepalive_after_events(sse_stream *s)
+{
+    if (!s->wrote)
+        return;
+    s->wrote = false;
+    int ka = s->app->cfg.sse_keepalive_ms;
+    if (ka > 0) {
+        s->next_ka = pgc_mono_ms() + ka;
+        pgc_stream_set_due(s->st, next_due(s));
+    }
+}
+
+/* Heartbeat (with the cursor once positioned), keepalive comment, maximum duration,
+ * token expiry: shared by both modes. */
 static const char *timers(sse_stream *s, int64_t now)
 {
+    int ka = s->app->cfg.sse_keepalive_ms;
     if (now >= s->next_hb) {
         size_t len;
         char *hb = pgc_envelope_heartbeat(pgc_wall_ms(), &len);
-        int rc = hb ? pgc_stream_printf(s->st, "data: %s\n\n", hb) : -1;
+        int rc = hb ? 0 : -1;
+        if (rc == 0 && s->positioned && (rc = write_id(s)) == 0)
+            rc = pgc_stream_write(s->st, "\n", 1);
+        if (rc == 0)
+            rc = pgc_stream_printf(s->st, "data: %s\n\n", hb);
         free(hb);
         if (rc != 0)
             return "client gone";
         if (s->stat)
             pgc_stats_heartbeat(s->stat);
         s->next_hb = now + s->hb_ms;
+        s->next_ka = ka > 0 ? now + ka : 0;
+    } else if (s->next_ka && now >= s->next_ka) {
+        if (pgc_stream_write(s->st, ":\n", 2) != 0)
+            return "client gone";
+        s->next_ka = now + ka;
     }
     if (s->deadline && now >= s->deadline)
         return "maximum duration";
@@ -149,7 +197,7 @@ static const char *timers(sse_stream *s, int64_t now)
         write_end(s, "token_expired", "the token expired");
         return "token expired";
     }
-    pgc_stream_set_due(s->st, earliest(earliest(s->next_hb, s->deadline), earliest(s->token_end, s->next_read)));
+    pgc_stream_set_due(s->st, next_due(s));
     return NULL;
 }
 
@@ -170,17 +218,28 @@ static void on_done(pgc_stream *st, void *arg, const char *reason)
 
 /* ---------------------------------------------------------------- hub mode */
 
-static int hold(sse_held *h, pgc_event *e)
+/* Keeps e (its reference) until every channel is positioned; -1 past the hub queue's
+ * bound (s->failed says why) or out of memory. */
+static int hold(sse_stream *s, pgc_event *e)
 {
+    sse_held *h = &s->held;
+    size_t bytes = e->json_len + sizeof(*e);
+    if (h->n + 1 > (size_t)s->app->cfg.queue_events || h->bytes + bytes > s->app->cfg.queue_bytes) {
+        s->failed = "queue overflow";
+        return -1;
+    }
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
         pgc_event **v = realloc(h->v, cap * sizeof(*v));
-        if (!v)
+        if (!v) {
+            s->failed = "out of memory";
             return -1;
+        }
         h->v = v;
         h->cap = cap;
     }
     h->v[h->n++] = e;
+    h->bytes += bytes;
     return 0;
 }
 
@@ -193,15 +252,18 @@ static int take_item(sse_stream *s, pgc_event *e)
         if (pgc_cursor_get(&s->cur, e->channel) < 0)
             rc = pgc_cursor_set(&s->cur, e->channel, e->seq);
         if (++s->announced == s->nchans) {
+            if (rc == 0)
+                rc = sse_write_position(s);
             for (size_t k = 0; k < s->held.n; k++) {
                 if (rc == 0)
                     rc = write_item(s, s->held.v[k]);
                 pgc_event_unref(s->held.v[k]);
             }
             s->held.n = 0;
+            s->held.bytes = 0;
         }
     } else if (s->announced < s->nchans) {
-        if (hold(&s->held, e) == 0)
+        if (hold(s, e) == 0)
             return 0; /* keeps the reference */
         rc = -1;
     } else {
@@ -216,6 +278,10 @@ static const char *hub_pump(pgc_stream *st, void *arg)
     sse_stream *s = arg;
     pgc_event *items[TAKE_BATCH];
     size_t n = 0;
+    if (s->failed) {
+        write_end(s, "unavailable", "the stream could not be set up; reconnect");
+        return s->failed;
+    }
     while (!pgc_stream_backlogged(st) && (n = pgc_sub_take(s->sub, items, TAKE_BATCH)) > 0) {
         int rc = 0;
         for (size_t i = 0; i < n; i++) {
@@ -224,8 +290,13 @@ static const char *hub_pump(pgc_stream *st, void *arg)
             else
                 pgc_event_unref(items[i]);
         }
+        if (rc != 0 && s->failed && strcmp(s->failed, "queue overflow") == 0) {
+            /* a channel was never positioned while the others' events piled up */
+            write_end(s, "overflow", "the stream could not start; reconnect to resume");
+            return s->failed;
+        }
         if (rc != 0)
-            return "client gone";
+            return s->failed ? s->failed : "client gone";
     }
     pgc_sub_state state = pgc_sub_get_state(s->sub);
     if (state == PGC_SUB_OVERFLOW && n == 0 && !pgc_stream_backlogged(st)) {
@@ -241,15 +312,21 @@ static const char *hub_pump(pgc_stream *st, void *arg)
         int hb = hub_heartbeat_ms(s);
         s->next_hb += hb - s->hb_ms;
         s->hb_ms = hb;
-        pgc_stream_set_due(st, earliest(earliest(s->next_hb, s->deadline), s->token_end));
+        pgc_stream_set_due(st, next_due(s));
     }
+    keepalive_after_events(s);
     return NULL;
 }
 
 static const char *hub_tick(pgc_stream *st, void *arg, int64_t now)
 {
     (void)st;
-    return timers(arg, now);
+    sse_stream *s = arg;
+    if (s->failed) {
+        write_end(s, "unavailable", "the stream could not be set up; reconnect");
+        return s->failed;
+    }
+    return timers(s, now);
 }
 
 const pgc_stream_ops sse_hub_ops = {hub_pump, hub_tick, on_shutdown, on_done};
@@ -289,6 +366,7 @@ static const char *cgi_tick(pgc_stream *st, void *arg, int64_t now)
         s->hb_ms = cgi_heartbeat_ms(s);
         s->next_read = now + s->app->cfg.cgi_poll_interval_ms;
     }
+    keepalive_after_events(s);
     return timers(s, now);
 }
 
@@ -308,6 +386,7 @@ void sse_stream_start_timers(sse_stream *s)
         s->hb_ms = cgi_heartbeat_ms(s);
     }
     s->next_hb = start + s->hb_ms;
+    s->next_ka = app->cfg.sse_keepalive_ms > 0 ? start + app->cfg.sse_keepalive_ms : 0;
     s->deadline = app->cfg.sse_max_duration_s ? start + (int64_t)app->cfg.sse_max_duration_s * 1000 : 0;
     s->token_end = s->tok.exp ? start + (s->tok.exp * 1000 - pgc_wall_ms()) : 0;
     if (s->token_end && s->token_end <= start)

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The demo page in headless Chromium, two pages at once: they see each other in presence;
 # events published with psql appear on both; the sidecar is killed — the pages fall back
-# (SSE) and keep receiving — then it comes back and they reconnect; each page ends with
+# (SSE, and say so) and keep receiving — then it comes back and they reconnect; each page ends with
 # every event exactly once, in order. A screenshot is kept in build/test-artifacts/.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
@@ -61,6 +61,8 @@ with Browser() as b:
     fell = pa.wait_for("window.pgcast.transport === 'sse'", 15) and pb.wait_for("window.pgcast.transport === 'sse'", 15)
     ok(fell, "with the sidecar gone the pages fall back to SSE",
        (pa.eval("window.pgcast.transport"), pb.eval("window.pgcast.transport")))
+    ok(pa.eval("window.pgcast.status") == "connected" and "via sse" in pa.eval("document.getElementById('transport').textContent"),
+       "and say so: connected via sse", (pa.eval("window.pgcast.status"), pa.eval("document.getElementById('transport').textContent")))
     ok(pa.wait_for(f"window.received.length === {published}", 15) and pb.wait_for(f"window.received.length === {published}", 15),
        "and keep receiving", (pa.eval("window.received"), published))
 

@@ -120,6 +120,12 @@ def check_events():
     ok(st3 == 200 and [e["seq"] for e in body3["events"]] == [26], "200 with the new event once there is one",
        (st3, body3))
 
+    # limit=0: only the current position (how a client starts polling live)
+    fresh = f"project:{RUN}never"
+    st, _, body = events(f"channel={c}&channel={fresh}&limit=0")
+    ok(st == 200 and body == {"events": [], "cursor": f"{c}=26,{fresh}=0"},
+       "limit=0 answers no events and the channels' current cursor", (st, body))
+
     # retention gap
     g = f"project:{RUN}gap"
     publish("t1", g, 6)
@@ -218,7 +224,7 @@ def check_publish():
     ok(st == 405 and "POST" in hd.get("Allow", "") and body["error"]["code"] == "method_not_allowed",
        "GET /publish is 405 with Allow: POST", (st, hd.get("Allow"), body))
     st, hd, body = http("POST", f"/realtime/events?channel={ch}", {}, tok=token())
-    ok(st == 405 and hd.get("Allow") == "GET", "POST /events is 405 with Allow: GET", (st, hd.get("Allow")))
+    ok(st == 405 and hd.get("Allow") == "GET, HEAD", "POST /events is 405 with Allow: GET, HEAD", (st, hd.get("Allow")))
     for query, code in ((f"channel={ch}&since=zz", "bad_cursor"), (f"channel={ch}&limit=abc", "bad_request"),
                         (f"channel={ch}&wait=-1", "bad_request"), ("channel=bad%20name", "bad_channel"),
                         ("", "missing_channel")):
