@@ -1554,6 +1554,8 @@ static void stall_scan(pgc_hub *h, int64_t now)
         if (end) {
             s->state = PGC_SUB_OVERFLOW;
             atomic_fetch_add(&h->st_overflows, 1);
+            PGC_INFO("hub: a subscriber of tenant %s took nothing for %lld ms with %zu items (%zu bytes) "
+                     "waiting: ended (overflow)", s->tenant, (long long)(now - s->last_take_ms), s->qlen, s->qbytes);
         }
         pthread_mutex_unlock(&s->mu);
         if (end) {
