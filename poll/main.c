@@ -28,6 +28,8 @@ static const char usage[] =
 
 struct json_object *poll_json_body(pgc_app *app, pgc_request *r)
 {
+    if (pgc_app_json_content_type(r) != 0)
+        return NULL;
     char *body;
     size_t len;
     int rc = pgc_req_read_body(r, &body, &len, app->cfg.max_message_bytes);
@@ -88,6 +90,11 @@ static void route(pgc_app *app, pgc_request *r)
             }
         }
         seg = seg[len] ? seg + len : NULL;
+    }
+    static const char *const methods[] = {"GET, HEAD", "POST", "GET, POST"};
+    if (which >= 0 && which < 3 && pgc_app_origin(app, r, methods[which]) != 0) {
+        free(path);
+        return;
     }
     switch (which) {
     case 0: poll_events(app, r, rest && *rest ? rest : NULL); break;
