@@ -96,6 +96,18 @@ static void route(pgc_app *app, pgc_request *r)
         free(path);
         return;
     }
+    /* a body over the bound is refused before anything else (no token needed): a
+     * web server that streams bodies to the handler then stops sending it */
+    const char *cl = pgc_req_param(r, "CONTENT_LENGTH");
+    if (which >= 0 && cl && *cl && strtoull(cl, NULL, 10) > app->cfg.max_message_bytes) {
+        char *body;
+        size_t len;
+        if (pgc_req_read_body(r, &body, &len, app->cfg.max_message_bytes) == 0)
+            free(body);
+        pgc_req_send_error(r, 413, "too_large", "the body is larger than max_message_bytes", "");
+        free(path);
+        return;
+    }
     switch (which) {
     case 0: poll_events(app, r, rest && *rest ? rest : NULL); break;
     case 1: poll_publish(app, r); break;
