@@ -40,7 +40,8 @@ def req(method, path, body=None, headers=None):
     c = http.client.HTTPConnection(U.hostname, U.port, timeout=30)
     c.request(method, "/realtime" + path, body=body, headers=headers or {})
     r = c.getresponse()
-    raw = r.read()
+    # an event stream does not end: its first line is enough
+    raw = r.readline() if r.getheader("Content-Type", "").startswith("text/event-stream") else r.read()
     c.close()
     try:
         j = json.loads(raw) if raw else None
