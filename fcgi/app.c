@@ -228,6 +228,10 @@ static const char *self_scheme(pgc_request *r)
 /* Whether the token of this request would be the cookie's (no Bearer, no ?token=). */
 static bool cookie_token(pgc_app *app, pgc_request *r)
 {
+    const char *cookie = pgc_req_param(r, "HTTP_COOKIE");
+    if (!cookie || !*cookie || !app->cfg.token_cookie || !*app->cfg.token_cookie ||
+        !strstr(cookie, app->cfg.token_cookie))
+        return false;
     char *qtok = pgc_query_get(pgc_req_param(r, "QUERY_STRING"), "token");
     char *t = pgc_token_from_request(pgc_req_param(r, "HTTP_AUTHORIZATION"), qtok, NULL, NULL);
     free(qtok);
@@ -235,7 +239,7 @@ static bool cookie_token(pgc_app *app, pgc_request *r)
         free(t);
         return false;
     }
-    t = pgc_token_from_request(NULL, NULL, pgc_req_param(r, "HTTP_COOKIE"), app->cfg.token_cookie);
+    t = pgc_token_from_request(NULL, NULL, cookie, app->cfg.token_cookie);
     bool from_cookie = t && *t;
     free(t);
     return from_cookie;
