@@ -490,13 +490,15 @@ export class Connection {
     const claims = typeof this.opts.token === 'function' ? jwtClaims(token) : null;
     if (!claims || typeof claims.exp !== 'number') return;
     const left = claims.exp * 1000 - this.env.now();
-    this.timers.set('renew', Math.max(left - this.opts.renewBeforeMs, 1000), async () => {
+    this.timers.set('renew', Math.max(left - this.opts.renewBeforeMs, 0), async () => {
       let fresh;
       try { fresh = await this._token(); } catch (e) { this.onerror(e); }
       if (!this._wsOpen || this._closed) return;
       if (!fresh || fresh === this._wsToken) {
-        // the same token again: ask later, until it is renewed or the connection ends
-        if (claims.exp * 1000 > this.env.now()) this.timers.set('renew', Math.min(10000, Math.max(1000, claims.exp * 1000 - this.env.now())), () => this._scheduleRenew(token));
+        // the same token again: ask again soon (within half the time left, at most every
+        // second), until it is renewed or the connection ends
+        const rest = claims.exp * 1000 - this.env.now();
+        if (rest > 0) this.timers.set('renew', Math.max(250, Math.min(1000, rest / 2)), () => this._scheduleRenew(token));
         return;
       }
       const requestId = `r${this._nextId++}`;

@@ -449,6 +449,11 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
     } else if (limit == 0) {
         send_position(app, r, tok.tenant, chans, n);
     } else if (int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
+        /* a long-poll ends by its token's exp at the latest (SPEC §3: every transport);
+         * the next request is then refused with token_expired */
+        int64_t left = tok.exp ? tok.exp - (int64_t)time(NULL) : wait_s;
+        if (left < wait_s)
+            wait_s = left > 0 ? (int)left : 0;
         /* the page's cursor: every requested channel, in request order; channels the
          * cursor does not name start at 0 (everything retained) */
         int rc = 0;

@@ -106,10 +106,10 @@ with Browser() as b:
     mint = lambda exp: subprocess.run(["/usr/bin/python3", os.path.join(os.environ["PGCAST_ROOT"], "scripts", "jwt.py"), os.environ["TEST_JWT_SECRET"],
                                        '{"sub":"user-f","tenant":"t1","exp":"+%d","channels":["project:*"]}' % exp],
                                       check=True, capture_output=True, text=True).stdout.strip()
-    os.environ["TOKEN_SHORT"], os.environ["TOKEN_LONG"] = mint(6), mint(3600)
-    pf.eval(f"window.t0 = Date.now(); window.rt = make({{ token: () => Date.now() - t0 < 2000 ? {js(os.environ['TOKEN_SHORT'])} : {js(os.environ['TOKEN_LONG'])}, renewBeforeMs: 3000 }}); rt.connect(); rt.watch('project:renew'); true")
+    os.environ["TOKEN_SHORT"], os.environ["TOKEN_LONG"] = mint(8), mint(3600)
+    pf.eval(f"window.t0 = Date.now(); window.rt = make({{ token: () => Date.now() - t0 < 2000 ? {js(os.environ['TOKEN_SHORT'])} : {js(os.environ['TOKEN_LONG'])}, renewBeforeMs: 5000 }}); rt.connect(); rt.watch('project:renew'); true")
     ok(pf.wait_for("rt.status === 'connected' && rt.transport === 'websocket'", 30), "a page with a short-lived token connects over WebSocket")
-    time.sleep(9)  # past the first token's exp
+    time.sleep(11)  # past the first token's exp
     publish("t1", "project:renew", 2)
     pf.wait_for("rt.received['project:renew'].length >= 2", 15)
     ok(pf.eval("counts.ws.length") == 1 and pf.eval("rt.transport") == "websocket"

@@ -9,4 +9,4 @@ export PGCAST_DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postg
 export PGCAST_TEST_OWNER_URL="$PGCAST_DATABASE_URL"
 "$PGCAST_BIN/pgcast-migrate" --quiet || exit 1
 export PGCAST_TEST_RESTART_CMD="scripts/pg-cluster.sh stop '$dir' && scripts/pg-cluster.sh start '$dir' >/dev/null"
-exec build/asan/tests/test_hub
+build/asan/tests/test_hub  # not exec: the EXIT trap must stop the cluster

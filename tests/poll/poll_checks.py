@@ -159,6 +159,11 @@ def check_long_poll():
     el = time.time() - t0
     ok(st == 200 and body["events"] == [] and body["cursor"] == f"{ch}=2" and el >= 0.9,
        "at the deadline it answers empty with the same cursor", (st, body, el))
+    t0 = time.time()
+    st, _, body = events(f"channel={ch}&since={q(ch + '=2')}&wait=20", tok=token(exp="+2"), timeout=40)
+    el = time.time() - t0
+    ok(st == 200 and body["events"] == [] and el < 12,
+       "a long-poll ends by its token's exp, not after the whole wait", (st, body, el))
 
 
 def check_many_waiters(count):
