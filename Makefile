@@ -111,7 +111,7 @@ $(BINDIR)/pgcast-ws: $(call obj,$(WS_SRC)) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(CORE_LIB) $(if $(FCGI_SRC),$(FCGI_LIB))
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(if $(FCGI_SRC),$(FCGI_LIB)) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 

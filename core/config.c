@@ -50,6 +50,8 @@ static const struct key keys[] = {
     {"trusted_proxies", K_STR, F(trusted_proxies), 0, 0, "127.0.0.1,::1"},
     {"queue_events", K_INT, F(queue_events), 8, 1 << 24, "1024"},
     {"queue_bytes", K_SIZE, F(queue_bytes), 4096, 1LL << 34, "8MiB"},
+    {"queue_stall_ms", K_INT, F(queue_stall_ms), 100, 3600000, "10000"},
+    {"ws_max_unfinished_bytes", K_SIZE, F(ws_max_unfinished_bytes), 0, 1LL << 31, "0"},
     {"sse_max_duration_s", K_INT, F(sse_max_duration_s), 0, 86400 * 7, "0"},
     {"sse_retry_ms", K_INT, F(sse_retry_ms), 0, 3600000, "3000"},
     {"sse_keepalive_ms", K_INT, F(sse_keepalive_ms), 0, 3600000, "5000"},

@@ -37,6 +37,8 @@ typedef struct pgc_config {
     char *trusted_proxies;     /* peers whose X-Forwarded-For names the client ("127.0.0.1,::1") */
     int queue_events;          /* outbound queue per subscriber, events (1024) */
     size_t queue_bytes;        /* outbound queue per subscriber, bytes (8 MiB) */
+    int queue_stall_ms;        /* a full queue whose client takes nothing this long ends it (10000) */
+    size_t ws_max_unfinished_bytes; /* WebSocket input held while incomplete (0: max_message_bytes + 128 KiB) */
     int sse_max_duration_s;    /* 0 = streams never end by themselves */
     int sse_retry_ms;          /* retry: line (3000) */
     int sse_keepalive_ms;      /* an SSE comment line this often: departures noticed (5000; 0 = off) */

@@ -101,6 +101,7 @@ struct pgc_sub {
     char **chans; /* channels subscribed, as the consumer sees them */
     size_t nchans;
     bool feed_when_drained; /* a subscription waits for room to be fed from the log */
+    int64_t last_take_ms;   /* when the consumer last took (or was created) */
 
     pthread_mutex_t wake_mu;
     bool dead;
@@ -141,7 +142,7 @@ struct pgc_hub {
     PGconn *conn; /* hub thread only */
     _Atomic bool db_ok;
     int backoff_ms;
-    int64_t next_connect_ms, next_instance_ms;
+    int64_t next_connect_ms, next_instance_ms, next_stall_ms;
     int refreshes;
     struct lh_table *chans;
 
@@ -224,7 +225,12 @@ static enum push_result sub_push(pgc_sub *s, pgc_event *e, bool catchup)
         res = PUSH_DROPPED; /* unsubscribed meanwhile */
     } else if (s->qlen == s->qmax || (s->qlen > 0 && s->qbytes + e->json_len > h->opt.queue_bytes) ||
                (s->qlen == s->qcap && queue_grow(s) != 0)) {
-        if (catchup) {
+        /* An event or a gap that finds no room stays in the log: the subscription falls
+         * behind and is fed as its consumer drains (a burst does not end a client that
+         * reads at its pace; one that stops taking is ended by stall_scan). Items that are
+         * not in the log (SUBSCRIBED, presence) cannot wait there. */
+        bool in_log = e->kind == PGC_ITEM_EVENT || e->kind == PGC_ITEM_GAP;
+        if (catchup || (in_log && h->opt.stall_ms >= 0)) {
             /* fed again once the consumer has taken enough (pgc_sub_take); set under the
              * same lock as the check, so a drain in between cannot be missed */
             s->feed_when_drained = true;
@@ -315,6 +321,7 @@ pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg
     s->arg = arg;
     s->qmax = h->opt.queue_events;
     s->qcap = s->qmax < 8 ? s->qmax : 8;
+    s->last_take_ms = pgc_mono_ms();
     s->tenant = strdup(tenant);
     s->q = calloc(s->qcap, sizeof(*s->q));
     s->free_cmd = calloc(1, sizeof(*s->free_cmd));
@@ -416,6 +423,7 @@ int pgc_sub_remove(pgc_sub *s, const char *channel)
 size_t pgc_sub_take(pgc_sub *s, pgc_event **items, size_t max)
 {
     pthread_mutex_lock(&s->mu);
+    s->last_take_ms = pgc_mono_ms();
     size_t n = 0;
     while (n < max && s->qlen > 0) {
         pgc_event *e = s->q[s->qhead];
@@ -1152,6 +1160,43 @@ static void run_commands(pgc_hub *h, bool stopped)
 
 /* ---------------------------------------------------------------- the thread */
 
+/* Once a second: a subscriber with items waiting for room in its queue (fallen behind,
+ * or a catch-up) whose consumer has taken nothing for stall_ms is ended (overflow): it
+ * holds its queue, never more, but a client that stopped reading must not hold it for
+ * ever. Woken outside subs_mu; a subscriber freed meanwhile is marked dead first, and
+ * its memory lasts until this thread runs its CMD_FREE. */
+static void stall_scan(pgc_hub *h, int64_t now)
+{
+    h->next_stall_ms = now + 1000;
+    if (h->opt.stall_ms < 0)
+        return;
+    pthread_mutex_lock(&h->subs_mu);
+    size_t n = 0;
+    pgc_sub **stalled = NULL;
+    for (size_t i = 0; i < h->nall; i++) {
+        pgc_sub *s = h->all[i];
+        pthread_mutex_lock(&s->mu);
+        bool end = s->state == PGC_SUB_OK && s->feed_when_drained && s->qlen > 0 &&
+                   now - s->last_take_ms >= h->opt.stall_ms;
+        if (end) {
+            s->state = PGC_SUB_OVERFLOW;
+            atomic_fetch_add(&h->st_overflows, 1);
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (end) {
+            pgc_sub **v = realloc(stalled, (n + 1) * sizeof(*v));
+            if (v) {
+                stalled = v;
+                stalled[n++] = s;
+            }
+        }
+    }
+    pthread_mutex_unlock(&h->subs_mu);
+    for (size_t i = 0; i < n; i++)
+        sub_wake(stalled[i]);
+    free(stalled);
+}
+
 static void *hub_main(void *arg)
 {
     pgc_hub *h = arg;
@@ -1167,10 +1212,14 @@ static void *hub_main(void *arg)
         drain_notifications(h);
         bool more = work_turn(h);
         drain_notifications(h);
+        if (now >= h->next_stall_ms)
+            stall_scan(h, now);
 
         struct pollfd fds[2] = {{h->efd, POLLIN, 0}, {h->conn ? PQsocket(h->conn) : -1, POLLIN, 0}};
         now = pgc_mono_ms();
         int64_t until = h->conn ? h->next_instance_ms : h->next_connect_ms;
+        if (h->next_stall_ms < until)
+            until = h->next_stall_ms;
         int timeout = more ? 0 : until > now ? (int)(until - now) : 0;
         int n = poll(fds, 2, timeout);
         if (n < 0 && errno != EINTR) {
@@ -1206,6 +1255,8 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
         h->opt.queue_bytes = 8u << 20;
     if (!h->opt.read_bytes)
         h->opt.read_bytes = HUB_READ_BYTES;
+    if (!h->opt.stall_ms)
+        h->opt.stall_ms = 10000;
     h->conninfo = strdup(opt->conninfo ? opt->conninfo : "");
     h->kind = strdup(opt->kind ? opt->kind : "pgcast");
     h->chans = lh_kchar_table_new(256, chan_free_entry);

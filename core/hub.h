@@ -60,6 +60,11 @@ typedef struct pgc_hub_options {
     size_t queue_events;      /* per-subscriber queue bound, items (default 1024) */
     size_t queue_bytes;       /* per-subscriber queue bound, bytes (default 8 MiB) */
     size_t read_bytes;        /* payload bytes per log read (default 1 MiB; one event at least) */
+    /* A subscriber whose queue is full is not ended: what does not fit stays in the log
+     * and is fed to it as it drains. Only one that has taken nothing for stall_ms while
+     * items wait for room is ended (PGC_SUB_OVERFLOW). 0: the default, 10 s; < 0: ended
+     * as soon as a live item finds its queue full. */
+    int stall_ms;
 } pgc_hub_options;
 
 /* Starts the hub thread; it connects (and reconnects, with backoff) by itself, so this

@@ -45,5 +45,9 @@ bool pgc_req_peer_gone(int fd, short revents, bool cgi);
 /* A detached request ended (its stream closed the connection): frees it and counts it
  * out of the active requests. */
 void pgc_fcgi_detached_done(pgc_request *r);
+/* The stream loop takes r over (called on the request's thread, before the hand-over):
+ * from then on the loop may finish and free r at any moment, so the thread that ran the
+ * handler learns of it from this mark, never by reading r again. */
+void pgc_fcgi_mark_detached(pgc_request *r);
 
 #endif

@@ -84,6 +84,15 @@ static void finish_request(pgc_request *r)
     atomic_fetch_sub(&active_requests, 1);
 }
 
+/* Set on a request thread when its handler handed the request to the stream loop. */
+static _Thread_local bool handed_over;
+
+void pgc_fcgi_mark_detached(pgc_request *r)
+{
+    r->detached = true;
+    handed_over = true;
+}
+
 void pgc_fcgi_detached_done(pgc_request *r)
 {
     free(r);
@@ -109,8 +118,9 @@ static void *worker(void *arg)
         pool.queued--;
         pthread_mutex_unlock(&pool.mu);
 
+        handed_over = false;
         j->handler(j->r, j->ctx);
-        if (!j->r->detached) /* else the stream loop finishes it */
+        if (!handed_over) /* else the stream loop finishes (and frees) it: r is not read again */
             finish_request(j->r);
         free(j);
 

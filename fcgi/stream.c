@@ -1,12 +1,15 @@
 /*
- * Long-lived responses: the stream loop, and the same callbacks driven on a thread.
+ * Long-lived responses: streams on the process's event loop (core/evloop.c), and the same
+ * callbacks driven on a thread.
  *
  * Why a loop: with a thread per stream, every event delivered to every stream cost an
  * eventfd wake, a context switch, a poll() and a write — and every idle stream a thread
  * (its stack pages, the kernel's task). On the loop, one thread owns every stream's
- * FastCGI connection (non-blocking, in one epoll set): the hub puts woken streams on a
- * ready list and writes one eventfd per batch; the loop takes each stream's queued
- * items, frames them as FCGI_STDOUT records itself and writes them with one write().
+ * FastCGI connection (non-blocking, in one epoll set): the hub's wake marks a stream
+ * ready (one eventfd write per batch); the loop takes each stream's queued items, frames
+ * them as FCGI_STDOUT records itself and writes them with one write(). The loop itself
+ * (ready list, hand-over, timer scan, deferred close) is core/evloop.c, shared with the
+ * WebSocket sidecar; this file keeps only the FastCGI framing and the stream's life.
  *
  * libfcgi still parses the request (params, stdin) on the request thread; once the head
  * is written and flushed through it, the loop takes the raw connection over and libfcgi's
@@ -19,8 +22,11 @@
  * A slow client: what its socket does not take waits in the stream's output buffer; past
  * a soft bound (OUT_SOFT_BYTES) pump stops taking from the hub, so the backlog builds up
  * in the stream's bounded hub queue, whose overflow ends the stream. Nothing else waits.
- * Time: the loop scans its streams every PGC_STREAM_TICK_MS for due ticks (one cheap
- * comparison per stream), instead of keeping a timer per stream.
+ * A pump that stopped at the bound is owed another: whatever drains the output (EPOLLOUT,
+ * a tick's flush, a wake's) runs pump again once the output is back under the bound —
+ * the hub wakes only an empty queue, so nothing else would.
+ * An ended stream is closed through the loop's deferred close: its done callback and its
+ * memory go after the loop's current batch, never while the batch may still point at it.
  */
 #include "stream.h"
 
@@ -29,7 +35,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -38,10 +43,10 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "clock.h"
+#include "evloop.h"
 #include "internal.h"
 #include "log.h"
 #include "server.h"
@@ -53,8 +58,10 @@
 #define FCGI_STDOUT 6
 #define FCGI_END_REQUEST 3
 #define NO_RECORD SIZE_MAX
+#define PUMP_ROUNDS 16         /* pumps of one stream per turn of the loop */
 
 struct pgc_stream {
+    pgc_ev ev; /* loop mode: its place on the event loop */
     pgc_request *r;
     const pgc_stream_ops *ops;
     void *arg;
@@ -67,34 +74,39 @@ struct pgc_stream {
     unsigned char reqid[2];
     char *out;
     size_t len, off, cap, rec;
-    uint32_t events;
-    bool adopted, gone, ending;
+    bool gone, ending;
+    bool starved; /* pump stopped at the soft bound: it runs again once the output drains */
     const char *reason;
     int64_t end_by;
-    pgc_stream *next, *prev;   /* the loop's streams (loop thread only) */
-    /* under loop.mu */
-    bool started, pending_wake, queued;
-    pgc_stream *rnext, *rprev; /* ready list */
-    pgc_stream *inext;         /* handed over, not yet adopted */
 };
 
 static struct {
     pthread_once_t once;
-    bool ok;
-    int epfd, evfd;
-    pthread_mutex_t mu;
-    pgc_stream *rhead, *rtail, *incoming;
-    pgc_stream *all;
-    bool shutdown_seen;
-} loop = {.once = PTHREAD_ONCE_INIT, .mu = PTHREAD_MUTEX_INITIALIZER, .epfd = -1, .evfd = -1};
+    pgc_evloop *l;
+    pgc_ev shutdown_watch; /* the runtime's shutdown descriptor */
+} loop = {.once = PTHREAD_ONCE_INIT};
 
 static atomic_int open_streams;
-static char evfd_tag, shutdown_tag; /* epoll data of the loop's own descriptors */
 
 int pgc_stream_count(void) { return atomic_load(&open_streams); }
 const char *pgc_stream_id(pgc_stream *st) { return pgc_req_id(st->r); }
-void pgc_stream_set_due(pgc_stream *st, int64_t when_ms) { st->due = when_ms; }
-bool pgc_stream_backlogged(pgc_stream *st) { return st->on_loop && st->len - st->off > OUT_SOFT_BYTES; }
+
+void pgc_stream_set_due(pgc_stream *st, int64_t when_ms)
+{
+    st->due = when_ms;
+    if (st->on_loop && !st->ending)
+        pgc_ev_set_due(&st->ev, when_ms);
+}
+
+static bool over_soft_bound(const pgc_stream *st) { return st->len - st->off > OUT_SOFT_BYTES; }
+
+bool pgc_stream_backlogged(pgc_stream *st)
+{
+    if (!st->on_loop || !over_soft_bound(st))
+        return false;
+    st->starved = true; /* the caller stops taking: it is owed a pump once drained */
+    return true;
+}
 
 /* ---------------------------------------------------------------- output (loop mode) */
 
@@ -167,12 +179,7 @@ static int loop_write(pgc_stream *st, const char *data, size_t n)
 static void update_interest(pgc_stream *st)
 {
     uint32_t want = EPOLLIN | EPOLLRDHUP | (st->off < st->len ? EPOLLOUT : 0);
-    if (want == st->events || !st->adopted)
-        return;
-    struct epoll_event ev = {.events = want, .data.ptr = st};
-    if (epoll_ctl(loop.epfd, EPOLL_CTL_MOD, st->fd, &ev) == 0)
-        st->events = want;
-    else
+    if (pgc_ev_set_events(&st->ev, want) != 0)
         st->gone = true; /* cannot watch it any more: treat the client as gone */
 }
 
@@ -227,6 +234,9 @@ int pgc_stream_printf(pgc_stream *st, const char *fmt, ...)
     return rc;
 }
 
+static void loop_init(void);
+static const pgc_ev_ops stream_ev_ops;
+
 pgc_stream *pgc_stream_new(pgc_request *r, const pgc_stream_ops *ops, void *arg)
 {
     pgc_stream *st = calloc(1, sizeof(*st));
@@ -239,6 +249,11 @@ pgc_stream *pgc_stream_new(pgc_request *r, const pgc_stream_ops *ops, void *arg)
     st->efd = -1;
     st->rec = NO_RECORD;
     st->on_loop = !r->cgi && !r->fcgx.keepConnection;
+    /* no loop (it could not start): the stream stays on its thread */
+    if (st->on_loop && (pthread_once(&loop.once, loop_init) != 0 || !loop.l))
+        st->on_loop = false;
+    if (st->on_loop)
+        pgc_ev_init(&st->ev, loop.l, &stream_ev_ops);
     if (!st->on_loop && (st->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         PGC_ERROR("eventfd: %s", strerror(errno));
         free(st);
@@ -302,75 +317,31 @@ static void run_on_thread(pgc_stream *st)
     stream_free(st);
 }
 
-/* ---------------------------------------------------------------- the loop */
+/* ---------------------------------------------------------------- on the loop */
 
-static void loop_signal(void)
-{
-    uint64_t one = 1;
-    if (write(loop.evfd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-        PGC_ERROR("stream loop eventfd: %s", strerror(errno));
-}
+static pgc_stream *of(pgc_ev *o) { return (pgc_stream *)((char *)o - offsetof(pgc_stream, ev)); }
 
 void pgc_stream_wake(void *arg)
 {
     pgc_stream *st = arg;
-    if (!st->on_loop) {
+    if (st->on_loop)
+        pgc_ev_wake(&st->ev); /* kept until the hand-over when sent before it */
+    else
         pgc_wake_eventfd(&st->efd);
-        return;
-    }
-    bool signal = false;
-    pthread_mutex_lock(&loop.mu);
-    if (!st->started) {
-        st->pending_wake = true;
-    } else if (!st->queued) {
-        st->queued = true;
-        st->rnext = NULL;
-        st->rprev = loop.rtail;
-        if (loop.rtail)
-            loop.rtail->rnext = st;
-        else
-            loop.rhead = st;
-        loop.rtail = st;
-        signal = st == loop.rhead; /* the list was empty: the loop may be asleep */
-    }
-    pthread_mutex_unlock(&loop.mu);
-    if (signal)
-        loop_signal();
 }
 
-/* under loop.mu */
-static void ready_unlink(pgc_stream *st)
-{
-    if (!st->queued)
-        return;
-    if (st->rprev)
-        st->rprev->rnext = st->rnext;
-    else
-        loop.rhead = st->rnext;
-    if (st->rnext)
-        st->rnext->rprev = st->rprev;
-    else
-        loop.rtail = st->rprev;
-    st->queued = false;
-}
-
-/* The stream's last act: done (after which no wake comes), then its memory. */
+/* The stream's last act, deferred by the loop to after its batch (release). */
 static void finish(pgc_stream *st, const char *reason)
 {
-    if (st->adopted) {
-        if (epoll_ctl(loop.epfd, EPOLL_CTL_DEL, st->fd, NULL) != 0)
-            PGC_WARN("stream %s: epoll_ctl DEL: %s", pgc_req_id(st->r), strerror(errno));
-        if (st->prev)
-            st->prev->next = st->next;
-        else
-            loop.all = st->next;
-        if (st->next)
-            st->next->prev = st->prev;
-    }
-    st->ops->done(st, st->arg, reason);
-    pthread_mutex_lock(&loop.mu);
-    ready_unlink(st);
-    pthread_mutex_unlock(&loop.mu);
+    if (!st->reason)
+        st->reason = reason;
+    pgc_ev_close(&st->ev);
+}
+
+static void on_release(pgc_ev *o)
+{
+    pgc_stream *st = of(o);
+    st->ops->done(st, st->arg, st->reason ? st->reason : "closed"); /* no wake after it */
     if (close(st->fd) != 0)
         PGC_DEBUG("stream %s: close: %s", pgc_req_id(st->r), strerror(errno));
     pgc_fcgi_detached_done(st->r);
@@ -399,29 +370,42 @@ static void end_stream(pgc_stream *st, const char *reason)
         }
         flush_out(st);
     }
-    if (st->gone || st->off == st->len)
+    if (st->gone || st->off == st->len) {
         finish(st, reason);
-    else
+    } else {
         st->end_by = pgc_mono_ms() + END_FLUSH_MS;
+        pgc_ev_set_due(&st->ev, st->end_by);
+    }
 }
 
-static void run_pump(pgc_stream *st)
+/* Every path that may have made room (a wake, EPOLLOUT, a tick) ends here: write what is
+ * waiting, then pump while it was woken or is owed a pump and the output is under the
+ * soft bound. A pump that stops at the bound sets starved again; the output then waits
+ * for EPOLLOUT, which comes back here. */
+static void service(pgc_stream *st, bool woken)
 {
-    if (st->ending || st->gone)
-        return;
-    const char *reason;
-    bool again;
-    do {
-        reason = st->ops->pump(st, st->arg);
-        /* pump stopped at the soft bound: if the socket takes it all, nothing else will
-         * call pump again (the hub wakes only an empty queue), so go on here */
-        bool stopped_early = pgc_stream_backlogged(st);
+    if (st->ending) {
         flush_out(st);
-        again = !reason && !st->gone && stopped_early && st->off == st->len;
-    } while (again);
-    if (reason)
-        end_stream(st, reason);
-    else if (st->gone)
+        if (st->gone || st->off == st->len)
+            finish(st, st->reason);
+        return;
+    }
+    flush_out(st);
+    for (int round = 0; !st->gone && (woken || (st->starved && !over_soft_bound(st))); round++) {
+        if (round == PUMP_ROUNDS) {
+            pgc_ev_wake(&st->ev); /* more next pass: other streams get their turn first */
+            break;
+        }
+        woken = false;
+        st->starved = false;
+        const char *reason = st->ops->pump(st, st->arg);
+        flush_out(st);
+        if (reason) {
+            end_stream(st, reason);
+            return;
+        }
+    }
+    if (st->gone)
         end_stream(st, "client gone");
 }
 
@@ -434,72 +418,16 @@ static void shutdown_stream(pgc_stream *st)
     end_stream(st, "shutdown");
 }
 
-static void adopt_incoming(void)
+static void on_start(pgc_ev *o)
 {
-    pthread_mutex_lock(&loop.mu);
-    pgc_stream *list = loop.incoming;
-    loop.incoming = NULL;
-    pthread_mutex_unlock(&loop.mu);
-    while (list) {
-        pgc_stream *st = list;
-        list = st->inext;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = st};
-        if (epoll_ctl(loop.epfd, EPOLL_CTL_ADD, st->fd, &ev) != 0) {
-            PGC_ERROR("stream %s: epoll_ctl ADD: %s", pgc_req_id(st->r), strerror(errno));
-            st->gone = true;
-            finish(st, "out of resources");
-            continue;
-        }
-        st->events = ev.events;
-        st->adopted = true;
-        st->next = loop.all;
-        st->prev = NULL;
-        if (loop.all)
-            loop.all->prev = st;
-        loop.all = st;
-        st->due = pgc_mono_ms(); /* its first tick sets its timers */
-        if (loop.shutdown_seen)
-            shutdown_stream(st);
-    }
+    pgc_stream *st = of(o);
+    st->due = pgc_mono_ms(); /* its first tick sets its timers */
+    pgc_ev_set_due(o, st->due);
 }
 
-/* Pumps every stream the hub woke. Returns whether more were woken meanwhile. */
-static bool run_ready(void)
+static void on_io(pgc_ev *o, uint32_t events)
 {
-    for (int budget = 4096; budget > 0; budget--) {
-        pthread_mutex_lock(&loop.mu);
-        pgc_stream *st = loop.rhead;
-        if (st)
-            ready_unlink(st);
-        pthread_mutex_unlock(&loop.mu);
-        if (!st)
-            return false;
-        if (!st->adopted)
-            adopt_incoming(); /* handed over and woken since the last adoption */
-        run_pump(st);
-    }
-    return true;
-}
-
-static void scan(int64_t now)
-{
-    pgc_stream *next;
-    for (pgc_stream *st = loop.all; st; st = next) {
-        next = st->next;
-        if (st->ending) {
-            if (now >= st->end_by)
-                finish(st, st->reason);
-        } else if (now >= st->due) {
-            const char *reason = run_tick(st, now);
-            flush_out(st);
-            if (reason || st->gone)
-                end_stream(st, reason ? reason : "client gone");
-        }
-    }
-}
-
-static void on_connection_event(pgc_stream *st, uint32_t events)
-{
+    pgc_stream *st = of(o);
     if (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP) ||
         ((events & EPOLLIN) && pgc_req_peer_gone(st->fd, POLLIN, false))) {
         st->gone = true;
@@ -509,76 +437,64 @@ static void on_connection_event(pgc_stream *st, uint32_t events)
             end_stream(st, "client gone");
         return;
     }
-    if (events & EPOLLOUT) {
-        flush_out(st);
-        if (st->ending && (st->gone || st->off == st->len))
+    if (events & EPOLLOUT)
+        service(st, false); /* room again: what is owed a pump gets it */
+}
+
+static void on_ready(pgc_ev *o) { service(of(o), true); }
+
+static void on_timer(pgc_ev *o, int64_t now)
+{
+    pgc_stream *st = of(o);
+    if (st->ending) {
+        if (now >= st->end_by)
             finish(st, st->reason);
-        else if (!st->ending && st->off == st->len)
-            run_pump(st); /* room again: take what waited in the hub queue */
-        else if (st->gone)
-            end_stream(st, "client gone");
+        return;
+    }
+    const char *reason = run_tick(st, now);
+    pgc_ev_set_due(o, st->due);
+    if (reason) {
+        flush_out(st);
+        end_stream(st, reason);
+    } else {
+        service(st, false);
     }
 }
+
+static void on_shutdown(pgc_ev *o) { shutdown_stream(of(o)); }
+
+static const pgc_ev_ops stream_ev_ops = {on_start, on_io, on_ready, on_timer, on_shutdown, on_release};
+
+/* The runtime's shutdown descriptor (readable once SIGTERM came, never reset): the loop
+ * stops, which ends every stream with its shutdown message. */
+static void on_shutdown_fd(pgc_ev *o, uint32_t events)
+{
+    (void)events;
+    pgc_ev_close(o);
+    pgc_evloop_stop(loop.l);
+}
+
+static const pgc_ev_ops shutdown_watch_ops = {.io = on_shutdown_fd};
 
 static void *loop_main(void *unused)
 {
     (void)unused;
-    struct epoll_event evs[256];
-    int64_t next_scan = pgc_mono_ms() + PGC_STREAM_TICK_MS;
-    bool more = false;
-    for (;;) {
-        int64_t now = pgc_mono_ms();
-        int timeout = more ? 0 : next_scan > now ? (int)(next_scan - now) : 0;
-        int n = epoll_wait(loop.epfd, evs, 256, timeout);
-        if (n < 0 && errno != EINTR) {
-            PGC_ERROR("stream loop: epoll_wait: %s", strerror(errno));
-            usleep(10000);
-        }
-        for (int i = 0; i < n; i++) {
-            if (evs[i].data.ptr == &evfd_tag) {
-                uint64_t v;
-                if (read(loop.evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-                    PGC_ERROR("stream loop: eventfd read: %s", strerror(errno));
-            } else if (evs[i].data.ptr == &shutdown_tag) {
-                /* level-triggered and never reset: stop watching, end every stream */
-                if (epoll_ctl(loop.epfd, EPOLL_CTL_DEL, pgc_fcgi_shutdown_fd(), NULL) != 0)
-                    PGC_WARN("stream loop: epoll_ctl DEL: %s", strerror(errno));
-                loop.shutdown_seen = true;
-                pgc_stream *next;
-                for (pgc_stream *st = loop.all; st; st = next) {
-                    next = st->next;
-                    shutdown_stream(st);
-                }
-            } else {
-                on_connection_event(evs[i].data.ptr, evs[i].events);
-            }
-        }
-        adopt_incoming();
-        more = run_ready();
-        now = pgc_mono_ms();
-        if (now >= next_scan) {
-            scan(now);
-            next_scan = now + PGC_STREAM_TICK_MS;
-        }
-    }
+    /* after the stop, the streams' last bytes get END_FLUSH_MS; the loop then ends */
+    pgc_evloop_run(loop.l, END_FLUSH_MS + 1000);
     return NULL;
 }
 
 static void loop_init(void)
 {
-    loop.epfd = epoll_create1(EPOLL_CLOEXEC);
-    loop.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (loop.epfd < 0 || loop.evfd < 0) {
-        PGC_ERROR("stream loop: %s", strerror(errno));
+    pgc_evloop *l = pgc_evloop_new(PGC_STREAM_TICK_MS);
+    if (!l)
+        return;
+    pgc_ev_init(&loop.shutdown_watch, l, &shutdown_watch_ops);
+    if (pgc_evloop_adopt(&loop.shutdown_watch, pgc_fcgi_shutdown_fd(), EPOLLIN) != 0) {
+        pgc_evloop_free(l);
         return;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &evfd_tag};
-    struct epoll_event sd = {.events = EPOLLIN, .data.ptr = &shutdown_tag};
-    if (epoll_ctl(loop.epfd, EPOLL_CTL_ADD, loop.evfd, &ev) != 0 ||
-        epoll_ctl(loop.epfd, EPOLL_CTL_ADD, pgc_fcgi_shutdown_fd(), &sd) != 0) {
-        PGC_ERROR("stream loop: epoll_ctl: %s", strerror(errno));
-        return;
-    }
+    loop.l = l;
     pthread_attr_t attr;
     int rc = pthread_attr_init(&attr);
     if (rc == 0)
@@ -588,25 +504,15 @@ static void loop_init(void)
     pthread_attr_destroy(&attr);
     if (rc != 0) {
         PGC_ERROR("stream loop: cannot start its thread: %s", strerror(rc));
+        loop.l = NULL; /* never ran: streams stay on their threads */
+        pgc_evloop_free(l);
         return;
     }
-    loop.ok = true;
 }
 
 void pgc_stream_run(pgc_stream *st)
 {
     pgc_request *r = st->r;
-    if (st->on_loop && (pthread_once(&loop.once, loop_init) != 0 || !loop.ok)) {
-        /* no loop: the stream stays on its thread */
-        st->on_loop = false;
-        if ((st->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-            st->ops->done(st, st->arg, "out of resources");
-            stream_free(st);
-            return;
-        }
-        /* a wake sent before now went to the loop, which will never run it */
-        pgc_wake_eventfd(&st->efd);
-    }
     if (!st->on_loop) {
         run_on_thread(st);
         return;
@@ -622,17 +528,14 @@ void pgc_stream_run(pgc_stream *st)
     st->reqid[0] = (unsigned char)(r->fcgx.requestId >> 8);
     st->reqid[1] = (unsigned char)(r->fcgx.requestId & 0xff);
     FCGX_Free(&r->fcgx, 0);
-    r->detached = true;
+    pgc_fcgi_mark_detached(r);
     int fl = fcntl(st->fd, F_GETFL);
     if (fl < 0 || fcntl(st->fd, F_SETFL, fl | O_NONBLOCK) != 0)
         PGC_WARN("stream %s: cannot make its connection non-blocking: %s", pgc_req_id(r), strerror(errno));
-    pthread_mutex_lock(&loop.mu);
-    st->started = true;
-    st->inext = loop.incoming;
-    loop.incoming = st;
-    pthread_mutex_unlock(&loop.mu);
-    if (st->pending_wake)
-        pgc_stream_wake(st); /* a wake that came before the hand-over */
-    else
-        loop_signal();
+    /* from here on st is the loop's (a wake sent before is delivered after the adoption);
+     * this thread does not touch it again */
+    if (pgc_evloop_adopt(&st->ev, st->fd, EPOLLIN | EPOLLRDHUP) != 0) {
+        st->reason = "shutdown"; /* the loop has ended: the process is stopping */
+        on_release(&st->ev);
+    }
 }

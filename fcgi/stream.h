@@ -2,9 +2,10 @@
  *
  * A handler writes the response head with the request API, then describes the rest of
  * the response as callbacks and hands it to pgc_stream_run. In FastCGI mode the stream
- * leaves the request's thread for the process's one stream loop (stream.c): an idle
- * stream costs no thread and a few hundred bytes, and a wake-up costs one write to the
- * web server, no context switch. In plain-CGI mode, and for a connection the web
+ * leaves the request's thread for the process's one event loop (core/evloop.h; stream.c
+ * frames its FastCGI records): an idle stream costs no thread and a few hundred bytes,
+ * and a wake-up costs one write to the web server, no context switch. A stream that ends
+ * is released (done, then its memory) only after the loop's current batch. In plain-CGI mode, and for a connection the web
  * server wants to keep for further requests (FCGI_KEEP_CONN), the same callbacks run
  * on the request's own thread. The handler's code is the same either way.
  *
@@ -62,7 +63,9 @@ int pgc_stream_printf(pgc_stream *st, const char *fmt, ...) __attribute__((forma
  * pgc_req_send_json (fcgi/http.c). */
 int pgc_stream_send_json(pgc_stream *st, int status, const char *json, size_t len, const char *extra_headers);
 /* More than the loop's soft bound is waiting to be written: pump should stop taking
- * (a slow client then fills its own hub queue, never the process's memory). */
+ * (a slow client then fills its own hub queue, never the process's memory). A true
+ * answer is remembered: pump runs again, unwoken, once the output is back under the
+ * bound (on room on the socket, after a tick's flush or a wake). */
 bool pgc_stream_backlogged(pgc_stream *st);
 /* When tick should run next (monotonic ms, pgc_mono_ms); from callbacks. */
 void pgc_stream_set_due(pgc_stream *st, int64_t when_ms);

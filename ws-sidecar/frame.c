@@ -121,9 +121,13 @@ long ws_parse(ws_parser *p, unsigned char *buf, size_t len, ws_frame_event *ev)
     if (op != WS_OP_CONT)
         p->msg_op = op;
     if (p->msg_len + n > p->msg_cap) {
-        size_t cap = p->msg_cap ? p->msg_cap : 256;
-        while (cap < p->msg_len + n)
+        /* doubling while small; then what is needed rounded up to 64 KiB (large blocks
+         * grow in place), so an unfinished message holds little more than it has */
+        size_t need = p->msg_len + (size_t)n, cap = p->msg_cap ? p->msg_cap : 256;
+        while (cap < need && cap < 65536)
             cap *= 2;
+        if (cap < need)
+            cap = (need + 65535) & ~(size_t)65535;
         if (cap > p->max_msg)
             cap = p->max_msg;
         unsigned char *m = realloc(p->msg, cap ? cap : 1);

@@ -1,13 +1,20 @@
-/* The event loop of upgraded WebSocket connections: one thread, one epoll, non-blocking
- * sockets, RFC 6455 framing by frame.c, frames written many at a time (sendmsg). */
+/* The WebSocket transport of upgraded connections on the shared event loop (core/evloop.h):
+ * one thread, one epoll, non-blocking sockets, RFC 6455 framing by frame.c, frames written
+ * many at a time (sendmsg). */
 #ifndef PGCAST_WS_LOOP_H
 #define PGCAST_WS_LOOP_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "session.h"
 
 typedef struct ws_loop ws_loop;
+
+/* From the session's pump: more than the soft bound waits to be written, so stop taking
+ * from the hub subscriber (the backlog then waits in the hub queue). The loop pumps again
+ * once the connection has drained. */
+bool ws_conn_backlogged(ws_conn *c);
 
 typedef struct ws_loop_stats {
     uint64_t connections, messages_in, messages_out, queue_overflows;

@@ -642,7 +642,8 @@ int main(int argc, char **argv)
     pthread_t maint;
     bool maint_started = false;
     pgc_hub_options ho = {.conninfo = g_cfg.database_url, .kind = "ws",
-                          .queue_events = (size_t)g_cfg.queue_events, .queue_bytes = g_cfg.queue_bytes};
+                          .queue_events = (size_t)g_cfg.queue_events, .queue_bytes = g_cfg.queue_bytes,
+                          .read_bytes = g_cfg.catchup_read_bytes, .stall_ms = g_cfg.queue_stall_ms};
     g_hub = pgc_hub_start(&ho, err, sizeof err);
     /* a connection for each worker, the maintenance thread and the stats flush */
     g_pool = pgc_db_pool_new(g_cfg.database_url, g_cfg.ws_db_workers + 2);

@@ -18,6 +18,7 @@
 #include "conncap.h"
 #include "envelope.h"
 #include "log.h"
+#include "loop.h"
 #include "message.h"
 
 #define RATE_STRIKES 10 /* messages over the rate before the connection is closed */
@@ -819,7 +820,8 @@ void ws_session_pump(ws_session *s)
     deliver(s);
     pgc_event *items[64];
     size_t n;
-    while ((n = pgc_sub_take(s->sub, items, 64)) > 0) {
+    /* paced by the socket: the loop pumps again once the connection has drained */
+    while (!ws_conn_backlogged(s->conn) && (n = pgc_sub_take(s->sub, items, 64)) > 0) {
         for (size_t i = 0; i < n; i++) {
             pgc_event *e = items[i];
             ws_chan *c = find_chan(s, e->channel);

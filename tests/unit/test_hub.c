@@ -135,7 +135,9 @@ static int publish_batch(const char *tenant, const char *channel, int n, int pay
 static pgc_hub *start_hub(size_t queue_events)
 {
     char err[256];
-    pgc_hub_options o = {.conninfo = conninfo, .kind = "test", .queue_events = queue_events};
+    /* stall_ms -1: a full queue ends its subscriber at once (test_overflow checks that;
+     * the default, ending it only after 10 s without a take, is checked in tests/sse) */
+    pgc_hub_options o = {.conninfo = conninfo, .kind = "test", .queue_events = queue_events, .stall_ms = -1};
     pgc_hub *h = pgc_hub_start(&o, err, sizeof(err));
     if (!h)
         printf("# hub: %s\n", err);

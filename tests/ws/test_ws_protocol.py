@@ -7,7 +7,9 @@ import base64, json, os, socket, struct, subprocess, sys, time
 ROOT = os.environ.get("PGCAST_ROOT", os.getcwd())
 BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "tests/lib"))
 from jwt import mint  # noqa: E402
+from wsframes import Reader, frame  # noqa: E402
 
 SECRET = "ws-test-secret"
 n = 0
@@ -56,44 +58,6 @@ def handshake(token=TOKEN):
            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
     s, data = http(req)
     return s, data, key
-
-
-def frame(opcode, payload, fin=True, mask=True):
-    b0 = (0x80 if fin else 0) | opcode
-    ln = len(payload)
-    if ln < 126:
-        hdr = struct.pack("!BB", b0, (0x80 if mask else 0) | ln)
-    elif ln < 65536:
-        hdr = struct.pack("!BBH", b0, (0x80 if mask else 0) | 126, ln)
-    else:
-        hdr = struct.pack("!BBQ", b0, (0x80 if mask else 0) | 127, ln)
-    if not mask:
-        return hdr + payload
-    m = os.urandom(4)
-    return hdr + m + bytes(c ^ m[i % 4] for i, c in enumerate(payload))
-
-
-class Reader:
-    def __init__(self, s, rest=b""):
-        self.s, self.buf = s, rest
-
-    def need(self, k):
-        while len(self.buf) < k:
-            c = self.s.recv(65536)
-            if not c:
-                raise EOFError
-            self.buf += c
-        out, self.buf = self.buf[:k], self.buf[k:]
-        return out
-
-    def frame(self):
-        b0, b1 = self.need(2)
-        ln = b1 & 0x7F
-        if ln == 126:
-            ln = struct.unpack("!H", self.need(2))[0]
-        elif ln == 127:
-            ln = struct.unpack("!Q", self.need(8))[0]
-        return b0 & 0x0F, self.need(ln)
 
 
 def opened():
