@@ -7,7 +7,9 @@
   reset it): rate_limited, and a connection that goes on is closed with 1008;
 - a handshake has an absolute deadline however slowly it trickles;
 - handshakes at once per address are bounded at accept;
-- a handshake's memory is small (a 24 KiB header is refused)."""
+- a handshake's memory is small (a 24 KiB header is refused);
+- presence over WebSocket: too_many_members at the per-subject cap, and a token without
+  sub cannot choose its userId."""
 import asyncio, json, os, socket, sys, time
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
@@ -190,7 +192,38 @@ async def r_close(ws):
     await ws.close()
 
 
+async def presence():
+    proc, port = start_sidecar({"PGCAST_PRESENCE_MAX_PER_SUBJECT": "2"})
+    ch = f"project:pres{os.getpid()}"
+    readers = []
+    for i in range(3):
+        ws, _ = await connect(port, token(sub="many"))
+        r = Reader(ws)
+        await ws.send(json.dumps({"type": "subscribe", "channel": ch}))
+        await r.wait(lambda m: m.get("type") == "subscribed")
+        await ws.send(json.dumps({"type": "presence.join", "channel": ch, "payload": {}, "requestId": "j"}))
+        readers.append(r)
+    m = await readers[2].wait(lambda m: m.get("code") == "too_many_members", timeout=10)
+    ok(m is not None and readers[0].find(lambda m: m.get("type") == "error") is None,
+       "the third WebSocket member of one subject in a channel: error too_many_members", readers[2].msgs)
+    claims = {"tenant": "t1", "exp": "+600", "channels": ["project:*"]}
+    ws, hello = await connect(port, wstest.mint(wstest.SECRET, claims))
+    r = Reader(ws)
+    await ws.send(json.dumps({"type": "subscribe", "channel": ch}))
+    await r.wait(lambda m: m.get("type") == "subscribed")
+    await ws.send(json.dumps({"type": "presence.join", "channel": ch,
+                              "payload": {"userId": "many", "name": "Many", "connectionId": "x", "k": 1}}))
+    m = await r.wait(lambda m: m.get("type") == "presence.join" and m["payload"].get("k") == 1)
+    p = m["payload"] if m else {}
+    ok(p.get("userId") == hello["connectionId"] and p.get("connectionId") == hello["connectionId"]
+       and p.get("name") is None, "a token without sub joins as its connection id; data cannot set userId/name", p)
+    for x in readers + [r]:
+        await x.close()
+    stop_sidecar(proc)
+
+
 async def main():
+    await presence()
     await caps()
     await publish_limit()
     await handshake_limits()
