@@ -51,10 +51,14 @@ void poll_publish(pgc_app *app, pgc_request *r)
         snprintf(rate, sizeof(rate), "%d", app->cfg.publish_rate);
         snprintf(burst, sizeof(burst), "%d", app->cfg.publish_burst);
         const char *params[7] = {subject, rate, burst, tok.tenant, channel, type, payload_text};
-        PGresult *res = pgc_app_query(app, r,
-                                      "SELECT seq, retry_after_ms FROM realtime.publish_limited($1, $2, $3, $4, $5, "
-                                      "$6, $7::jsonb)",
-                                      7, params);
+        /* publish_rate 0: no limit, and no bucket to take (publish itself) */
+        PGresult *res = app->cfg.publish_rate > 0
+                            ? pgc_app_query(app, r,
+                                            "SELECT seq, retry_after_ms FROM realtime.publish_limited($1, $2, $3, $4, "
+                                            "$5, $6, $7::jsonb)",
+                                            7, params)
+                            : pgc_app_query(app, r, "SELECT realtime.publish($1, $2, $3, $4::jsonb), NULL", 4,
+                                            params + 3);
         if (res && PQgetisnull(res, 0, 0)) {
             long ms = strtol(PQgetvalue(res, 0, 1), NULL, 10);
             char hdr[64], msg[128];

@@ -125,7 +125,10 @@ CREATE UNLOGGED TABLE realtime.realtime_rate_buckets (
     updated_at timestamptz      NOT NULL,
     PRIMARY KEY (tenant_id, subject)
 );
-CREATE INDEX realtime_rate_buckets_updated ON realtime.realtime_rate_buckets (updated_at);
+-- No index on updated_at: every publish updates it, and an indexed column would make
+-- each update a non-HOT one (new entries in every index). The occasional cleanup scans
+-- the table, which holds one row per subject active within the hour.
+ALTER TABLE realtime.realtime_rate_buckets SET (fillfactor = 50);
 REVOKE ALL ON realtime.realtime_rate_buckets FROM PUBLIC;
 
 -- publish, when the subject's bucket (p_rate tokens a second, at most p_burst) has a

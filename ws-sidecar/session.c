@@ -289,9 +289,12 @@ static void run_publish(ws_job *b, PGconn *db)
     sjob *j = (sjob *)b;
     ws_who *w = j->who;
     const char *p[7] = {w->owner, w->rate, w->burst, w->tenant, j->chans[0], j->event, j->payload ? j->payload : "{}"};
-    PGresult *r = job_query(j, db,
-                            "SELECT seq, retry_after_ms FROM realtime.publish_limited($1, $2, $3, $4, $5, $6, $7::jsonb)",
-                            7, p, true);
+    PGresult *r = strcmp(w->rate, "0") != 0 /* publish_rate 0: no limit, no bucket to take */
+                      ? job_query(j, db,
+                                  "SELECT seq, retry_after_ms FROM realtime.publish_limited($1, $2, $3, $4, $5, $6, "
+                                  "$7::jsonb)",
+                                  7, p, true)
+                      : job_query(j, db, "SELECT realtime.publish($1, $2, $3, $4::jsonb), NULL", 4, p + 3, true);
     if (!r)
         return;
     if (PQgetisnull(r, 0, 0)) { /* the subject's publishes, on every connection and over HTTP */
