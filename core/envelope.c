@@ -1,7 +1,15 @@
 /* The client-facing JSON bytes, built with json-c. The event payload arrives as JSON text
  * from PostgreSQL (jsonb's canonical output), so it is embedded raw through a custom
  * serializer rather than parsed and printed again: the same bytes on every transport,
- * and no second parse of a 1 MiB payload. */
+ * and no second parse of a 1 MiB payload.
+ *
+ * Why embedding it unparsed is safe: the only caller is the log reader (pgc_db_read),
+ * whose payload column is realtime_events_log.event_data::text, a jsonb column. jsonb
+ * accepts only valid JSON and prints one JSON value on one line (control characters in
+ * strings are escaped, so it never holds a raw CR or LF that could end an SSE data line),
+ * with each key once. Nothing received by NOTIFY reaches this function (sql/011: a
+ * notification is only a wake-up). Every other field (type, channel) goes through json-c
+ * as a string and is escaped. */
 #include "envelope.h"
 
 #include <json.h>

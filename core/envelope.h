@@ -7,8 +7,10 @@
 #include <stdint.h>
 
 /* {"type":T,"channel":C,"seq":N,"payload":P,"timestamp":MS}
- * payload_json is JSON text (as PostgreSQL's jsonb prints it) embedded as JSON, not as a
- * string. Returns malloc'd NUL-terminated bytes, length in *len; NULL on failure. */
+ * payload_json is JSON text embedded as JSON, not as a string, and NOT validated here: it
+ * must be what PostgreSQL's jsonb prints (a log row's event_data::text), never bytes from
+ * anywhere else (a notification, a client). type and channel are escaped as JSON strings.
+ * Returns malloc'd NUL-terminated bytes, length in *len; NULL on failure. */
 char *pgc_envelope_event(const char *type, const char *channel, int64_t seq, const char *payload_json,
                          size_t payload_len, int64_t ts_ms, size_t *len);
 

@@ -8,19 +8,32 @@
  * called with no hub lock held, under a per-subscriber wake lock that pgc_sub_free also
  * takes, so no wake can run after pgc_sub_free returns.
  *
+ * Notifications are wake-ups, never data (sql/011, docs/protocol.md): any role that can
+ * connect may send or read them. 'realtime_events' carries "<tag> <seq>", where tag is a
+ * keyed hash of (tenant, channel) under realtime.realtime_secret; the hub loads the
+ * secret at connect, tags each channel it serves and keeps tag -> channel. A wake-up
+ * for a channel it serves with a seq beyond `last` puts the channel on the read list;
+ * what is delivered is always what realtime.read returns, its envelope built from the
+ * row. 'realtime_presence' carries "<tag> <id>" of a realtime_presence_events row,
+ * which the hub reads (recent rows only) and delivers once. A forged notification can
+ * at most cause a read that finds what is really committed. Without the secret (not
+ * readable, or migration 011 not applied) every wake-up on 'realtime_events' reads
+ * every channel, and presence rows are matched by their own tenant and channel.
+ *
  * Positions. For each channel with local subscribers the hub keeps `last`: the highest
  * seq it has handed to live subscriptions, with every seq before it handed too. A
- * notification for last+1 with its body is delivered at once; anything else (a jump, a
- * body too big for NOTIFY, a reconnect) is read from the log from `last` on. A
- * subscription has its own `pos`; it is live while pos == last and receives live events,
- * otherwise it is behind and is fed from the log as its queue has room.
+ * wake-up, a jump, a reconnect: the log is read from `last` on, for all the channels of
+ * one tenant that wait in one read. A subscription has its own `pos`; it is live while
+ * pos == last and receives live events, otherwise it is behind and is fed from the log
+ * as its queue has room.
  *
  * Turns. Reading the log is the hub's only slow work, and it is done in bounded steps:
  * each read is bounded by events and by payload bytes (read_bytes, at least one event).
- * Channels whose log must be read (a jump in seq, an event too big for NOTIFY) and
- * subscriptions that are behind wait in two round-robin lists; a turn of the thread
- * reads one step for each waiting channel, then one step for ONE behind subscription,
- * then takes notifications and commands again. So live delivery to everyone else waits
+ * Channels whose log must be read (woken, or after a reconnect) and subscriptions that
+ * are behind wait in two round-robin lists; a turn of the thread reads one step for the
+ * waiting channels (one read per tenant, up to HUB_READ_CHANNELS channels each), then
+ * one step for ONE behind subscription, then takes notifications and commands again.
+ * Many wake-ups for one channel within a turn cost one read. So live delivery to everyone else waits
  * at most about one read of read_bytes, however many clients are catching up and
  * however far behind they are. A catch-up fills a queue to half of its bounds (events
  * and bytes), leaving the other half for the live events that follow it, and is fed
@@ -36,9 +49,11 @@
 #include "hub.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <json.h>
 #include <linkhash.h>
 #include <libpq-fe.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -61,6 +76,12 @@
 #define HUB_BACKOFF_MIN_MS 100
 #define HUB_BACKOFF_MAX_MS 5000
 #define HUB_MAX_HB_TYPES 64
+#define HUB_READ_CHANNELS 256      /* channels of one tenant in one log read */
+#define HUB_PRESENCE_BATCH 256     /* presence rows asked for in one query */
+#define HUB_PRESENCE_SEEN 4096     /* presence ids remembered as delivered */
+#define HUB_PRESENCE_WINDOW "60 seconds" /* older presence rows are not delivered */
+#define HUB_DRAIN_ROUNDS 8         /* presence reads per drain, then the turn goes on */
+#define HUB_WARN_EVERY_MS 10000    /* rate of warnings about notifications */
 
 typedef struct hchan hchan;
 typedef struct hsub hsub;
@@ -82,6 +103,8 @@ struct hchan {
     char *tenant, *channel;
     int64_t last; /* -1 until read from the database */
     hsub *subs;
+    char tag[PGC_HUB_TAG_LEN + 1]; /* its wake-up tag, when tagged */
+    bool tagged;                   /* in the hub's tag table */
     bool in_read;        /* in the hub's list of channels whose log must be read */
     hchan *rprev, *rnext;
 };
@@ -145,6 +168,26 @@ struct pgc_hub {
     int64_t next_connect_ms, next_instance_ms, next_stall_ms;
     int refreshes;
     struct lh_table *chans;
+    struct lh_table *tags; /* tag -> hchan, for the channels tagged with the secret */
+
+    /* hub thread only: wake-ups and presence */
+    unsigned char secret[PGC_HUB_SECRET_LEN];
+    bool have_secret;
+    bool secret_warned;    /* the secret could not be read: said once per connection */
+    bool wake_all;         /* read every channel in the next turn */
+    bool drain_more;       /* notifications may wait in libpq: do not sleep */
+    hchan **batch;         /* the read list of a turn, sorted by tenant */
+    size_t batch_cap;
+    struct pres_pending {
+        int64_t id;
+        char tag[PGC_HUB_TAG_LEN + 1]; /* "" without the secret */
+    } *pending;
+    size_t npending, pending_cap;
+    int64_t seen[HUB_PRESENCE_SEEN]; /* presence ids delivered, oldest overwritten */
+    size_t nseen, seen_next;
+    int64_t seen_evicted_max; /* ids up to it count as delivered */
+    int64_t warn_next_ms;
+    unsigned long warn_suppressed;
 
     pthread_rwlock_t hb_lock;
     struct hb_entry hb[HUB_MAX_HB_TYPES];
@@ -513,6 +556,60 @@ void pgc_sub_free(pgc_sub *s)
 
 /* ---------------------------------------------------------------- channels */
 
+int pgc_hub_channel_tag(const unsigned char secret[PGC_HUB_SECRET_LEN], const char *tenant, const char *channel,
+                        char out[PGC_HUB_TAG_LEN + 1])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(ctx, secret, PGC_HUB_SECRET_LEN) == 1 &&
+             EVP_DigestUpdate(ctx, tenant, strlen(tenant)) == 1 && EVP_DigestUpdate(ctx, "\x1f", 1) == 1 &&
+             EVP_DigestUpdate(ctx, channel, strlen(channel)) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 &&
+             mdlen >= PGC_HUB_TAG_LEN / 2;
+    EVP_MD_CTX_free(ctx);
+    if (!ok)
+        return -1;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < PGC_HUB_TAG_LEN / 2; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[PGC_HUB_TAG_LEN] = '\0';
+    return 0;
+}
+
+static void chan_untag(pgc_hub *h, hchan *c)
+{
+    if (!c->tagged)
+        return;
+    lh_table_delete(h->tags, c->tag);
+    c->tagged = false;
+}
+
+/* Puts c in the tag table under the current secret (nothing without one). A channel
+ * left untagged is still read after a reconnect or a secret change, not on wake-ups. */
+static void chan_tag(pgc_hub *h, hchan *c)
+{
+    chan_untag(h, c);
+    if (!h->have_secret)
+        return;
+    if (pgc_hub_channel_tag(h->secret, c->tenant, c->channel, c->tag) != 0) {
+        PGC_ERROR("hub: computing the wake-up tag of %s failed", c->channel);
+        return;
+    }
+    void *other = NULL;
+    if (lh_table_lookup_ex(h->tags, c->tag, &other)) {
+        PGC_ERROR("hub: two channels share the wake-up tag %s (%s)", c->tag, c->channel); /* 2^-128 */
+        return;
+    }
+    if (lh_table_insert(h->tags, c->tag, c) != 0) {
+        PGC_ERROR("hub: out of memory tagging %s", c->channel);
+        return;
+    }
+    c->tagged = true;
+}
+
 static void chan_free_entry(struct lh_entry *e)
 {
     hchan *c = (hchan *)lh_entry_v(e);
@@ -565,6 +662,7 @@ static hchan *chan_get(pgc_hub *h, const char *tenant, const char *channel, bool
         free(c);
         return NULL;
     }
+    chan_tag(h, c);
     return c;
 }
 
@@ -642,6 +740,7 @@ static void hsub_unlink(pgc_hub *h, hsub *x)
     atomic_fetch_sub(&h->st_subscriptions, 1);
     if (!c->subs) {
         read_list_remove(h, c);
+        chan_untag(h, c);
         lh_table_delete(h->chans, c->key); /* frees c */
     }
     free(x);
@@ -730,6 +829,79 @@ static void load_heartbeat_config(pgc_hub *h)
     free(copy);
 }
 
+/* A warning about notifications, at most one line per HUB_WARN_EVERY_MS (anyone who can
+ * connect can send them: the log must not become the flood). */
+static void warn_limited(pgc_hub *h, const char *what)
+{
+    int64_t now = pgc_mono_ms();
+    if (now < h->warn_next_ms) {
+        h->warn_suppressed++;
+        return;
+    }
+    if (h->warn_suppressed)
+        PGC_WARN("hub: %s (and %lu more notifications ignored since the last warning)", what, h->warn_suppressed);
+    else
+        PGC_WARN("hub: %s", what);
+    h->warn_suppressed = 0;
+    h->warn_next_ms = now + HUB_WARN_EVERY_MS;
+}
+
+static void retag_all(pgc_hub *h)
+{
+    struct lh_entry *e, *tmp;
+    lh_foreach_safe(h->chans, e, tmp)
+    {
+        chan_tag(h, (hchan *)lh_entry_v(e));
+    }
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Loads realtime.realtime_secret; on a change every channel is tagged again and read
+ * once (wake-ups sent under the other secret were not recognised). Without it (not
+ * readable, or migration 011 not applied) the previous secret stays, or none: every
+ * wake-up then reads every channel. */
+static void load_secret(pgc_hub *h)
+{
+    if (!h->conn)
+        return;
+    PGresult *r = PQexec(h->conn, "SELECT encode(secret, 'hex') FROM realtime.realtime_secret");
+    unsigned char key[PGC_HUB_SECRET_LEN];
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+              PQgetlength(r, 0, 0) == 2 * PGC_HUB_SECRET_LEN;
+    for (int i = 0; ok && i < PGC_HUB_SECRET_LEN; i++) {
+        const char *v = PQgetvalue(r, 0, 0);
+        int hi = hexval(v[2 * i]), lo = hexval(v[2 * i + 1]);
+        ok = hi >= 0 && lo >= 0;
+        key[i] = (unsigned char)(hi << 4 | lo);
+    }
+    if (!ok) {
+        if (!h->secret_warned)
+            PGC_ERROR("hub: cannot read realtime.realtime_secret (%s): every wake-up reads every channel, "
+                      "presence is matched by its rows; apply the migrations and grant the runtime role "
+                      "(pgcast-migrate --runtime-role)",
+                      PQresultStatus(r) == PGRES_TUPLES_OK ? "no valid row" : PQresultErrorMessage(r));
+        h->secret_warned = true;
+        PQclear(r);
+        if (PQstatus(h->conn) != CONNECTION_OK)
+            drop_conn(h, "query failed");
+        return;
+    }
+    PQclear(r);
+    if (h->have_secret && memcmp(key, h->secret, sizeof(key)) == 0)
+        return;
+    bool rotated = h->have_secret;
+    memcpy(h->secret, key, sizeof(key));
+    h->have_secret = true;
+    retag_all(h);
+    h->wake_all = true;
+    if (rotated)
+        PGC_INFO("hub: realtime.realtime_secret changed: channels tagged again");
+}
+
 static void refresh_instance(pgc_hub *h)
 {
     char pid[16];
@@ -743,6 +915,8 @@ static void refresh_instance(pgc_hub *h)
                    "VALUES ($1, $2, $3, $4::int) ON CONFLICT (instance_id) DO UPDATE SET last_seen_at = now()",
                    4, p);
     h->next_instance_ms = pgc_mono_ms() + HUB_INSTANCE_REFRESH_MS;
+    if (!h->have_secret)
+        load_secret(h);
     /* Any live process sweeps: rows and presence members of processes that stopped
      * refreshing (crashed, killed) are closed and removed. */
     if (h->refreshes++ % HUB_SWEEP_EVERY == 0)
@@ -805,7 +979,10 @@ static int catchup_item(pgc_event *e, void *arg)
     cx->bytes += e->kind == PGC_ITEM_EVENT ? e->json_len : 0;
     hchan *c = chan_get(cx->h, cx->tenant, e->channel, false);
     if (c && c->last >= 0 && e->seq == c->last + 1) {
-        atomic_fetch_add_explicit(&cx->h->st_events_in, e->kind == PGC_ITEM_EVENT, memory_order_relaxed);
+        if (e->kind == PGC_ITEM_EVENT) {
+            atomic_fetch_add_explicit(&cx->h->st_events_in, 1, memory_order_relaxed);
+            atomic_store(&cx->h->st_lag_ms, pgc_wall_ms() - e->ts_ms);
+        }
         deliver_live(cx->h, c, e);
     } else {
         pgc_event_unref(e);
@@ -813,27 +990,34 @@ static int catchup_item(pgc_event *e, void *arg)
     return 0;
 }
 
-/* One step of reading channel c's log after c->last (events that were not in a
- * notification: a jump, a body too big for NOTIFY, a reconnect), delivered live.
- * Returns true when the log may have more after this step. */
-static bool read_channel_step(pgc_hub *h, hchan *c)
+/* One step of reading the log of n channels of ONE tenant after their `last` (woken,
+ * or after a reconnect): one realtime.read, bounded by HUB_READ_BATCH events and
+ * read_bytes in all, each event delivered live as it comes. The envelopes are built
+ * from the rows (pgc_db_read). Returns true when the log may have more after this step
+ * (the read was cut by a bound: any of the channels may have more). */
+static bool read_channels_step(pgc_hub *h, hchan **chans, size_t n)
 {
-    if (!h->conn || c->last < 0)
+    if (!h->conn || n == 0)
         return false;
     pgc_cursor cur;
     pgc_cursor_init(&cur);
-    struct catchup_ctx cx = {h, c->tenant, 0};
+    struct catchup_ctx cx = {h, chans[0]->tenant, 0};
     char err[256];
-    bool more = false;
-    if (pgc_cursor_set(&cur, c->channel, c->last) == 0) {
-        int n = pgc_db_read(h->conn, c->tenant, &cur, HUB_READ_BATCH, h->opt.read_bytes, catchup_item, &cx, err,
-                            sizeof(err));
-        if (n < 0) {
-            PGC_WARN("hub: reading the log of %s failed: %s", c->channel, err);
+    bool more = false, built = true;
+    for (size_t i = 0; built && i < n; i++)
+        built = pgc_cursor_set(&cur, chans[i]->channel, chans[i]->last) == 0;
+    if (!built) {
+        PGC_ERROR("hub: out of memory reading the log");
+        more = true; /* try again in the next turn */
+    } else {
+        int got = pgc_db_read(h->conn, cx.tenant, &cur, HUB_READ_BATCH, h->opt.read_bytes, catchup_item, &cx, err,
+                              sizeof(err));
+        if (got < 0) {
+            PGC_WARN("hub: reading the log of %s%s failed: %s", chans[0]->channel, n > 1 ? " and others" : "", err);
             if (PQstatus(h->conn) != CONNECTION_OK)
-                drop_conn(h, "read failed");
+                drop_conn(h, "read failed"); /* resync_all reads every channel after reconnecting */
         } else {
-            more = read_may_have_more(n, HUB_READ_BATCH, cx.bytes, h->opt.read_bytes);
+            more = read_may_have_more(got, HUB_READ_BATCH, cx.bytes, h->opt.read_bytes);
         }
     }
     pgc_cursor_free(&cur);
@@ -908,19 +1092,61 @@ static void feed(pgc_hub *h, hsub *x)
         feed_list_add(h, x);
 }
 
-/* One turn of the hub's log work: a step for every channel whose log must be read (live
- * delivery comes first), then a step for the first subscription behind, which then goes
- * to the end of the list. Returns true when work remains for the next turn. */
+static int chan_cmp_tenant(const void *a, const void *b)
+{
+    return strcmp((*(hchan *const *)a)->tenant, (*(hchan *const *)b)->tenant);
+}
+
+/* One turn of the hub's log work: a step for the channels whose log must be read (live
+ * delivery comes first), one read per tenant (HUB_READ_CHANNELS channels at most per
+ * read), then a step for the first subscription behind, which then goes to the end of
+ * the list. Returns true when work remains for the next turn. */
 static bool work_turn(pgc_hub *h)
 {
-    hchan *last = h->read_tail;
-    for (hchan *c = h->read_head; h->conn && c;) {
-        hchan *next = c == last ? NULL : c->rnext;
-        read_list_remove(h, c);
-        if (read_channel_step(h, c))
-            read_list_add(h, c);
-        c = next;
+    if (h->wake_all && h->conn) {
+        h->wake_all = false;
+        struct lh_entry *e, *tmp;
+        lh_foreach_safe(h->chans, e, tmp)
+        {
+            hchan *c = (hchan *)lh_entry_v(e);
+            if (c->last >= 0)
+                read_list_add(h, c);
+        }
     }
+    size_t n = 0;
+    for (hchan *c = h->read_head; c; c = c->rnext)
+        n++;
+    if (n > h->batch_cap) {
+        hchan **b = realloc(h->batch, n * sizeof(*b));
+        if (b) {
+            h->batch = b;
+            h->batch_cap = n;
+        } else {
+            n = h->batch_cap; /* the rest waits for the next turn */
+        }
+    }
+    hchan *one[1];
+    hchan **batch = h->batch ? h->batch : one;
+    if (n == 0 && h->read_head)
+        n = 1; /* no memory at all: one channel at a time */
+    size_t k = 0;
+    while (h->conn && k < n && h->read_head) {
+        hchan *c = h->read_head;
+        read_list_remove(h, c);
+        if (c->last >= 0)
+            batch[k++] = c;
+    }
+    qsort(batch, k, sizeof(*batch), chan_cmp_tenant);
+    for (size_t i = 0; i < k && h->conn;) {
+        size_t j = i + 1;
+        while (j < k && j - i < HUB_READ_CHANNELS && strcmp(batch[j]->tenant, batch[i]->tenant) == 0)
+            j++;
+        if (read_channels_step(h, batch + i, j - i))
+            for (size_t m = i; m < j; m++)
+                read_list_add(h, batch[m]);
+        i = j;
+    }
+    /* a lost connection leaves the rest unread: resync_all reads every channel */
     hsub *x = h->feed_head;
     if (h->conn && x) {
         feed_list_remove(h, x);
@@ -979,78 +1205,223 @@ static void resync_all(pgc_hub *h)
     }
 }
 
-static void on_event_notify(pgc_hub *h, const char *payload)
+/* "<tag> <number>": PGC_HUB_TAG_LEN lowercase hex digits, one space, 1-19 decimal
+ * digits (1 .. 2^63-1), nothing else. 0, or -1 for anything else. */
+static int parse_wakeup(const char *p, char tag[PGC_HUB_TAG_LEN + 1], int64_t *num)
 {
-    const char *nl = strchr(payload, '\n');
-    size_t hlen = nl ? (size_t)(nl - payload) : strlen(payload);
-    struct json_tokener *tok = json_tokener_new();
-    struct json_object *hdr = tok ? json_tokener_parse_ex(tok, payload, (int)hlen) : NULL;
-    if (tok)
-        json_tokener_free(tok);
-    struct json_object *jt, *jc, *js, *jms, *je;
-    if (!hdr || !json_object_object_get_ex(hdr, "t", &jt) || !json_object_object_get_ex(hdr, "c", &jc) ||
-        !json_object_object_get_ex(hdr, "s", &js)) {
-        PGC_WARN("hub: ignoring a malformed notification");
-        json_object_put(hdr);
-        return;
+    for (int i = 0; i < PGC_HUB_TAG_LEN; i++) {
+        if (hexval(p[i]) < 0)
+            return -1;
+        tag[i] = p[i];
     }
-    hchan *c = chan_get(h, json_object_get_string(jt), json_object_get_string(jc), false);
-    int64_t seq = json_object_get_int64(js);
-    if (!c || c->last < 0 || seq <= c->last) {
-        json_object_put(hdr); /* no local subscriber, not started yet, or already seen */
-        return;
-    }
-    int64_t ms = json_object_object_get_ex(hdr, "ms", &jms) ? json_object_get_int64(jms) : 0;
-    if (seq == c->last + 1 && nl && json_object_object_get_ex(hdr, "e", &je)) {
-        pgc_event *e = pgc_event_new_event(c->tenant, c->channel, seq, json_object_get_string(je), nl + 1,
-                                           strlen(nl + 1), ms);
-        if (e) {
-            atomic_fetch_add_explicit(&h->st_events_in, 1, memory_order_relaxed);
-            atomic_store(&h->st_lag_ms, pgc_wall_ms() - ms);
-            deliver_live(h, c, e);
-            json_object_put(hdr);
-            return;
-        }
-    }
-    json_object_put(hdr);
-    /* a jump, or the body was too big for NOTIFY: the log has it */
-    catchup_channel(h, c);
-    atomic_store(&h->st_lag_ms, pgc_wall_ms() - ms);
+    tag[PGC_HUB_TAG_LEN] = '\0';
+    p += PGC_HUB_TAG_LEN;
+    if (*p++ != ' ')
+        return -1;
+    size_t nd = strspn(p, "0123456789");
+    if (nd == 0 || nd > 19 || p[nd] != '\0')
+        return -1;
+    errno = 0;
+    long long v = strtoll(p, NULL, 10);
+    if (errno != 0 || v < 1)
+        return -1;
+    *num = v;
+    return 0;
 }
 
-static void on_presence_notify(pgc_hub *h, const char *payload)
+/* A wake-up on 'realtime_events'. Nothing in it is trusted: a tag of a channel served
+ * here with a seq beyond what was delivered puts the channel on the read list, and the
+ * read delivers only what the log holds. */
+static void on_event_notify(pgc_hub *h, const char *payload)
 {
-    struct json_object *o = json_tokener_parse(payload), *jt, *jc, *jm, *jtype;
-    if (!o || !json_object_object_get_ex(o, "t", &jt) || !json_object_object_get_ex(o, "c", &jc) ||
-        !json_object_object_get_ex(o, "m", &jm)) {
+    if (!h->have_secret) {
+        h->wake_all = true; /* no tags to tell channels apart: read them all */
+        return;
+    }
+    char tag[PGC_HUB_TAG_LEN + 1];
+    int64_t seq;
+    if (parse_wakeup(payload, tag, &seq) != 0) {
+        warn_limited(h, "ignoring a malformed notification on realtime_events");
+        return;
+    }
+    void *v = NULL;
+    if (!lh_table_lookup_ex(h->tags, tag, &v))
+        return; /* a channel not served here (or a made-up tag) */
+    hchan *c = v;
+    if (c->last < 0 || seq <= c->last)
+        return; /* not started yet (it reads its position), or already delivered */
+    catchup_channel(h, c);
+}
+
+/* ---------------------------------------------------------------- presence */
+
+/* Whether presence id was delivered here (or is older than what is remembered). */
+static bool seen_has(pgc_hub *h, int64_t id)
+{
+    if (id <= h->seen_evicted_max)
+        return true;
+    for (size_t i = 0; i < h->nseen; i++)
+        if (h->seen[i] == id)
+            return true;
+    return false;
+}
+
+static void seen_add(pgc_hub *h, int64_t id)
+{
+    if (h->nseen < HUB_PRESENCE_SEEN) {
+        h->seen[h->nseen++] = id;
+        return;
+    }
+    /* the oldest goes; ids up to the largest evicted count as delivered from now on (a
+     * row committed that much later than HUB_PRESENCE_SEEN others is not delivered) */
+    if (h->seen[h->seen_next] > h->seen_evicted_max)
+        h->seen_evicted_max = h->seen[h->seen_next];
+    h->seen[h->seen_next] = id;
+    h->seen_next = (h->seen_next + 1) % HUB_PRESENCE_SEEN;
+}
+
+/* A presence row: {"type":"presence.…","channel":C,"payload":member}, written by
+ * realtime.presence_announce as jsonb. It is parsed and printed again, so what is sent
+ * is valid JSON whatever the row holds. Delivered as an EPHEMERAL item to the channel's
+ * announced subscriptions. */
+static void deliver_presence(pgc_hub *h, hchan *c, const char *text)
+{
+    struct json_object *o = json_tokener_parse(text), *jtype, *jch;
+    const char *type = NULL;
+    if (o && json_object_is_type(o, json_type_object) && json_object_object_get_ex(o, "type", &jtype) &&
+        json_object_is_type(jtype, json_type_string) && json_object_object_get_ex(o, "channel", &jch) &&
+        json_object_is_type(jch, json_type_string) && strcmp(json_object_get_string(jch), c->channel) == 0)
+        type = json_object_get_string(jtype);
+    if (!type || strncmp(type, "presence.", 9) != 0) {
+        warn_limited(h, "ignoring a presence row that is not a presence message");
         json_object_put(o);
         return;
     }
-    hchan *c = chan_get(h, json_object_get_string(jt), json_object_get_string(jc), false);
-    if (c) {
-        size_t len = 0;
-        const char *m = json_object_to_json_string_length(jm, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        const char *type = json_object_object_get_ex(jm, "type", &jtype) ? json_object_get_string(jtype) : NULL;
-        pgc_event *e = pgc_event_new_ephemeral(c->tenant, c->channel, type, m, len);
-        for (hsub *x = c->subs; e && x; x = x->cnext)
-            if (x->announced)
-                (void)sub_push(x->sub, e, false);
-        pgc_event_unref(e);
-    }
+    size_t len = 0;
+    const char *m = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    pgc_event *e = m ? pgc_event_new_ephemeral(c->tenant, c->channel, type, m, len) : NULL;
+    for (hsub *x = c->subs; e && x; x = x->cnext)
+        if (x->announced)
+            (void)sub_push(x->sub, e, false);
+    pgc_event_unref(e);
     json_object_put(o);
 }
 
+/* Reads the presence rows of the pending wake-ups (one query for HUB_PRESENCE_BATCH)
+ * and delivers each once: a row of a channel served here whose tag (with the secret) is
+ * the one of the wake-up, written within HUB_PRESENCE_WINDOW. */
+static void flush_presence(pgc_hub *h)
+{
+    while (h->conn && h->npending > 0) {
+        size_t n = h->npending < HUB_PRESENCE_BATCH ? h->npending : HUB_PRESENCE_BATCH;
+        struct pres_pending *batch = h->pending + (h->npending - n);
+        char arr[HUB_PRESENCE_BATCH * 21 + 3], *p = arr;
+        *p++ = '{';
+        size_t asked = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (seen_has(h, batch[i].id))
+                continue; /* delivered already: a replay costs nothing */
+            p += sprintf(p, "%s%" PRId64, asked++ ? "," : "", batch[i].id);
+        }
+        *p++ = '}';
+        *p = '\0';
+        if (asked > 0) {
+            const char *params[1] = {arr};
+            PGresult *r = pgc_db_exec_prepared(
+                h->conn, "pgcast_presence_rows",
+                "SELECT id, tenant_id, channel, message::text FROM realtime.realtime_presence_events "
+                "WHERE id = ANY ($1::bigint[]) AND created_at > now() - interval '" HUB_PRESENCE_WINDOW "' ORDER BY id",
+                1, params);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+                warn_limited(h, PQresultErrorMessage(r));
+                PQclear(r);
+                if (PQstatus(h->conn) != CONNECTION_OK)
+                    drop_conn(h, "query failed");
+                break;
+            }
+            for (int i = 0; i < PQntuples(r); i++) {
+                int64_t id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+                if (seen_has(h, id))
+                    continue;
+                hchan *c = chan_get(h, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), false);
+                bool tag_ok = c && (!h->have_secret || !c->tagged);
+                for (size_t k = 0; c && !tag_ok && k < n; k++)
+                    tag_ok = batch[k].id == id && strcmp(batch[k].tag, c->tag) == 0;
+                if (!c || !tag_ok)
+                    continue; /* not ours, or a wake-up with another channel's tag: no decision */
+                seen_add(h, id);
+                deliver_presence(h, c, PQgetvalue(r, i, 3));
+            }
+            PQclear(r);
+        }
+        h->npending -= n;
+    }
+    h->npending = 0; /* what a lost connection left: presence is not replayed */
+}
+
+/* A wake-up on 'realtime_presence': "<tag> <id>" of a realtime_presence_events row,
+ * read in flush_presence. With the secret, only tags of channels served here count. */
+static void on_presence_notify(pgc_hub *h, const char *payload)
+{
+    char tag[PGC_HUB_TAG_LEN + 1];
+    int64_t id;
+    if (parse_wakeup(payload, tag, &id) != 0) {
+        warn_limited(h, "ignoring a malformed notification on realtime_presence");
+        return;
+    }
+    if (h->have_secret) {
+        void *v = NULL;
+        if (!lh_table_lookup_ex(h->tags, tag, &v))
+            return;
+    }
+    if (seen_has(h, id))
+        return;
+    if (h->npending == h->pending_cap) {
+        size_t cap = h->pending_cap ? h->pending_cap * 2 : 64;
+        struct pres_pending *pp = realloc(h->pending, cap * sizeof(*pp));
+        if (!pp) {
+            flush_presence(h);
+            if (h->npending == h->pending_cap) {
+                PGC_ERROR("hub: out of memory: a presence message is not delivered");
+                return;
+            }
+        } else {
+            h->pending = pp;
+            h->pending_cap = cap;
+        }
+    }
+    h->pending[h->npending].id = id;
+    memcpy(h->pending[h->npending].tag, h->have_secret ? tag : "", h->have_secret ? sizeof(tag) : 1);
+    h->npending++;
+}
+
+/* Takes the notifications libpq holds, then reads the presence rows they named. Those
+ * reads may bring more notifications: taken again, HUB_DRAIN_ROUNDS times at most; then
+ * drain_more tells the thread not to sleep, so what is left is taken in the next turn
+ * (a flood of presence wake-ups cannot hold back the log reads). */
 static void drain_notifications(pgc_hub *h)
 {
-    PGnotify *n;
-    while (h->conn && (n = PQnotifies(h->conn)) != NULL) {
-        if (strcmp(n->relname, "realtime_events") == 0)
-            on_event_notify(h, n->extra);
-        else if (strcmp(n->relname, "realtime_config") == 0)
-            load_heartbeat_config(h);
-        else if (strcmp(n->relname, "realtime_presence") == 0)
-            on_presence_notify(h, n->extra);
-        PQfreemem(n);
+    h->drain_more = false;
+    for (int round = 0; h->conn; round++) {
+        PGnotify *n;
+        while (h->conn && (n = PQnotifies(h->conn)) != NULL) {
+            if (strcmp(n->relname, "realtime_events") == 0)
+                on_event_notify(h, n->extra);
+            else if (strcmp(n->relname, "realtime_config") == 0 && strcmp(n->extra, "realtime_secret") == 0)
+                load_secret(h);
+            else if (strcmp(n->relname, "realtime_config") == 0)
+                load_heartbeat_config(h);
+            else if (strcmp(n->relname, "realtime_presence") == 0)
+                on_presence_notify(h, n->extra);
+            PQfreemem(n);
+        }
+        if (h->npending == 0)
+            break;
+        if (round == HUB_DRAIN_ROUNDS) {
+            h->drain_more = true;
+            break;
+        }
+        flush_presence(h);
     }
 }
 
@@ -1071,6 +1442,8 @@ static void try_connect(pgc_hub *h)
     h->backoff_ms = HUB_BACKOFF_MIN_MS;
     atomic_store(&h->db_ok, true);
     PGC_INFO("hub: listening (instance %s)", h->instance_id);
+    h->secret_warned = false;
+    load_secret(h); /* before the positions: tags for every wake-up from the LISTEN on */
     load_heartbeat_config(h);
     refresh_instance(h);
     resync_all(h);
@@ -1181,6 +1554,8 @@ static void stall_scan(pgc_hub *h, int64_t now)
         if (end) {
             s->state = PGC_SUB_OVERFLOW;
             atomic_fetch_add(&h->st_overflows, 1);
+            PGC_INFO("hub: a subscriber of tenant %s took nothing for %lld ms with %zu items (%zu bytes) "
+                     "waiting: ended (overflow)", s->tenant, (long long)(now - s->last_take_ms), s->qlen, s->qbytes);
         }
         pthread_mutex_unlock(&s->mu);
         if (end) {
@@ -1212,6 +1587,7 @@ static void *hub_main(void *arg)
         drain_notifications(h);
         bool more = work_turn(h);
         drain_notifications(h);
+        more = more || h->drain_more || h->wake_all;
         if (now >= h->next_stall_ms)
             stall_scan(h, now);
 
@@ -1260,6 +1636,7 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
     h->conninfo = strdup(opt->conninfo ? opt->conninfo : "");
     h->kind = strdup(opt->kind ? opt->kind : "pgcast");
     h->chans = lh_kchar_table_new(256, chan_free_entry);
+    h->tags = lh_kchar_table_new(256, NULL);
     h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     h->hb_default = (struct hb_entry){"default", 30000, 90000};
     h->backoff_ms = HUB_BACKOFF_MIN_MS;
@@ -1268,7 +1645,7 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
         snprintf(host, sizeof(host), "host");
     unsigned rnd = (unsigned)pgc_wall_ms() ^ ((unsigned)getpid() << 16) ^ (unsigned)(uintptr_t)h;
     snprintf(h->instance_id, sizeof(h->instance_id), "%s:%d:%08x", host, (int)getpid(), rnd);
-    if (!h->conninfo || !h->kind || !h->chans || h->efd < 0 || pthread_mutex_init(&h->cmd_mu, NULL) != 0 ||
+    if (!h->conninfo || !h->kind || !h->chans || !h->tags || h->efd < 0 || pthread_mutex_init(&h->cmd_mu, NULL) != 0 ||
         pthread_mutex_init(&h->subs_mu, NULL) != 0 || pthread_rwlock_init(&h->hb_lock, NULL) != 0) {
         snprintf(err, errlen, "cannot start the hub: %s", strerror(errno));
         goto fail;
@@ -1284,6 +1661,8 @@ fail:
         close(h->efd);
     if (h->chans)
         lh_table_free(h->chans);
+    if (h->tags)
+        lh_table_free(h->tags);
     free(h->conninfo);
     free(h->kind);
     free(h);
@@ -1334,6 +1713,8 @@ void pgc_hub_stop(pgc_hub *h)
     }
     lh_table_free(h->chans);
     h->chans = NULL;
+    lh_table_free(h->tags); /* its entries pointed into the channels */
+    h->tags = NULL;
     /* from here on the last pgc_sub_free may release the hub: nothing below touches it
      * unless no subscriber is left */
     h->phase = HUB_STOPPED;
@@ -1346,6 +1727,8 @@ void pgc_hub_stop(pgc_hub *h)
 static void hub_release(pgc_hub *h)
 {
     free(h->all);
+    free(h->batch);
+    free(h->pending);
     close(h->efd);
     pthread_mutex_destroy(&h->cmd_mu);
     pthread_mutex_destroy(&h->subs_mu);

@@ -1,9 +1,10 @@
 /* The hub: per process, ONE LISTEN connection to PostgreSQL and one thread that fans
  * every committed event out, in memory, to the local subscribers of its
- * (tenant, channel). NOTIFY is only a wake-up: whenever the hub cannot prove it has
- * seen every seq of a channel (a notification without body, a jump in seq, a
- * reconnect), it reads the missing positions from realtime_events_log, in batches per
- * channel, never one query per subscriber.
+ * (tenant, channel). NOTIFY is only a wake-up and carries nothing readable: an opaque
+ * tag of the channel (keyed by realtime.realtime_secret) and a number. On a wake-up,
+ * a jump or a reconnect the hub reads the log (realtime.read), one read per tenant for
+ * all its channels waiting, never one query per subscriber; every envelope is built
+ * from the row read, never from the notification.
  *
  * A subscriber is one client connection (an SSE stream, a long-poll, a WebSocket) with
  * any number of channels of one tenant and ONE bounded queue of items. The hub thread
@@ -53,6 +54,15 @@ pgc_event *pgc_event_new_ephemeral(const char *tenant, const char *channel, cons
 
 typedef struct pgc_hub pgc_hub;
 typedef struct pgc_sub pgc_sub;
+
+#define PGC_HUB_SECRET_LEN 32 /* bytes of realtime.realtime_secret */
+#define PGC_HUB_TAG_LEN 32    /* hex digits of a wake-up tag */
+
+/* A channel's wake-up tag, as realtime.channel_tag computes it (sql/011): lowercase hex
+ * of the first 16 bytes of sha256(secret || tenant || 0x1f || channel). out gets
+ * PGC_HUB_TAG_LEN digits and a NUL. 0, or -1 when the digest fails. */
+int pgc_hub_channel_tag(const unsigned char secret[PGC_HUB_SECRET_LEN], const char *tenant, const char *channel,
+                        char out[PGC_HUB_TAG_LEN + 1]);
 
 typedef struct pgc_hub_options {
     const char *conninfo;     /* libpq conninfo; "" = PG* variables */

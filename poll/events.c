@@ -444,9 +444,11 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
     char *since_text = pgc_query_get(query, "since");
     if (since_text && pgc_cursor_parse(&since, since_text, (size_t)app->cfg.max_channels, err, sizeof(err)) != 0) {
         pgc_req_send_error(r, 400, "bad_cursor", err, "");
-    } else if (int_param(r, query, "limit", 100, 0, app->cfg.poll_max_limit, &limit) == 0 && limit == 0) {
+    } else if (int_param(r, query, "limit", 100, 0, app->cfg.poll_max_limit, &limit) != 0) {
+        /* answered */
+    } else if (limit == 0) {
         send_position(app, r, tok.tenant, chans, n);
-    } else if (limit > 0 && int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
+    } else if (int_param(r, query, "wait", 0, 0, app->cfg.poll_max_wait_s, &wait_s) == 0) {
         /* the page's cursor: every requested channel, in request order; channels the
          * cursor does not name start at 0 (everything retained) */
         int rc = 0;

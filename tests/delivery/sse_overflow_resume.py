@@ -33,8 +33,9 @@ async def main():
     c.paused = True
     await asyncio.sleep(0.5)
     await rc.apsql(rc.publish_sql("t1", ch, BURST, pad=1000))
-    # the hub sees the burst through NOTIFY: past the queue's bound the stream is marked
-    # overflowed; the server writes the error once the client reads what was sent before
+    # the burst fills the stream's queue; the client takes nothing for longer than
+    # queue_stall_ms (4 s), so the hub ends it (overflow); the server writes the error once
+    # the client reads what was sent before
     await asyncio.sleep(5)
     lt = asyncio.ensure_future(rc.apsql(rc.steady_publish_sql("t1", ch, LIVE_N, LIVE, pad=1000, batch=BATCH)))
     c.paused = False

@@ -20,6 +20,13 @@ int main(void)
           "quotes escaped, slashes not, null payload");
     free(e);
 
+    /* an event type is any text of 1-200 bytes (realtime.publish): CR, LF and control
+     * characters are escaped, so a type can never end an SSE data line or add an id: */
+    e = pgc_envelope_event("a\r\nid: x\n\ndata: \x01<img>", "c", 1, "{}", 2, 0, NULL);
+    T_STR(e, "{\"type\":\"a\\r\\nid: x\\n\\ndata: \\u0001<img>\",\"channel\":\"c\",\"seq\":1,\"payload\":{},\"timestamp\":0}",
+          "CR, LF and control characters in a type are escaped");
+    free(e);
+
     e = pgc_envelope_gap("project:abc", 3, 9, &len);
     T_STR(e, "{\"type\":\"gap\",\"channel\":\"project:abc\",\"from\":3,\"to\":9}", "gap message");
     free(e);

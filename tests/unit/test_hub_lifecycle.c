@@ -17,7 +17,7 @@
 #include "t.h"
 
 static const char *conninfo;
-static PGconn *pub;
+static PGconn *pub, *owner;
 static char seam_ch[64];
 
 static int64_t mono_ms(void)
@@ -185,20 +185,54 @@ static void test_free_during_stop(void)
     T_OK(1, "freed after the stop");
 }
 
-/* A notification as realtime.publish sends it (header, newline, payload), for a tenant
- * of any length: publish itself refuses tenants over 200 bytes, the hub must not
- * depend on that. */
-static int notify(const char *tenant, const char *channel, int seq)
+/* An event as realtime.publish writes it, and its wake-up, for a tenant of any length:
+ * publish itself refuses tenants over 200 bytes, the hub must not depend on that. The
+ * rows are written by the owner (the runtime role may not). */
+static int publish_raw(const char *tenant, const char *channel, int seq)
 {
-    size_t len = strlen(tenant) + strlen(channel) + 256;
+    size_t len = 3 * strlen(tenant) + 3 * strlen(channel) + 1024;
     char *q = malloc(len);
     snprintf(q, len,
-             "SELECT pg_notify('realtime_events', json_build_object('t', '%s', 'c', '%s', 's', %d, 'ms', 0, "
-             "'e', 't')::text || E'\\n' || '{\"i\":%d}')",
-             tenant, channel, seq, seq);
-    int rc = sql(q);
+             "INSERT INTO realtime.realtime_channels (tenant_id, channel_name, channel_type, last_seq) "
+             "VALUES ('%s', '%s', 'project', %d) ON CONFLICT (tenant_id, channel_name) DO UPDATE SET last_seq = %d; "
+             "INSERT INTO realtime.realtime_events_log (tenant_id, channel, seq, event_type, event_data, published_at) "
+             "VALUES ('%s', '%s', %d, 't', jsonb_build_object('i', %d), clock_timestamp()); "
+             "SELECT pg_notify('realtime_events', realtime.channel_tag('%s', '%s') || ' ' || %d)",
+             tenant, channel, seq, seq, tenant, channel, seq, seq, tenant, channel, seq);
+    PGresult *r = PQexec(owner, q);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        printf("# sql failed: %s", PQresultErrorMessage(r));
+    PQclear(r);
     free(q);
-    return rc;
+    return ok ? 0 : -1;
+}
+
+/* The hub's wake-up tags are realtime.channel_tag's, byte for byte (UTF-8 tenants too). */
+static void test_tag_matches_sql(void)
+{
+    PGresult *r = PQexec(owner, "SELECT encode(secret, 'hex'), realtime.channel_tag('t1', 'project:a'), "
+                                "realtime.channel_tag('ten\u00e4nt-\u65e5\u672c', 'entity:User:x@y.z') "
+                                "FROM realtime.realtime_secret");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetlength(r, 0, 0) == 64;
+    T_OK(ok, "the secret and the SQL tags are read (%s)", PQresultErrorMessage(r));
+    if (ok) {
+        unsigned char key[PGC_HUB_SECRET_LEN];
+        const char *hx = PQgetvalue(r, 0, 0);
+        for (int i = 0; i < PGC_HUB_SECRET_LEN; i++) {
+            unsigned v;
+            sscanf(hx + 2 * i, "%2x", &v);
+            key[i] = (unsigned char)v;
+        }
+        char t1[PGC_HUB_TAG_LEN + 1], t2[PGC_HUB_TAG_LEN + 1];
+        T_OK(pgc_hub_channel_tag(key, "t1", "project:a", t1) == 0 && strcmp(t1, PQgetvalue(r, 0, 1)) == 0,
+             "C and SQL agree on a tag (%s / %s)", t1, PQgetvalue(r, 0, 1));
+        T_OK(pgc_hub_channel_tag(key, "ten\xc3\xa4nt-\xe6\x97\xa5\xe6\x9c\xac", "entity:User:x@y.z", t2) == 0 &&
+                 strcmp(t2, PQgetvalue(r, 0, 2)) == 0,
+             "and on a UTF-8 tenant's (%s / %s)", t2, PQgetvalue(r, 0, 2));
+        T_OK(strcmp(t1, t2) != 0, "different channels, different tags");
+    }
+    PQclear(r);
 }
 
 /* Two tenants whose names share their first 520 bytes: a notification of one never
@@ -216,15 +250,15 @@ static void test_long_tenants(void)
     b.sub = pgc_sub_new(h, tb, count_wake, NULL);
     pgc_sub_add(a.sub, "project:shared-name", -1);
     T_OK(take_until(&a, 0, 10000), "tenant A subscribed");
-    notify(tb, "project:shared-name", 1);
-    notify(tb, "project:shared-name", 2);
+    publish_raw(tb, "project:shared-name", 1);
+    publish_raw(tb, "project:shared-name", 2);
     usleep(300000);
     take_all(&a);
     T_INT(a.events, 0, "tenant A gets no event of tenant B (same channel, same first 520 bytes)");
     pgc_sub_add(b.sub, "project:shared-name", -1);
     T_OK(take_until(&b, 0, 10000), "tenant B subscribed");
-    notify(tb, "project:shared-name", 1);
-    notify(ta, "project:shared-name", 1);
+    publish_raw(tb, "project:shared-name", 3);
+    publish_raw(ta, "project:shared-name", 1);
     T_OK(take_until(&b, 1, 10000), "tenant B gets its event (%ld)", b.events);
     T_OK(take_until(&a, 1, 10000), "tenant A gets its event (%ld)", a.events);
     usleep(300000);
@@ -299,14 +333,18 @@ int main(void)
         return 1;
     }
     pub = PQconnectdb(conninfo);
-    if (PQstatus(pub) != CONNECTION_OK) {
-        printf("not ok 1 - connect: %s", PQerrorMessage(pub));
+    const char *owner_url = getenv("PGCAST_TEST_OWNER_URL");
+    owner = PQconnectdb(owner_url && *owner_url ? owner_url : conninfo);
+    if (PQstatus(pub) != CONNECTION_OK || PQstatus(owner) != CONNECTION_OK) {
+        printf("not ok 1 - connect: %s%s", PQerrorMessage(pub), PQerrorMessage(owner));
         return 1;
     }
     test_stuck_catchup();
     test_seam_headroom();
+    test_tag_matches_sql();
     test_long_tenants();
     test_free_during_stop();
     PQfinish(pub);
+    PQfinish(owner);
     return T_DONE();
 }

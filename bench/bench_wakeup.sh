@@ -1,0 +1,49 @@
+#!/bin/bash
+# What reading the log on every wake-up costs (docs/operations.md, "NOTIFY is a wake-up:
+# what it costs"), pgcast only (no nchan, so no nginx needed), release build:
+# - publish->client latency through lighttpd (SSE) and the sidecar (WebSocket) at fixed
+#   offered loads, with bench/loadgen (the pgcast half of bench_sse.sh / bench_ws.sh);
+# - one SSE stream on 50 channels of one tenant, 200 transactions of one event per
+#   channel (10,000 wake-ups): the time to deliver all and how many realtime.read calls
+#   the handler's hub made (pg_stat_user_functions, track_functions = pl).
+# BENCH_SECONDS (10) sets each latency run's length.
+source "$(dirname "$0")/lib.sh"
+secs=${BENCH_SECONDS:-10}
+LOADGEN=build/release/bench/loadgen
+[ -x "$LOADGEN" ] && [ -x bin/pgcast-sse.fcgi ] || make --no-print-directory >/dev/null
+bench_setup wakeup
+psql -qX -c "ALTER DATABASE postgres SET track_functions = 'pl'" >/dev/null
+pgcast_config_add "queue_events = 4096"
+lighttpd_start || { web_logs; exit 1; }
+lport=${LIGHTTPD_URL##*:}
+tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"]}')
+pub=$(bench_pub_conninfo)
+
+echo "publish->client latency, ${secs}s per run, $(nproc) cores, load generator on the same machine"
+for w in "1000 200" "200 1000"; do
+    set -- $w
+    echo "sse $1 streams x $2 ev/s: $($LOADGEN 127.0.0.1 "$lport" "/realtime/sse?channel=bench:fan&token=$tok" "$1" "$secs" "$2" pg "$pub" bench bench:fan | tail -n1)"
+    sleep 2
+    echo "ws  $1 conns   x $2 ev/s: $($LOADGEN --ws --subscribe bench:wsfan 127.0.0.1 "$WS_PORT" "/ws?token=$tok" "$1" "$secs" "$2" pg "$pub" bench bench:wsfan | grep -v '^ready' | tr '\n' ' ')"
+    sleep 2
+done
+
+# batching: one stream, 50 channels of one tenant
+tok50=$(mint '{"sub":"u","tenant":"tb","exp":"+600","channels":["c:*"]}')
+q=$(for i in $(seq 1 50); do printf 'channel=c:%d&' "$i"; done)
+out="$PGCAST_TEST_WORK/batch.out"
+curl -sN --max-time 120 "$LIGHTTPD_URL/realtime/sse?${q}token=$tok50" >"$out" &
+curl_pid=$!
+sleep 2
+psql -qX -c "SELECT pg_stat_reset()" >/dev/null
+start=$(date +%s%N)
+for t in $(seq 1 200); do
+    echo "SELECT realtime.publish('tb', 'c:' || g, 'e', jsonb_build_object('t', $t)) FROM generate_series(1, 50) g;"
+done | psql -qXAt >/dev/null
+for _ in $(seq 1 600); do [ "$(grep -c '^data: {"type":"e"' "$out")" -ge 10000 ] && break; sleep 0.1; done
+end=$(date +%s%N)
+sleep 12 # backends report function statistics when idle
+got=$(grep -c '^data: {"type":"e"' "$out")
+reads=$(psql -qXAt -c "SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions WHERE schemaname = 'realtime' AND funcname = 'read'")
+kill $curl_pid 2>/dev/null
+echo "50 channels x 200 transactions (10,000 wake-ups) to one stream: $got delivered in $(( (end - start) / 1000000 )) ms, $reads realtime.read calls"
