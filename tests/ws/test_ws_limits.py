@@ -197,12 +197,15 @@ async def presence():
     ch = f"project:pres{os.getpid()}"
     readers = []
     for i in range(3):
-        ws, _ = await connect(port, token(sub="many"))
+        ws, hello = await connect(port, token(sub="many"))
         r = Reader(ws)
         await ws.send(json.dumps({"type": "subscribe", "channel": ch}))
         await r.wait(lambda m: m.get("type") == "subscribed")
         await ws.send(json.dumps({"type": "presence.join", "channel": ch, "payload": {}, "requestId": "j"}))
         readers.append(r)
+        if i < 2:  # in order: the first two are members before the third joins
+            cid = hello["connectionId"]
+            await r.wait(lambda m: m.get("type") == "presence.join" and m["payload"].get("connectionId") == cid)
     m = await readers[2].wait(lambda m: m.get("code") == "too_many_members", timeout=10)
     ok(m is not None and readers[0].find(lambda m: m.get("type") == "error") is None,
        "the third WebSocket member of one subject in a channel: error too_many_members", readers[2].msgs)
