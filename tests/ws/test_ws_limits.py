@@ -8,6 +8,8 @@
 - a handshake has an absolute deadline however slowly it trickles;
 - handshakes at once per address are bounded at accept;
 - a handshake's memory is small (a 24 KiB header is refused);
+- near its descriptor limit the sidecar refuses upgrades with 503 before 101 (it used
+  to answer 101 and drop the connection), and the connections it holds stay served;
 - presence over WebSocket: too_many_members at the per-subject cap, and a token without
   sub cannot choose its userId."""
 import asyncio, json, os, socket, sys, time
@@ -225,7 +227,55 @@ async def presence():
     stop_sidecar(proc)
 
 
+async def descriptors():
+    import subprocess
+    port = wstest.free_port()
+    env = dict(os.environ, PGCAST_JWT_SECRET=wstest.SECRET, PGCAST_LOG_LEVEL="warn", PGCAST_PUBLISH_RATE="0")
+    proc = subprocess.Popen(["prlimit", "--nofile=256:256", os.path.join(wstest.BIN, "pgcast-ws"), "--listen",
+                             f"127.0.0.1:{port}"], env=env)
+    wstest._procs.append(proc)
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    held, statuses = [], []
+    for i in range(260):  # one token per connection: no per-subject cap involved
+        try:
+            st, _, body, s = handshake(port, token(sub=f"fd{i}"))
+        except OSError as e:
+            statuses.append(f"error {e}")
+            break
+        statuses.append(st)
+        if st != 101:
+            s.close()
+            break
+        held.append(s)
+    last = statuses[-1]
+    note(f"{len(held)} WebSockets held under a 256-descriptor limit, then {last}")
+    ok(last == 503 and len(held) >= 100, "near the descriptor limit the upgrade is refused with 503, before 101", statuses[-3:])
+    # the held ones are still served: a ping on the first gets its pong
+    s = held[0]
+    s.settimeout(5)
+    s.sendall(bytes([0x89, 0x80, 1, 2, 3, 4]))  # masked ping, empty
+    data = b""
+    try:
+        while b"\x8a" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    ok(b"\x8a" in data, "a connection held before it is still served (pong)", data[-40:])
+    for h in held:
+        h.close()
+    stop_sidecar(proc)
+
+
 async def main():
+    await descriptors()
     await presence()
     await caps()
     await publish_limit()
