@@ -10,8 +10,9 @@
 #include <string.h>
 
 #include "log.h"
+#include "origin.h"
 
-enum ktype { K_STR, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_ALG };
+enum ktype { K_STR, K_INT, K_SIZE, K_BOOL, K_LEVEL, K_ALG, K_ORIGINS, K_ADDRS };
 
 struct key {
     const char *name;
@@ -30,6 +31,7 @@ static const struct key keys[] = {
     {"jwt_require_exp", K_BOOL, F(jwt_require_exp), 0, 1, "true"},
     {"jwt_nbf_leeway_s", K_INT, F(jwt_nbf_leeway_s), 0, 3600, "30"},
     {"token_cookie", K_STR, F(token_cookie), 0, 0, "pgcast_token"},
+    {"allowed_origins", K_ORIGINS, F(allowed_origins), 0, 0, "self"},
     {"anonymous", K_BOOL, F(anonymous), 0, 1, "false"},
     {"anonymous_tenant", K_STR, F(anonymous_tenant), 0, 0, "anonymous"},
     {"anonymous_channels", K_STR, F(anonymous_channels), 0, 0, "public:*"},
@@ -66,6 +68,7 @@ static const struct key keys[] = {
     {"prune_interval_s", K_INT, F(prune_interval_s), 0, 86400, "60"},
     {"log_level", K_LEVEL, F(log_level), 0, 0, "info"},
     {"ws_listen", K_STR, F(ws_listen), 0, 0, "127.0.0.1:8081"},
+    {"metrics_allow", K_ADDRS, F(metrics_allow), 0, 0, "127.0.0.1,::1"},
     {"ws_db_workers", K_INT, F(ws_db_workers), 1, 256, "4"},
     {"ws_db_queue", K_INT, F(ws_db_queue), 1, 1 << 20, "1024"},
     {"ws_db_pending", K_INT, F(ws_db_pending), 1, 10000, "16"},
@@ -131,6 +134,16 @@ static int set_key(pgc_config *cfg, const struct key *k, const char *v, char *er
             return -1;
         }
         return set_key(cfg, &(struct key){k->name, K_STR, k->off, 0, 0, NULL}, v, err, errlen, where);
+    case K_ORIGINS:
+    case K_ADDRS: {
+        char why[200];
+        if ((k->type == K_ORIGINS ? pgc_origin_list_check(v, why, sizeof(why))
+                                  : pgc_addr_list_check(v, why, sizeof(why))) != 0) {
+            snprintf(err, errlen, "%s: %s: %s", where, k->name, why);
+            return -1;
+        }
+        return set_key(cfg, &(struct key){k->name, K_STR, k->off, 0, 0, NULL}, v, err, errlen, where);
+    }
     case K_BOOL:
         if (!strcasecmp(v, "true") || !strcasecmp(v, "on") || !strcasecmp(v, "yes") || !strcmp(v, "1"))
             *(bool *)(base + k->off) = true;
@@ -265,7 +278,7 @@ fail:
 void pgc_config_free(pgc_config *cfg)
 {
     for (size_t i = 0; i < NKEYS; i++)
-        if (keys[i].type == K_STR || keys[i].type == K_ALG) {
+        if (keys[i].type == K_STR || keys[i].type == K_ALG || keys[i].type == K_ORIGINS || keys[i].type == K_ADDRS) {
             char **p = (char **)((char *)cfg + keys[i].off);
             free(*p);
             *p = NULL;

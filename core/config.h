@@ -17,6 +17,7 @@ typedef struct pgc_config {
     bool jwt_require_exp;      /* tokens without exp are refused (default true) */
     int jwt_nbf_leeway_s;      /* a token's nbf may be this far in the future (clock skew, 30) */
     char *token_cookie;        /* cookie carrying the token (default pgcast_token) */
+    char *allowed_origins;     /* origins for cookies, upgrades and CORS (default "self") */
     bool anonymous;            /* anonymous access (default false) */
     char *anonymous_tenant;    /* default "anonymous" */
     char *anonymous_channels;  /* comma-separated patterns (default "public:*") */
@@ -53,6 +54,7 @@ typedef struct pgc_config {
     int prune_interval_s;      /* how often the sidecar prunes (60) */
     int log_level;             /* enum pgc_log_level */
     char *ws_listen;           /* sidecar HOST:PORT (127.0.0.1:8081) */
+    char *metrics_allow;       /* peers that may read the sidecar's /metrics (loopback) */
     int ws_db_workers;         /* sidecar threads for publish and presence calls (4) */
     int ws_db_queue;           /* such calls waiting or running, every connection (1024) */
     int ws_db_pending;         /* such calls (and replies behind them) per connection (16) */

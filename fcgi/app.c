@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include <getopt.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 
 #include "channel.h"
 #include "log.h"
+#include "origin.h"
 #include "server.h"
 #include "version.h"
 
@@ -211,4 +213,107 @@ PGresult *pgc_app_query(pgc_app *app, pgc_request *r, const char *sql, int npara
     else
         pgc_req_send_error(r, 500, "internal", "the database refused the request", "");
     return NULL;
+}
+
+/* The origin this request was addressed to: scheme and Host as the web server passes them. */
+static const char *self_scheme(pgc_request *r)
+{
+    const char *scheme = pgc_req_param(r, "REQUEST_SCHEME");
+    if (scheme && (strcasecmp(scheme, "http") == 0 || strcasecmp(scheme, "https") == 0))
+        return scheme;
+    const char *https = pgc_req_param(r, "HTTPS");
+    return https && strcasecmp(https, "on") == 0 ? "https" : "http";
+}
+
+/* Whether the token of this request would be the cookie's (no Bearer, no ?token=). */
+static bool cookie_token(pgc_app *app, pgc_request *r)
+{
+    const char *cookie = pgc_req_param(r, "HTTP_COOKIE");
+    if (!cookie || !*cookie || !app->cfg.token_cookie || !*app->cfg.token_cookie ||
+        !strstr(cookie, app->cfg.token_cookie))
+        return false;
+    char *qtok = pgc_query_get(pgc_req_param(r, "QUERY_STRING"), "token");
+    char *t = pgc_token_from_request(pgc_req_param(r, "HTTP_AUTHORIZATION"), qtok, NULL, NULL);
+    free(qtok);
+    if (t) {
+        free(t);
+        return false;
+    }
+    t = pgc_token_from_request(NULL, NULL, cookie, app->cfg.token_cookie);
+    bool from_cookie = t && *t;
+    free(t);
+    return from_cookie;
+}
+
+static void refuse_origin(pgc_request *r, const char *origin, const char *why)
+{
+    char msg[256];
+    snprintf(msg, sizeof(msg), "%s%.120s%s", origin ? "the origin " : "", origin ? origin : "", why);
+    pgc_log(PGC_LOG_INFO, pgc_req_id(r), "403: %s", msg);
+    pgc_req_send_error(r, 403, "origin_not_allowed", msg, "Vary: Origin\r\n");
+}
+
+int pgc_app_origin(pgc_app *app, pgc_request *r, const char *methods)
+{
+    const char *origin = pgc_req_param(r, "HTTP_ORIGIN");
+    const char *method = pgc_req_param(r, "REQUEST_METHOD");
+    bool allowed = origin && *origin &&
+                   pgc_origin_allowed(app->cfg.allowed_origins, origin, self_scheme(r), pgc_req_param(r, "HTTP_HOST"));
+    if (method && strcmp(method, "OPTIONS") == 0) {
+        if (!origin || !*origin) { /* not a CORS preflight: what the URL allows */
+            pgc_req_printf(r, "Status: 204 No Content\r\nAllow: %s, OPTIONS\r\n\r\n", methods);
+        } else if (!allowed) {
+            refuse_origin(r, origin, " is not in allowed_origins");
+            return -1;
+        } else {
+            pgc_req_printf(r,
+                           "Status: 204 No Content\r\n"
+                           "Access-Control-Allow-Origin: %s\r\n"
+                           "Access-Control-Allow-Credentials: true\r\n"
+                           "Access-Control-Allow-Methods: %s\r\n"
+                           "Access-Control-Allow-Headers: Authorization, Content-Type, Last-Event-ID, If-None-Match\r\n"
+                           "Access-Control-Max-Age: 600\r\n"
+                           "Vary: Origin\r\n\r\n",
+                           origin, methods);
+        }
+        pgc_req_flush(r);
+        return -1;
+    }
+    if (!allowed && cookie_token(app, r)) {
+        const char *site = pgc_req_param(r, "HTTP_SEC_FETCH_SITE");
+        bool safe = method && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+        if (origin && *origin) {
+            refuse_origin(r, origin, " may not use the token cookie (allowed_origins)");
+            return -1;
+        }
+        if (!safe || (site && strcasecmp(site, "cross-site") == 0)) {
+            refuse_origin(r, NULL, "a request with the token cookie needs an allowed Origin");
+            return -1;
+        }
+    }
+    if (allowed) {
+        char lines[600];
+        snprintf(lines, sizeof(lines),
+                 "Access-Control-Allow-Origin: %s\r\nAccess-Control-Allow-Credentials: true\r\n"
+                 "Access-Control-Expose-Headers: ETag, Retry-After\r\nVary: Origin\r\n",
+                 origin);
+        pgc_req_add_head(r, lines);
+    } else if (origin && *origin) {
+        pgc_req_add_head(r, "Vary: Origin\r\n");
+    }
+    return 0;
+}
+
+int pgc_app_json_content_type(pgc_request *r)
+{
+    const char *ct = pgc_req_param(r, "CONTENT_TYPE");
+    if (ct) {
+        while (*ct == ' ' || *ct == '\t')
+            ct++;
+        size_t n = strcspn(ct, "; \t");
+        if (n == 16 && strncasecmp(ct, "application/json", 16) == 0)
+            return 0;
+    }
+    pgc_req_send_error(r, 415, "unsupported_media_type", "the body must be sent as Content-Type: application/json", "");
+    return -1;
 }

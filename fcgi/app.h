@@ -28,6 +28,22 @@ typedef void (*pgc_app_handler)(pgc_app *app, pgc_request *r);
 int pgc_app_main(int argc, char **argv, const char *program, const char *kind, const char *usage,
                  pgc_app_handler handler);
 
+/* The Origin rules and CORS of SPEC §3, first thing for every request of an endpoint
+ * whose methods (e.g. "GET, HEAD") a page on another origin may use:
+ * - an OPTIONS preflight is answered: 204 with Access-Control-Allow-* for an origin in
+ *   allowed_origins, 403 origin_not_allowed for any other;
+ * - a request whose token would come from the cookie is refused (403
+ *   origin_not_allowed) unless its Origin is allowed (a GET or HEAD without Origin, as
+ *   browsers send same-origin, passes unless Sec-Fetch-Site says cross-site);
+ * - for an allowed Origin, the answer carries Access-Control-Allow-Origin, -Credentials,
+ *   -Expose-Headers and Vary: Origin.
+ * 0: go on with the request; -1: it is answered. */
+int pgc_app_origin(pgc_app *app, pgc_request *r, const char *methods);
+
+/* POST bodies must be application/json (a form or text/plain body is what a page on
+ * another site can send without a preflight). 0, or -1 with 415 sent. */
+int pgc_app_json_content_type(pgc_request *r);
+
 /* The verified token of the request; on failure answers 401 (with the reason) and
  * returns -1. */
 int pgc_app_authenticate(pgc_app *app, pgc_request *r, pgc_token *out);

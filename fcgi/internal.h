@@ -19,8 +19,15 @@ struct pgc_request {
     bool drained;  /* the request's stdin was read to its end */
     bool detached; /* a stream loop owns the connection now (stream.c) */
     unsigned long long consumed; /* body bytes read (CGI) */
+    bool head_started; /* the first bytes of the response are written */
+    char head_extra[640]; /* header lines added to the response's head (CORS) */
     char id[24];
 };
+
+/* Called before each write of a response: for its first write (the head, which starts
+ * with its status line), the length of that status line when head_extra must follow it,
+ * else 0. Marks the head as started. */
+size_t pgc_req_head_split(pgc_request *r, const char *data, size_t len);
 
 /* printf through a write function (pgc_req_printf, pgc_stream_printf). */
 int pgc_vprintf_to(int (*write_fn)(void *, const char *, size_t), void *dst, const char *fmt, va_list ap);

@@ -79,7 +79,39 @@ int pgc_req_read_body(pgc_request *r, char **out, size_t *len, size_t max)
     return 0;
 }
 
+size_t pgc_req_head_split(pgc_request *r, const char *data, size_t len)
+{
+    if (r->head_started)
+        return 0;
+    r->head_started = true;
+    if (!r->head_extra[0] || len < 10 || strncmp(data, "Status: ", 8) != 0)
+        return 0;
+    const char *eol = memmem(data, len, "\r\n", 2);
+    return eol ? (size_t)(eol + 2 - data) : 0;
+}
+
+void pgc_req_add_head(pgc_request *r, const char *lines)
+{
+    size_t have = strlen(r->head_extra), add = strlen(lines);
+    if (have + add < sizeof(r->head_extra))
+        memcpy(r->head_extra + have, lines, add + 1);
+}
+
+static int raw_write(pgc_request *r, const char *data, size_t len);
+
 int pgc_req_write(pgc_request *r, const char *data, size_t len)
+{
+    size_t k = pgc_req_head_split(r, data, len);
+    if (k) {
+        if (raw_write(r, data, k) != 0 || raw_write(r, r->head_extra, strlen(r->head_extra)) != 0)
+            return -1;
+        data += k;
+        len -= k;
+    }
+    return raw_write(r, data, len);
+}
+
+static int raw_write(pgc_request *r, const char *data, size_t len)
 {
     if (r->gone)
         return -1;

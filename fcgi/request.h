@@ -26,6 +26,9 @@ int pgc_req_puts(pgc_request *r, const char *s);
 int pgc_req_printf(pgc_request *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Pushes what is buffered to the web server now. -1 once the client is gone. */
 int pgc_req_flush(pgc_request *r);
+/* Header lines ("Name: value\r\n"...) the response's head gets after its status line,
+ * whoever writes it (handler, stream, error answer). Call before anything is written. */
+void pgc_req_add_head(pgc_request *r, const char *lines);
 
 enum pgc_wait_result { PGC_WAIT_TIMEOUT = 0, PGC_WAIT_WOKEN, PGC_WAIT_GONE, PGC_WAIT_SHUTDOWN };
 /* Sleeps up to timeout_ms until wake_fd (an eventfd, may be -1) is readable — it is

@@ -215,6 +215,15 @@ int pgc_stream_write(pgc_stream *st, const char *data, size_t len)
         return pgc_req_write(st->r, data, len);
     if (st->gone)
         return -1;
+    size_t k = pgc_req_head_split(st->r, data, len);
+    if (k && (loop_write(st, data, k) != 0 ||
+              loop_write(st, st->r->head_extra, strlen(st->r->head_extra)) != 0)) {
+        PGC_WARN("stream %s: out of memory for its output; ending it", pgc_req_id(st->r));
+        st->gone = true;
+        return -1;
+    }
+    data += k;
+    len -= k;
     if (loop_write(st, data, len) != 0) {
         PGC_WARN("stream %s: out of memory for its output; ending it", pgc_req_id(st->r));
         st->gone = true;

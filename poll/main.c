@@ -28,6 +28,8 @@ static const char usage[] =
 
 struct json_object *poll_json_body(pgc_app *app, pgc_request *r)
 {
+    if (pgc_app_json_content_type(r) != 0)
+        return NULL;
     char *body;
     size_t len;
     int rc = pgc_req_read_body(r, &body, &len, app->cfg.max_message_bytes);
@@ -88,6 +90,23 @@ static void route(pgc_app *app, pgc_request *r)
             }
         }
         seg = seg[len] ? seg + len : NULL;
+    }
+    static const char *const methods[] = {"GET, HEAD", "POST", "GET, POST"};
+    if (which >= 0 && which < 3 && pgc_app_origin(app, r, methods[which]) != 0) {
+        free(path);
+        return;
+    }
+    /* a body over the bound is refused before anything else (no token needed): a
+     * web server that streams bodies to the handler then stops sending it */
+    const char *cl = pgc_req_param(r, "CONTENT_LENGTH");
+    if (which >= 0 && cl && *cl && strtoull(cl, NULL, 10) > app->cfg.max_message_bytes) {
+        char *body;
+        size_t len;
+        if (pgc_req_read_body(r, &body, &len, app->cfg.max_message_bytes) == 0)
+            free(body);
+        pgc_req_send_error(r, 413, "too_large", "the body is larger than max_message_bytes", "");
+        free(path);
+        return;
     }
     switch (which) {
     case 0: poll_events(app, r, rest && *rest ? rest : NULL); break;

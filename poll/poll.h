@@ -28,7 +28,7 @@ int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur,
  * (presence.c). 0, or -1 when it does not fit in len. */
 int poll_subject(pgc_request *r, const pgc_token *tok, char *buf, size_t len);
 
-/* The request body as a JSON object: 413 over max_message_bytes, 400 when not an
+/* The request body as a JSON object: 415 unless sent as application/json, 413 over max_message_bytes, 400 when not an
  * object. NULL with the answer sent. */
 struct json_object *poll_json_body(pgc_app *app, pgc_request *r);
 /* A string member of obj, or NULL; *bad set when present but not a string. */

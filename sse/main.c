@@ -82,6 +82,8 @@ static int open_source(sse_stream *s, pgc_request *r)
 
 static void handle(pgc_app *app, pgc_request *r)
 {
+    if (pgc_app_origin(app, r, "GET, HEAD") != 0)
+        return;
     if (pgc_app_method(r, "GET, HEAD") != 0)
         return;
     const char *method = pgc_req_param(r, "REQUEST_METHOD");

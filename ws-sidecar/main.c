@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <libpq-fe.h>
 #include <microhttpd.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -29,6 +30,7 @@
 #include "hub.h"
 #include "log.h"
 #include "loop.h"
+#include "origin.h"
 #include "stats.h"
 #include "token.h"
 #include "version.h"
@@ -56,7 +58,10 @@ static const char *usage =
     "DESCRIPTION\n"
     "    Accepts WebSocket connections on GET /ws (RFC 6455), after checking the client's\n"
     "    token (Authorization: Bearer, ?token=, or the token cookie) before switching\n"
-    "    protocols. Also serves GET /health and GET /metrics (Prometheus text).\n\n"
+    "    protocols; GET /{prefix}/ws (one path segment, as a web server passes it) too.\n"
+    "    A handshake with an Origin outside allowed_origins is refused (403).\n"
+    "    Also serves GET /health, and GET /metrics (Prometheus text) to the addresses in\n"
+    "    metrics_allow (default loopback) when no proxy forwarded the request.\n\n"
     "OPTIONS\n"
     "    --listen HOST:PORT   address to listen on (default: ws_listen, 127.0.0.1:8081)\n"
     "    --config FILE        configuration file (default: $PGCAST_CONFIG)\n"
@@ -393,6 +398,25 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *req_cls, co
         pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
 }
 
+/* The host the client addressed: the first X-Forwarded-Host (a proxy in front that
+ * rewrote Host, as Apache's ProxyPass does; a browser cannot set it), else Host. */
+static bool self_host(struct MHD_Connection *conn, char *out, size_t outlen)
+{
+    const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Host");
+    if (!h || !*h)
+        h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Host");
+    if (!h)
+        return false;
+    while (*h == ' ')
+        h++;
+    size_t n = strcspn(h, ", ");
+    if (n == 0 || n >= outlen)
+        return false;
+    memcpy(out, h, n);
+    out[n] = '\0';
+    return true;
+}
+
 static enum MHD_Result handle_ws(struct MHD_Connection *conn, struct req_state *rs)
 {
     const char *up = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Upgrade");
@@ -412,6 +436,21 @@ static enum MHD_Result handle_ws(struct MHD_Connection *conn, struct req_state *
         enum MHD_Result ret = MHD_queue_response(conn, 426, r);
         MHD_destroy_response(r);
         return ret;
+    }
+    /* Every browser sends Origin with a WebSocket handshake and cannot be made to send
+     * another: a page of a site not in allowed_origins is refused, whatever carries its
+     * token (cookie, query, header). A client without Origin is no browser. */
+    const char *origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (origin) {
+        char host[256];
+        const char *proto = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto");
+        if (!self_host(conn, host, sizeof host) ||
+            !pgc_origin_allowed(g_cfg.allowed_origins, origin, proto && (!strcasecmp(proto, "http") ||
+                                                                          !strcasecmp(proto, "https")) ? proto : NULL,
+                                host)) {
+            pgc_log(PGC_LOG_INFO, NULL, "handshake refused: origin %.120s is not in allowed_origins", origin);
+            return json_error(conn, 403, "origin_not_allowed", "the page's origin is not in allowed_origins");
+        }
     }
     char *jwt = pgc_token_from_request(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
                                        MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token"),
@@ -446,8 +485,40 @@ static enum MHD_Result handle_ws(struct MHD_Connection *conn, struct req_state *
     return ret;
 }
 
+/* /metrics only for peers in metrics_allow, and never through a proxy (a request that
+ * carries forwarding headers came through the web server, whose address is loopback). */
+static bool metrics_allowed(struct MHD_Connection *conn)
+{
+    if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For") ||
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Forwarded") ||
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Host"))
+        return false;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return false;
+    char addr[INET6_ADDRSTRLEN];
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        if (!inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, addr, sizeof addr))
+            return false;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            if (!inet_ntop(AF_INET, a6->s6_addr + 12, addr, sizeof addr))
+                return false;
+        } else if (!inet_ntop(AF_INET6, a6, addr, sizeof addr)) {
+            return false;
+        }
+    } else {
+        return false;
+    }
+    return pgc_addr_allowed(g_cfg.metrics_allow, addr);
+}
+
 static enum MHD_Result handle_metrics(struct MHD_Connection *conn)
 {
+    if (!metrics_allowed(conn))
+        return json_error(conn, 403, "forbidden", "metrics are served only to the addresses in metrics_allow");
     ws_loop_stats s;
     ws_loop_get_stats(g_loop, &s);
     pgc_hub_stats h;
@@ -486,10 +557,19 @@ static enum MHD_Result handle_health(struct MHD_Connection *conn)
     return respond(conn, 503, "application/json", "{\"status\":\"error\",\"database\":\"down\"}");
 }
 
-static bool path_is(const char *url, const char *name)
+/* url is exactly /name or /{one segment}/name: behind a web server the path keeps its
+ * prefix ({prefix}/ws, e.g. /realtime/ws). Nothing else matches: /realtime/ws/metrics
+ * is not /metrics. */
+static bool path_is(const char *url, const char *name, bool prefixed)
 {
-    size_t ul = strlen(url), nl = strlen(name);
-    return ul >= nl && strcmp(url + ul - nl, name) == 0;
+    if (url[0] != '/')
+        return false;
+    if (strcmp(url + 1, name) == 0)
+        return true;
+    if (!prefixed)
+        return false;
+    const char *slash = strchr(url + 1, '/');
+    return slash && slash > url + 1 && strcmp(slash + 1, name) == 0;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -502,10 +582,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size) { *upload_data_size = 0; return MHD_YES; }
     if (strcmp(method, "GET") != 0) return json_error(conn, 405, "method_not_allowed", "GET only");
-    /* by suffix: behind a web server the path keeps its prefix ({prefix}/ws) */
-    if (path_is(url, "/ws")) return handle_ws(conn, *req_cls);
-    if (path_is(url, "/health")) return handle_health(conn);
-    if (path_is(url, "/metrics")) return handle_metrics(conn);
+    if (path_is(url, "ws", true)) return handle_ws(conn, *req_cls);
+    if (path_is(url, "health", false)) return handle_health(conn);
+    if (path_is(url, "metrics", false)) return handle_metrics(conn);
     return json_error(conn, 404, "not_found", "no such path");
 }
 

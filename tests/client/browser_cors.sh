@@ -3,17 +3,16 @@
 # client's baseUrl: WebSocket, SSE (token in the query), polling and publish (token in
 # the Authorization header, after a CORS preflight), HTTP presence, and cookies' mode
 # (credentials: 'include'). The deployment allows the page's origin (allowed_origins).
-# The HTTP checks need the server's CORS support: when the deployment does not answer a
-# preflight for the page's origin they are reported as skipped (TAP "# SKIP").
+# The same page served as http://localhost:PORT is another origin, not allowed: its
+# WebSocket is refused at the handshake, its fetches fail at the preflight, and nothing
+# it sends is published.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
 PAGE_PORT=$("$PGCAST_ROOT/scripts/free-port.sh")
 export PAGE_ORIGIN="http://127.0.0.1:$PAGE_PORT"
-# only a build that knows the key may be given it (unknown keys stop the handlers)
-if grep -aq allowed_origins "$PGCAST_BIN/pgcast-poll.fcgi"; then
-    pgcast_config_add "allowed_origins = $PAGE_ORIGIN"
-fi
+export REFUSED_ORIGIN="http://localhost:$PAGE_PORT"
+pgcast_config_add "allowed_origins = self, $PAGE_ORIGIN"
 lighttpd_start || { web_logs; exit 1; }
 mkdir -p "$WEB_DIR/page"
 cp "$PGCAST_ROOT/client/pgcast.js" "$WEB_DIR/page/pgcast.js"
@@ -63,10 +62,7 @@ with Browser() as b:
         "HTTP presence from another origin: join, and the member list",
         "SSE with credentials: 'include' (cookies mode) receives every event",
     ]
-    if not cors:
-        for c in checks:
-            skip(c, "the deployment does not answer the CORS preflight yet")
-        sys.exit(1 if harness.failed else 0)
+    ok(cors, "the deployment answers the CORS preflight for the page's origin")
 
     p.eval(f"window.s = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false, transports: ['sse'] }}); s.connect(); s.watch('project:xo-sse'); true")
     p.wait_for("s.status === 'connected' && s.transport === 'sse'", 30)
@@ -96,6 +92,35 @@ with Browser() as b:
     publish("t1", "project:xo-cred", 2)
     p.wait_for("c.received['project:xo-cred'].length >= 2", 15)
     ok(p.eval("c.received['project:xo-cred']") == log_seqs("t1", "project:xo-cred"), checks[4], (p.eval("c.statuses"), p.eval("c.errors")))
+    p.eval("c.disconnect(); true")
+
+    # the same page from an origin that is not allowed
+    r = b.open(os.environ["REFUSED_ORIGIN"] + "/harness.html")
+    ok(r.wait_for("window.ready === true", 20) and r.eval("location.origin") == os.environ["REFUSED_ORIGIN"],
+       "a second page loads from an origin that is not allowed", r.eval("location.origin"))
+    ws_url = deploy.replace("http:", "ws:") + "/ws?token=" + token
+    r.eval(f"""window.wsr = {{ open: false, closed: false }};
+              const sock = new WebSocket({js(ws_url)});
+              sock.onopen = () => {{ wsr.open = true; }};
+              sock.onclose = (e) => {{ wsr.closed = true; wsr.code = e.code; }}; true""")
+    r.wait_for("wsr.closed", 20)
+    ok(r.eval("wsr.closed && !wsr.open"), "its WebSocket (token in the query) is refused at the handshake",
+       r.eval("wsr"))
+    res = r.eval(f"""fetch({js(deploy + '/events?channel=project:xo-refused')},
+                          {{ headers: {{ Authorization: 'Bearer ' + {js(token)} }} }})
+                     .then((x) => 'status ' + x.status, (e) => 'refused: ' + e.name)""")
+    ok(res.startswith("refused"), "its fetch of /events with an Authorization header fails at the preflight", res)
+    res = r.eval(f"""fetch({js(deploy + '/publish')}, {{ method: 'POST',
+                          headers: {{ Authorization: 'Bearer ' + {js(token)}, 'Content-Type': 'application/json' }},
+                          body: JSON.stringify({{ channel: 'project:xo-refused', type: 't', payload: {{}} }}) }})
+                     .then((x) => 'status ' + x.status, (e) => 'refused: ' + e.name)""")
+    ok(res.startswith("refused"), "its publish fails at the preflight", res)
+    res = r.eval(f"""fetch({js(deploy + '/publish')}, {{ method: 'POST', mode: 'no-cors', credentials: 'include',
+                          headers: {{ 'Content-Type': 'text/plain' }},
+                          body: JSON.stringify({{ channel: 'project:xo-refused', type: 't', payload: {{}} }}) }})
+                     .then((x) => 'sent ' + x.type, (e) => 'refused: ' + e.name)""")
+    time.sleep(0.5)
+    ok(log_seqs("t1", "project:xo-refused") == [], "nothing it sent was published (a no-cors text/plain POST neither)", res)
 sys.exit(1 if harness.failed else 0)
 PY
 rc=$?

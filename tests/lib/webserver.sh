@@ -5,6 +5,7 @@
 #   web_init                       temp dir + pgcast config ($PGCAST_TEST_CONFIG) + trap
 #   pgcast_config_add "key = v"    adds a line to the handlers' config (before starting)
 #   lighttpd_start                 -> $LIGHTTPD_URL (http://127.0.0.1:PORT)
+#     LIGHTTPD_SITE_CONF="lines"     the site's own settings, before pgcast's include
 #   mint CLAIMS_JSON [ALG]         a token signed with the test secret
 TEST_JWT_SECRET="pgcast-test-secret"
 _web_pids=()
@@ -60,8 +61,9 @@ server.bind = "127.0.0.1"
 server.port = $port
 server.errorlog = "$WEB_DIR/log/lighttpd-error.log"
 server.pid-file = "$WEB_DIR/run/lighttpd.pid"
-server.max-fds = 20000
-server.max-connections = 9000
+$(grep -q 'server.max-connections' <<<"${LIGHTTPD_SITE_CONF:-}" || echo 'server.max-fds = 20000
+server.max-connections = 9000')
+${LIGHTTPD_SITE_CONF:-}
 mimetype.assign = ( ".html" => "text/html", ".js" => "text/javascript" )
 index-file.names = ( "index.html" )
 var.pgcast_bindir = "$PGCAST_BIN"
