@@ -26,6 +26,16 @@ typedef struct pgc_config {
     size_t max_message_bytes;  /* a client message or POST body (1 MiB + 64 KiB) */
     size_t max_payload_bytes;  /* an event's or presence entry's payload (1 MiB) */
     int client_rate;           /* client messages per second per WebSocket (100) */
+    int publish_rate;          /* publishes per second per token subject, every process (50; 0 = off) */
+    int publish_burst;         /* publishes at once above the rate (100) */
+    int presence_max_per_subject; /* presence entries of one subject in a channel (10; 0 = no cap) */
+    int presence_max_per_channel; /* presence entries in a channel (1000; 0 = no cap) */
+    int ws_max_conns_per_ip;   /* WebSockets per client address, per sidecar (100; 0 = no cap) */
+    int ws_max_conns_per_subject; /* WebSockets per token subject, per sidecar (20; 0 = no cap) */
+    int ws_handshake_timeout_s; /* from accept to the upgrade (or a request's end), whatever trickles (10) */
+    size_t ws_handshake_memory; /* memory of one HTTP connection of the sidecar (16 KiB) */
+    int ws_handshakes_per_ip;  /* HTTP connections (handshakes) at once per address (16; 0 = no cap) */
+    char *trusted_proxies;     /* peers whose X-Forwarded-For names the client ("127.0.0.1,::1") */
     int queue_events;          /* outbound queue per subscriber, events (1024) */
     size_t queue_bytes;        /* outbound queue per subscriber, bytes (8 MiB) */
     int queue_stall_ms;        /* a full queue whose client takes nothing this long ends it (10000) */

@@ -23,6 +23,11 @@ int poll_authenticate(pgc_app *app, pgc_request *r, pgc_token *out);
  * reached at all). */
 int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur, bool *unreachable);
 
+/* Who a request acts as, for presence ownership and the publish rate limit: "sub:" + the
+ * token's sub, or "addr:" + the client's address for a token without sub
+ * (presence.c). 0, or -1 when it does not fit in len. */
+int poll_subject(pgc_request *r, const pgc_token *tok, char *buf, size_t len);
+
 /* The request body as a JSON object: 415 unless sent as application/json, 413 over max_message_bytes, 400 when not an
  * object. NULL with the answer sent. */
 struct json_object *poll_json_body(pgc_app *app, pgc_request *r);

@@ -1,6 +1,7 @@
 /* pgcast-ws: the WebSocket sidecar. libmicrohttpd answers HTTP (handshake, /health,
  * /metrics); upgraded sockets go to one epoll loop (loop.c); publish and presence calls
  * to a few database workers (worker.c). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,10 +20,12 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "conncap.h"
 #include "db.h"
 #include "hub.h"
 #include "log.h"
@@ -44,6 +47,7 @@ static pgc_stats *g_stats;
 struct req_state {
     bool has_token;
     pgc_token tok;
+    ws_cap_ticket *ticket; /* its place under the connection caps, until the session takes it */
 };
 
 static const char *usage =
@@ -100,6 +104,24 @@ static enum MHD_Result json_error(struct MHD_Connection *conn, unsigned status, 
     return respond(conn, status, "application/json", body);
 }
 
+static enum MHD_Result json_error_hdr(struct MHD_Connection *conn, unsigned status, const char *code, const char *msg,
+                                      const char *hname, const char *hvalue)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;
+    if (MHD_add_response_header(r, "Content-Type", "application/json") != MHD_YES ||
+        MHD_add_response_header(r, "Cache-Control", "no-store") != MHD_YES ||
+        MHD_add_response_header(r, hname, hvalue) != MHD_YES) {
+        MHD_destroy_response(r);
+        return MHD_NO;
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 /* Does a comma-separated header list contain token (case-insensitive)? */
 static int header_has(const char *list, const char *tok)
 {
@@ -116,6 +138,235 @@ static int header_has(const char *list, const char *tok)
     return 0;
 }
 
+/* ---------------------------------------------------------------- handshake limits
+ *
+ * Before a WebSocket is authenticated it may cost the sidecar only a little and only for
+ * a while:
+ * - every HTTP connection has at most ws_handshake_memory (MHD's pool: headers and all);
+ * - an absolute deadline, ws_handshake_timeout_s from accept (or from the end of the
+ *   previous request on a kept-alive connection) to the upgrade: MHD's own timeout is an
+ *   idle timeout that a byte now and then renews, so a watcher thread shuts down the
+ *   socket of every connection past it (MHD then closes it);
+ * - at most ws_handshakes_per_ip HTTP connections at once per peer address (trusted
+ *   proxies excepted: every client behind them shares their address);
+ * - after the token: the connection caps per client address and per token subject
+ *   (conncap.h), and room in the descriptor limit, or the upgrade is refused (429/503)
+ *   before 101. */
+
+struct hs_conn {
+    struct MHD_Connection *conn;
+    int fd;
+    int64_t start_ms;
+    bool upgraded; /* the socket is the loop's now: never shut down here */
+    bool shot;
+    char peer[64]; /* counted in ws_handshakes_per_ip; "" when not */
+    struct hs_conn *prev, *next;
+};
+
+static pthread_mutex_t g_hs_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct hs_conn *g_hs_list;
+static size_t g_hs_count; /* HTTP connections of MHD now */
+static rlim_t g_fd_limit = 1024;
+static atomic_bool g_hs_stop;
+static _Atomic unsigned long g_hs_deadline_closed;
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void addr_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (!sa)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out, (socklen_t)len);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, (socklen_t)len);
+}
+
+/* HTTP connections at once per peer (MHD's thread only: accept, start and close run there). */
+static struct { char peer[64]; int n; } *g_hs_peers;
+static size_t g_hs_npeers;
+
+static int *peer_count(const char *peer, bool create)
+{
+    for (size_t i = 0; i < g_hs_npeers; i++)
+        if (strcmp(g_hs_peers[i].peer, peer) == 0)
+            return &g_hs_peers[i].n;
+    if (!create)
+        return NULL;
+    void *grown = realloc(g_hs_peers, (g_hs_npeers + 1) * sizeof(*g_hs_peers));
+    if (!grown)
+        return NULL;
+    g_hs_peers = grown;
+    snprintf(g_hs_peers[g_hs_npeers].peer, sizeof(g_hs_peers[0].peer), "%s", peer);
+    g_hs_peers[g_hs_npeers].n = 0;
+    return &g_hs_peers[g_hs_npeers++].n;
+}
+
+static void peer_forget(const char *peer)
+{
+    for (size_t i = 0; i < g_hs_npeers; i++) {
+        if (strcmp(g_hs_peers[i].peer, peer) == 0 && --g_hs_peers[i].n <= 0) {
+            g_hs_peers[i] = g_hs_peers[--g_hs_npeers];
+            return;
+        }
+    }
+}
+
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)cls;
+    (void)addrlen;
+    if (g_cfg.ws_handshakes_per_ip <= 0)
+        return MHD_YES;
+    char peer[64];
+    addr_text(addr, peer, sizeof(peer));
+    if (!*peer || ws_caps_trusted(peer))
+        return MHD_YES;
+    int *n = peer_count(peer, false);
+    if (n && *n >= g_cfg.ws_handshakes_per_ip) {
+        pgc_log(PGC_LOG_DEBUG, NULL, "refused a connection from %s: %d handshakes at once", peer, *n);
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    struct hs_conn *h = *socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        h = calloc(1, sizeof(*h));
+        if (!h)
+            return; /* (no deadline for it; MHD's idle timeout still applies) */
+        const union MHD_ConnectionInfo *fi = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        h->conn = conn;
+        h->fd = fi ? fi->connect_fd : -1;
+        h->start_ms = mono_ms();
+        char peer[64];
+        addr_text(ai ? ai->client_addr : NULL, peer, sizeof(peer));
+        int *n;
+        if (g_cfg.ws_handshakes_per_ip > 0 && *peer && !ws_caps_trusted(peer) && (n = peer_count(peer, true))) {
+            (*n)++;
+            snprintf(h->peer, sizeof(h->peer), "%s", peer);
+        }
+        pthread_mutex_lock(&g_hs_mu);
+        h->next = g_hs_list;
+        if (g_hs_list)
+            g_hs_list->prev = h;
+        g_hs_list = h;
+        g_hs_count++;
+        pthread_mutex_unlock(&g_hs_mu);
+        *socket_context = h;
+    } else if (h) { /* closed: MHD closes the socket after this returns */
+        pthread_mutex_lock(&g_hs_mu);
+        if (h->prev)
+            h->prev->next = h->next;
+        else
+            g_hs_list = h->next;
+        if (h->next)
+            h->next->prev = h->prev;
+        g_hs_count--;
+        pthread_mutex_unlock(&g_hs_mu);
+        if (*h->peer)
+            peer_forget(h->peer);
+        free(h);
+        *socket_context = NULL;
+    }
+}
+
+static struct hs_conn *hs_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The upgrade happened: from now on the socket is the loop's. */
+static void handshake_upgraded(struct MHD_Connection *conn)
+{
+    struct hs_conn *h = hs_of(conn);
+    if (!h)
+        return;
+    pthread_mutex_lock(&g_hs_mu);
+    h->upgraded = true;
+    pthread_mutex_unlock(&g_hs_mu);
+}
+
+/* A request answered without an upgrade: a kept-alive connection's next request has
+ * the whole deadline again. */
+static void handshake_request_done(struct MHD_Connection *conn)
+{
+    struct hs_conn *h = hs_of(conn);
+    if (!h)
+        return;
+    pthread_mutex_lock(&g_hs_mu);
+    if (!h->upgraded && !h->shot)
+        h->start_ms = mono_ms();
+    pthread_mutex_unlock(&g_hs_mu);
+}
+
+static void *handshake_watch(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_hs_stop)) {
+        struct timespec t = {0, 250 * 1000000L};
+        nanosleep(&t, NULL);
+        int64_t cut = mono_ms() - (int64_t)g_cfg.ws_handshake_timeout_s * 1000;
+        pthread_mutex_lock(&g_hs_mu);
+        for (struct hs_conn *h = g_hs_list; h; h = h->next) {
+            if (h->upgraded || h->shot || h->fd < 0 || h->start_ms > cut)
+                continue;
+            /* valid: MHD closes it only after its CLOSED notification, which waits for
+             * g_hs_mu */
+            if (shutdown(h->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
+                pgc_log(PGC_LOG_DEBUG, NULL, "shutdown: %s", strerror(errno));
+            h->shot = true;
+            atomic_fetch_add(&g_hs_deadline_closed, 1);
+        }
+        pthread_mutex_unlock(&g_hs_mu);
+    }
+    return NULL;
+}
+
+/* After the token: a place under the connection caps and in the descriptor limit.
+ * 0 with rs->ticket taken, or -1 with the refusal queued in *answer. */
+static int reserve_place(struct MHD_Connection *conn, struct req_state *rs, enum MHD_Result *answer)
+{
+    ws_loop_stats ls;
+    ws_loop_get_stats(g_loop, &ls);
+    pthread_mutex_lock(&g_hs_mu);
+    uint64_t held = ls.connections + g_hs_count;
+    pthread_mutex_unlock(&g_hs_mu);
+    /* a margin for the database connections, the listener, the logs and the dup of the
+     * upgrade: a WebSocket that could not be adopted would get 101 and then a drop */
+    if (held + 64 >= (uint64_t)g_fd_limit) {
+        *answer = json_error_hdr(conn, 503, "unavailable", "the server is at its connection limit; retry later",
+                                 "Retry-After", "5");
+        return -1;
+    }
+    const union MHD_ConnectionInfo *ai = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char peer[64], addr[64];
+    addr_text(ai ? ai->client_addr : NULL, peer, sizeof(peer));
+    ws_caps_client_addr(peer, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"), addr,
+                        sizeof(addr));
+    const char *why;
+    unsigned status;
+    rs->ticket = ws_caps_reserve(addr, &rs->tok, &why, &status);
+    if (rs->ticket)
+        return 0;
+    pgc_log(PGC_LOG_INFO, NULL, "refused a WebSocket from %s: %s", *addr ? addr : peer, why);
+    *answer = json_error_hdr(conn, status, status == 429 ? "too_many_connections" : "unavailable", why,
+                             "Retry-After", status == 429 ? "10" : "5");
+    return -1;
+}
+
 /* The loop takes a duplicate of the upgraded socket and MHD is told at once that it is
  * done with it: MHD then frees the connection (its 32 KiB memory pool, the structure
  * itself) and closes its own descriptor without shutdown(), so an idle WebSocket costs
@@ -127,12 +378,21 @@ static void upgrade_cb(void *cls, struct MHD_Connection *conn, void *req_cls, co
     struct req_state *rs = req_cls;
     pgc_token none = {0};
     pgc_token *tok = rs && rs->has_token ? &rs->tok : &none;
+    handshake_upgraded(conn);
     int fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
         pgc_log(PGC_LOG_WARN, NULL, "cannot take the upgraded socket: %s", strerror(errno));
-    else if (ws_loop_adopt(g_loop, fd, extra_in, extra_in_size, tok) != 0) {
-        pgc_log(PGC_LOG_WARN, NULL, "cannot hand the connection to the loop");
-        close(fd);
+    } else {
+        if (rs && rs->ticket && tok->tenant) /* for the session (conncap.h) */
+            ws_caps_park(rs->ticket, tok->tenant);
+        if (ws_loop_adopt(g_loop, fd, extra_in, extra_in_size, tok) != 0) {
+            pgc_log(PGC_LOG_WARN, NULL, "cannot hand the connection to the loop");
+            close(fd);
+            if (rs && rs->ticket && tok->tenant)
+                (void)ws_caps_claim(tok->tenant); /* still rs->ticket: released at completion */
+        } else if (rs) {
+            rs->ticket = NULL; /* the session's now */
+        }
     }
     if (MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE) != MHD_YES)
         pgc_log(PGC_LOG_WARN, NULL, "MHD_upgrade_action failed");
@@ -202,6 +462,9 @@ static enum MHD_Result handle_ws(struct MHD_Connection *conn, struct req_state *
     if (st != PGC_TOKEN_OK) return json_error(conn, 401, "unauthorized", pgc_token_status_str(st));
     rs->tok = tok; /* the loop takes it at the upgrade; freed at completion otherwise */
     rs->has_token = true;
+    enum MHD_Result refused;
+    if (reserve_place(conn, rs, &refused) != 0)
+        return refused;
 
     char buf[128];
     snprintf(buf, sizeof buf, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
@@ -276,12 +539,14 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *conn)
              "# TYPE pgcast_hub_overflows_total counter\npgcast_hub_overflows_total %llu\n"
              "# TYPE pgcast_db_reconnects_total counter\npgcast_db_reconnects_total %llu\n"
              "# TYPE pgcast_db_up gauge\npgcast_db_up %d\n"
-             "# TYPE pgcast_hub_lag_ms gauge\npgcast_hub_lag_ms %lld\n",
+             "# TYPE pgcast_hub_lag_ms gauge\npgcast_hub_lag_ms %lld\n"
+             "# TYPE pgcast_ws_refused_caps_total counter\npgcast_ws_refused_caps_total %lu\n"
+             "# TYPE pgcast_ws_handshake_deadline_total counter\npgcast_ws_handshake_deadline_total %lu\n",
              (unsigned long long)s.connections, (unsigned long long)ws_sessions_subscriptions(),
              (unsigned long long)s.messages_in, (unsigned long long)s.messages_out,
              (unsigned long long)(s.queue_overflows + h.overflows), jobs, refused, (unsigned long long)h.events_in,
              (unsigned long long)h.deliveries, (unsigned long long)h.overflows, (unsigned long long)h.reconnects,
-             pgc_hub_db_ok(g_hub) ? 1 : 0, (long long)h.lag_ms);
+             pgc_hub_db_ok(g_hub) ? 1 : 0, (long long)h.lag_ms, ws_caps_refused(), atomic_load(&g_hs_deadline_closed));
     return respond(conn, 200, "text/plain; version=0.0.4", body);
 }
 
@@ -331,8 +596,44 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
         return;
     if (rs->has_token)
         pgc_token_free(&rs->tok); /* not upgraded (or already moved: then it is empty) */
+    ws_caps_release(rs->ticket); /* not upgraded */
+    handshake_request_done(conn);
     free(rs);
     *req_cls = NULL;
+}
+
+/* libmicrohttpd with the handshake limits above, and their watcher thread. */
+static pthread_t g_hs_thread;
+static bool g_hs_started;
+
+static struct MHD_Daemon *start_http(unsigned flags, const struct sockaddr *addr, unsigned mhd_limit)
+{
+    ws_caps_init(&g_cfg);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, accept_policy, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)g_cfg.ws_handshake_timeout_s, MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, g_cfg.ws_handshake_memory, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    if (d && pthread_create(&g_hs_thread, NULL, handshake_watch, NULL) != 0) {
+        pgc_log(PGC_LOG_ERROR, NULL, "cannot start the handshake watcher");
+        MHD_stop_daemon(d);
+        return NULL;
+    }
+    g_hs_started = d != NULL;
+    return d;
+}
+
+static void stop_http(struct MHD_Daemon *d)
+{
+    if (g_hs_started) {
+        atomic_store(&g_hs_stop, true);
+        pthread_join(g_hs_thread, NULL);
+    }
+    MHD_stop_daemon(d);
+    free(g_hs_peers);
+    g_hs_peers = NULL;
+    g_hs_npeers = 0;
+    ws_caps_shutdown();
 }
 
 /* Retention and presence expiry: every process may run them; each run is one statement
@@ -450,19 +751,17 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
             rl.rlim_cur = 1024;
+        g_fd_limit = rl.rlim_cur;
         if (rl.rlim_cur > 1064)
             mhd_limit = rl.rlim_cur > 1000064 ? 1000000u : (unsigned)(rl.rlim_cur - 64);
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_UPGRADE |
                      (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    struct MHD_Daemon *d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR,
-                                            ai->ai_addr, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                                            MHD_OPTION_CONNECTION_LIMIT, mhd_limit,
-                                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+    struct MHD_Daemon *d = start_http(flags, ai->ai_addr, mhd_limit);
     if (!d) { pgc_log(PGC_LOG_ERROR, NULL, "cannot listen on %s", listen); goto out; }
     pgc_log(PGC_LOG_INFO, NULL, "listening on %s", listen);
     rc = ws_loop_run(g_loop) == 0 ? 0 : 1;
-    MHD_stop_daemon(d);
+    stop_http(d);
 out:
     if (maint_started) {
         atomic_store(&g_stop_maint, true);

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "channel.h"
+#include "conncap.h"
 #include "envelope.h"
 #include "log.h"
 #include "loop.h"
@@ -40,6 +41,8 @@ typedef struct ws_chan {
 typedef struct ws_who {
     _Atomic int refs;
     char *tenant, *conn_id, *user_id, *name, *instance_id;
+    char *owner; /* the subject it acts as (presence owner, publish rate limit) */
+    char rate[16], burst[16], per_owner[16], per_channel[16];
 } ws_who;
 
 struct ws_session {
@@ -57,6 +60,8 @@ struct ws_session {
     double tokens; /* rate limit bucket */
     int64_t bucket_ms;
     int strikes;
+    int publish_strikes;   /* publishes refused in a row by the per-subject rate limit */
+    ws_cap_ticket *cap;    /* its place under the connection caps (conncap.h); may be NULL */
     int64_t next_presence_ms, next_stats_ms;
     bool heartbeat_queued; /* a presence heartbeat job is in the lane */
     bool expired;          /* the token's exp passed: closing */
@@ -152,10 +157,13 @@ static void who_unref(ws_who *w)
     free(w->user_id);
     free(w->name);
     free(w->instance_id);
+    free(w->owner);
     free(w);
 }
 
-static ws_who *who_new(const pgc_token *tok, const char *conn_id, const char *instance_id)
+/* owner: the connection's subject (ws_cap_subject), or NULL: then the connection itself. */
+static ws_who *who_new(const pgc_token *tok, const char *conn_id, const char *instance_id, const char *owner,
+                       const pgc_config *cfg)
 {
     ws_who *w = calloc(1, sizeof(*w));
     if (!w)
@@ -166,7 +174,18 @@ static ws_who *who_new(const pgc_token *tok, const char *conn_id, const char *in
     w->user_id = strdup(tok->sub ? tok->sub : conn_id);
     w->name = tok->name ? strdup(tok->name) : NULL;
     w->instance_id = strdup(instance_id);
-    if (!w->tenant || !w->conn_id || !w->user_id || (tok->name && !w->name) || !w->instance_id) {
+    if (owner) {
+        w->owner = strdup(owner);
+    } else { /* not from a handshake of main.c (no caps): the sub, or the connection */
+        size_t n = strlen(tok->sub ? tok->sub : conn_id) + 6;
+        if ((w->owner = malloc(n)))
+            snprintf(w->owner, n, "%s%s", tok->sub ? "sub:" : "conn:", tok->sub ? tok->sub : conn_id);
+    }
+    snprintf(w->rate, sizeof(w->rate), "%d", cfg->publish_rate);
+    snprintf(w->burst, sizeof(w->burst), "%d", cfg->publish_burst);
+    snprintf(w->per_owner, sizeof(w->per_owner), "%d", cfg->presence_max_per_subject);
+    snprintf(w->per_channel, sizeof(w->per_channel), "%d", cfg->presence_max_per_channel);
+    if (!w->tenant || !w->conn_id || !w->user_id || (tok->name && !w->name) || !w->instance_id || !w->owner) {
         who_unref(w);
         return NULL;
     }
@@ -194,6 +213,7 @@ typedef struct sjob {
     char *event, *payload;
     unsigned gen;     /* JOB_JOIN: the channel's presence_gen when queued */
     bool ok;
+    bool limited;     /* JOB_PUBLISH: refused by the per-subject rate limit */
     char *reply;      /* JSON text sent when the job is taken back (NULL: nothing) */
 } sjob;
 
@@ -221,6 +241,10 @@ static const char *failure_code(PGconn *db, const PGresult *r)
     const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (!st) /* libpq's own: the connection broke before an answer */
         return "unavailable";
+    if (strcmp(st, "PC429") == 0) /* a presence cap (sql/012) */
+        return "too_many_members";
+    if (strcmp(st, "PC403") == 0) /* another subject's presence entry */
+        return "forbidden";
     if (strncmp(st, "08", 2) == 0    /* connection exception */
         || strncmp(st, "57P", 3) == 0 /* admin/crash shutdown, cannot connect now */
         || strcmp(st, "57014") == 0   /* cancelled (at shutdown) */
@@ -232,10 +256,11 @@ static const char *failure_code(PGconn *db, const PGresult *r)
 static void job_fail(sjob *j, const char *code)
 {
     free(j->reply);
-    j->reply = ws_error_json(code,
-                             strcmp(code, "unavailable") == 0 ? "the database is unreachable"
-                                                              : "the database refused the request",
-                             j->request_id);
+    const char *msg = strcmp(code, "unavailable") == 0        ? "the database is unreachable"
+                      : strcmp(code, "too_many_members") == 0 ? "too many presence members (per subject or per channel)"
+                      : strcmp(code, "forbidden") == 0        ? "this presence entry belongs to another subject"
+                                                              : "the database refused the request";
+    j->reply = ws_error_json(code, msg, j->request_id);
     j->ok = false;
 }
 
@@ -262,10 +287,25 @@ static PGresult *job_query(sjob *j, PGconn *db, const char *sql, int n, const ch
 static void run_publish(ws_job *b, PGconn *db)
 {
     sjob *j = (sjob *)b;
-    const char *p[4] = {j->who->tenant, j->chans[0], j->event, j->payload ? j->payload : "{}"};
-    PGresult *r = job_query(j, db, "SELECT realtime.publish($1, $2, $3, $4::jsonb)", 4, p, true);
+    ws_who *w = j->who;
+    const char *p[7] = {w->owner, w->rate, w->burst, w->tenant, j->chans[0], j->event, j->payload ? j->payload : "{}"};
+    PGresult *r = strcmp(w->rate, "0") != 0 /* publish_rate 0: no limit, no bucket to take */
+                      ? job_query(j, db,
+                                  "SELECT seq, retry_after_ms FROM realtime.publish_limited($1, $2, $3, $4, $5, $6, "
+                                  "$7::jsonb)",
+                                  7, p, true)
+                      : job_query(j, db, "SELECT realtime.publish($1, $2, $3, $4::jsonb), NULL", 4, p + 3, true);
     if (!r)
         return;
+    if (PQgetisnull(r, 0, 0)) { /* the subject's publishes, on every connection and over HTTP */
+        char msg[128];
+        snprintf(msg, sizeof(msg), "too many publishes (at most %s a second); retry in %s ms", w->rate,
+                 PQgetvalue(r, 0, 1));
+        PQclear(r);
+        j->reply = ws_error_json("rate_limited", msg, j->request_id);
+        j->limited = true;
+        return;
+    }
     struct json_object *o = reply("published", j->chans[0], NULL);
     json_object_object_add(o, "seq", json_object_new_int64(strtoll(PQgetvalue(r, 0, 0), NULL, 10)));
     if (j->request_id)
@@ -279,9 +319,11 @@ static void run_join(ws_job *b, PGconn *db)
 {
     sjob *j = (sjob *)b;
     ws_who *w = j->who;
-    const char *p[7] = {w->tenant, j->chans[0], w->conn_id, w->user_id, w->name, j->payload ? j->payload : "{}",
-                        w->instance_id};
-    PGresult *r = job_query(j, db, "SELECT realtime.presence_join($1, $2, $3, $4, $5, $6::jsonb, $7)", 7, p, true);
+    const char *p[10] = {w->tenant,   j->chans[0], w->conn_id,     w->owner,       w->user_id,
+                         w->name,     j->payload ? j->payload : "{}", w->instance_id, w->per_owner,
+                         w->per_channel};
+    PGresult *r = job_query(j, db, "SELECT realtime.presence_join($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
+                            10, p, true);
     j->ok = r != NULL;
     PQclear(r);
 }
@@ -293,8 +335,8 @@ static void run_leave(ws_job *b, PGconn *db)
     sjob *j = (sjob *)b;
     j->ok = true;
     for (size_t i = 0; i < j->nchans; i++) {
-        const char *p[3] = {j->who->tenant, j->chans[i], j->who->conn_id};
-        PGresult *r = job_query(j, db, "SELECT realtime.presence_leave($1, $2, $3)", 3, p, !j->reply);
+        const char *p[4] = {j->who->tenant, j->chans[i], j->who->conn_id, j->who->owner};
+        PGresult *r = job_query(j, db, "SELECT realtime.presence_leave($1, $2, $3, $4)", 4, p, !j->reply);
         j->ok = j->ok && r;
         PQclear(r);
     }
@@ -304,8 +346,8 @@ static void run_heartbeat(ws_job *b, PGconn *db)
 {
     sjob *j = (sjob *)b;
     for (size_t i = 0; i < j->nchans; i++) {
-        const char *p[3] = {j->who->tenant, j->chans[i], j->who->conn_id};
-        PQclear(job_query(j, db, "SELECT realtime.presence_heartbeat($1, $2, $3)", 3, p, false));
+        const char *p[4] = {j->who->tenant, j->chans[i], j->who->conn_id, j->who->owner};
+        PQclear(job_query(j, db, "SELECT realtime.presence_heartbeat($1, $2, $3, $4)", 4, p, false));
     }
 }
 
@@ -333,7 +375,8 @@ static sjob *job_new(ws_session *s, job_kind kind, size_t nchans)
         [JOB_LEAVE] = run_leave,    [JOB_SYNC] = run_sync,       [JOB_HEARTBEAT] = run_heartbeat,
     };
     if (!s->lane) {
-        if (!s->who && !(s->who = who_new(&s->tok, s->conn_id, pgc_hub_instance_id(s->env.hub))))
+        if (!s->who && !(s->who = who_new(&s->tok, s->conn_id, pgc_hub_instance_id(s->env.hub),
+                                          s->cap ? ws_cap_subject(s->cap) : NULL, s->env.cfg)))
             return NULL;
         if (!(s->lane = ws_lane_new(s->env.workers, s->env.cfg->ws_db_pending, wake, s->conn)))
             return NULL;
@@ -388,10 +431,15 @@ static void deliver(ws_session *s)
                 c->present = false;
         } else if (j->kind == JOB_HEARTBEAT) {
             s->heartbeat_queued = false;
+        } else if (j->kind == JOB_PUBLISH && j->ok) {
+            s->publish_strikes = 0;
         }
+        bool too_many = j->kind == JOB_PUBLISH && j->limited && ++s->publish_strikes >= RATE_STRIKES;
         if (j->reply)
             send_text(s, j->reply, strlen(j->reply));
         job_free(&j->base);
+        if (too_many) /* it went on past rate_limited: the error, then the close */
+            close_conn(s, 1008, "publish rate limit exceeded");
     }
 }
 
@@ -432,6 +480,7 @@ ws_session *ws_session_open(const ws_env *env, ws_conn *c, pgc_token *tok, const
     s->tok = *tok;
     memset(tok, 0, sizeof(*tok));
     snprintf(s->conn_id, sizeof(s->conn_id), "%s", connection_id);
+    s->cap = ws_caps_claim(s->tok.tenant); /* parked by the handshake (conncap.h) */
     s->tokens = env->cfg->client_rate;
     s->bucket_ms = pgc_mono_ms();
     s->sub = pgc_sub_new(env->hub, s->tok.tenant, wake, c);
@@ -872,6 +921,7 @@ void ws_session_close(ws_session *s)
     }
     pgc_stats_close(s->stat, s->close_reason ? s->close_reason : "closed");
     who_unref(s->who);
+    ws_caps_release(s->cap);
     pgc_token_free(&s->tok);
     free(s);
 }

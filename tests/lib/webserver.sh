@@ -20,6 +20,10 @@ web_init() {
 database_url = host=127.0.0.1 port=$PGPORT user=${PGCAST_TEST_DB_USER:-postgres} dbname=$PGDATABASE
 jwt_secret = $TEST_JWT_SECRET
 log_level = info
+# limits per token subject are off unless a test turns them on (tests reuse one sub)
+publish_rate = 0
+ws_max_conns_per_subject = 0
+presence_max_per_subject = 0
 EOT
     chmod 0644 "$PGCAST_TEST_CONFIG"
     trap web_stop_all EXIT

@@ -54,7 +54,10 @@ def free_port():
 def start_sidecar(extra_env=None, preload=None):
     """The sidecar on a free port; extra_env: PGCAST_* settings."""
     port = free_port()
-    env = dict(os.environ, PGCAST_JWT_SECRET=SECRET, PGCAST_CLIENT_RATE="50", PGCAST_LOG_LEVEL="warn")
+    env = dict(os.environ, PGCAST_JWT_SECRET=SECRET, PGCAST_CLIENT_RATE="50", PGCAST_LOG_LEVEL="warn",
+               # limits per token subject: off unless a test turns them on (tests reuse one sub)
+               PGCAST_PUBLISH_RATE="0", PGCAST_WS_MAX_CONNS_PER_SUBJECT="0",
+               PGCAST_PRESENCE_MAX_PER_SUBJECT="0")
     env.update(extra_env or {})
     if preload:
         env["LD_PRELOAD"] = preload

@@ -261,7 +261,7 @@ def check_presence():
                        tok=token())
     m = body["members"][0] if st == 200 and body.get("members") else {}
     ok(st == 200 and m.get("userId") == "u1" and m.get("name") == "Ann" and m.get("color") == "red"
-       and m.get("connectionId") == "poll:u1" and isinstance(m.get("joinedAt"), int),
+       and m.get("connectionId") == "poll:u1:default" and isinstance(m.get("joinedAt"), int),
        "join makes the polling client a member", (st, body))
     http("POST", "/realtime/presence", {"channel": ch, "action": "join", "connectionId": "tab2"},
          tok=token(sub="u2", name="Bob"))

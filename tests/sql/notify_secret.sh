@@ -16,7 +16,7 @@ like "nor read presence messages" "$(as pub_$u "SELECT count(*) FROM realtime.re
 like "a publisher still publishes (publish reads the secret as the owner)" "$(as pub_$u "SELECT realtime.publish('t1','project:sec','e','{}')")" "^1$"
 like "the runtime role reads the secret" "$(as app_$u "SELECT octet_length(secret) FROM realtime.realtime_secret")" "^32$"
 like "and the presence messages its joins write" \
-     "$(as app_$u "SELECT realtime.presence_join('t1','project:sec','c1','u',NULL,'{}') IS NOT NULL; SELECT count(*) FROM realtime.realtime_presence_events WHERE channel = 'project:sec'")" "^t
+     "$(as app_$u "SELECT realtime.presence_join('t1','project:sec','c1','sub:u','u',NULL,'{}') IS NOT NULL; SELECT count(*) FROM realtime.realtime_presence_events WHERE channel = 'project:sec'")" "^t
 1$"
 like "but cannot write the secret" "$(as app_$u "SELECT realtime.rotate_secret()")" "permission denied"
 like "nor presence messages of its own" "$(as app_$u "INSERT INTO realtime.realtime_presence_events (tenant_id, channel, message) VALUES ('t1','project:sec','{}')")" "permission denied"

@@ -20,7 +20,7 @@ like "nor insert raw log rows" "$(as pub_$u "INSERT INTO realtime.realtime_event
 like "nor rewrite a channel's position" "$(as pub_$u "UPDATE realtime.realtime_channels SET last_seq = 0")" "permission denied"
 like "nor call the other functions (read)" "$(as pub_$u "SELECT count(*) FROM realtime.read('t1', ARRAY['project:a'], ARRAY[0]::bigint[], 10)")" "permission denied"
 like "nor list channels through cursor()" "$(as pub_$u "SELECT realtime.cursor('t1', ARRAY['project:a'])")" "permission denied"
-like "nor join presence" "$(as pub_$u "SELECT realtime.presence_join('t1','project:a','c','u',NULL,'{}')")" "permission denied"
+like "nor join presence" "$(as pub_$u "SELECT realtime.presence_join('t1','project:a','c','sub:u','u',NULL,'{}')")" "permission denied"
 is "publish is SECURITY DEFINER with its search_path pinned" \
    "$(psql_q "SELECT prosecdef, proconfig::text FROM pg_proc WHERE oid = 'realtime.publish(text,text,text,jsonb)'::regprocedure")" \
    "t|{\"search_path=pg_catalog, pg_temp\"}"
@@ -37,7 +37,7 @@ like "the unlimited publisher still publishes anywhere" "$(as pub_$u "SELECT rea
 like "the runtime role reads the log" "$(as app_$u "SELECT count(*) FROM realtime.read('t1', ARRAY['project:a'], ARRAY[0]::bigint[], 10)")" "^1$"
 like "and publishes through publish" "$(as app_$u "SELECT realtime.publish('t1','project:a','e','{}')")" "^2$"
 like "but cannot insert log rows itself" "$(as app_$u "INSERT INTO realtime.realtime_events_log (tenant_id, channel, seq, event_type, event_data) VALUES ('t2','project:x',99,'e','{}')")" "permission denied"
-like "it runs presence and prunes" "$(as app_$u "SELECT realtime.presence_join('t1','project:a','c1','u',NULL,'{}') IS NOT NULL, realtime.prune(interval '1 hour', 1000)")" "^t\|[0-9]+$"
+like "it runs presence and prunes" "$(as app_$u "SELECT realtime.presence_join('t1','project:a','c1','sub:u','u',NULL,'{}') IS NOT NULL, realtime.prune(interval '1 hour', 1000)")" "^t\|[0-9]+$"
 
 # one bad row (written by a role with raw rights) does not stop pruning for everyone
 psql_q "SELECT realtime.publish('t9','project:p' || g % 2,'e','{}') FROM generate_series(1,10) g" >/dev/null

@@ -53,7 +53,9 @@ class Sidecar:
     def __init__(self, name, **env):
         self.port = free_port()
         self.log = os.path.join(WORK, f"ws-bounds-{name}-{os.getpid()}.log")
-        e = dict(os.environ, PGCAST_JWT_SECRET=SECRET, PGCAST_LOG_LEVEL="warn")
+        e = dict(os.environ, PGCAST_JWT_SECRET=SECRET, PGCAST_LOG_LEVEL="warn",
+                 # one sub for every connection here: the per-subject limits are off
+                 PGCAST_WS_MAX_CONNS_PER_SUBJECT="0", PGCAST_PUBLISH_RATE="0", PGCAST_PRESENCE_MAX_PER_SUBJECT="0")
         e.update({f"PGCAST_{k.upper()}": str(v) for k, v in env.items()})
         self.proc = subprocess.Popen([os.path.join(BIN, "pgcast-ws"), "--listen", f"127.0.0.1:{self.port}"], env=e,
                                      stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
