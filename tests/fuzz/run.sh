@@ -6,7 +6,7 @@ ROOT=${PGCAST_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 cd "$ROOT" || exit 1
 work=$(mktemp -d "${PGCAST_TEST_WORK:-/tmp}/fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-secs=${PGCAST_FUZZ_SECONDS:-10}
+secs=${PGCAST_FUZZ_SECONDS:-6}
 
 if ! make --no-print-directory fuzz >"$work/build.log" 2>&1; then
     not_ok "make fuzz builds the targets"
