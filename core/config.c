@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "origin.h"
@@ -251,14 +252,45 @@ static int load_file(pgc_config *cfg, const char *path, char *err, size_t errlen
     return rc;
 }
 
+/* Where the configuration is when no path is given (docs/deploy.md, "Finding the
+ * configuration"): PGCAST_CONFIG when set (empty means no file); REDIRECT_PGCAST_CONFIG,
+ * which is what Apache passes a SetEnv value as after an internal redirect (mod_rewrite);
+ * pgcast.conf next to the program, for web servers that pass no environment (mod_fcgid,
+ * shared hosting); /etc/pgcast/pgcast.conf. NULL when none of them is there. */
+const char *pgc_config_find(char *buf, size_t len)
+{
+    const char *env = getenv("PGCAST_CONFIG");
+    if (env)
+        return env;
+    env = getenv("REDIRECT_PGCAST_CONFIG");
+    if (env && *env)
+        return env;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            int w = snprintf(buf, len, "%s/pgcast.conf", exe);
+            if (w > 0 && (size_t)w < len && access(buf, F_OK) == 0)
+                return buf;
+        }
+    }
+    if (access("/etc/pgcast/pgcast.conf", F_OK) == 0)
+        return "/etc/pgcast/pgcast.conf";
+    return NULL;
+}
+
 int pgc_config_load(pgc_config *cfg, const char *path, char *err, size_t errlen)
 {
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < NKEYS; i++)
         if (set_key(cfg, &keys[i], keys[i].def, err, errlen, "default") != 0)
             goto fail;
+    char found[4096];
     if (!path || !*path)
-        path = getenv("PGCAST_CONFIG");
+        path = pgc_config_find(found, sizeof(found));
     if (path && *path && load_file(cfg, path, err, errlen) != 0)
         goto fail;
     for (size_t i = 0; i < NKEYS; i++) {

@@ -62,8 +62,12 @@ typedef struct pgc_config {
     int ws_port;               /* make run: the sidecar's port (8081) */
 } pgc_config;
 
-/* Defaults, then the file (path, else $PGCAST_CONFIG, else none), then PGCAST_*
- * variables. Returns 0, or -1 with a message naming the key in err. */
+/* The file used when pgc_config_load gets no path: $PGCAST_CONFIG (set and empty: none),
+ * $REDIRECT_PGCAST_CONFIG, pgcast.conf next to the program (written into buf),
+ * /etc/pgcast/pgcast.conf. NULL when there is none. */
+const char *pgc_config_find(char *buf, size_t len);
+/* Defaults, then the file (path, else pgc_config_find), then PGCAST_* variables.
+ * Returns 0, or -1 with a message naming the key in err. */
 int pgc_config_load(pgc_config *cfg, const char *path, char *err, size_t errlen);
 void pgc_config_free(pgc_config *cfg);
 

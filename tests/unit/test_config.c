@@ -63,6 +63,37 @@ int main(void)
     pgc_config_free(&cfg);
     unsetenv("PGCAST_CONFIG");
 
+    /* Apache hands SetEnv values to a rewritten request as REDIRECT_*; mod_fcgid hands
+     * none, so pgcast.conf next to the program is found; PGCAST_CONFIG set and empty
+     * means no file at all. */
+    setenv("REDIRECT_PGCAST_CONFIG", path, 1);
+    T_INT(pgc_config_load(&cfg, NULL, err, sizeof(err)), 0, "loaded through REDIRECT_PGCAST_CONFIG");
+    T_INT(cfg.max_channels, 3, "value from the REDIRECT_PGCAST_CONFIG file");
+    pgc_config_free(&cfg);
+    setenv("PGCAST_CONFIG", "", 1);
+    T_INT(pgc_config_load(&cfg, NULL, err, sizeof(err)), 0, "PGCAST_CONFIG empty loads no file");
+    T_INT(cfg.max_channels, 50, "defaults when PGCAST_CONFIG is empty");
+    pgc_config_free(&cfg);
+    unsetenv("PGCAST_CONFIG");
+    unsetenv("REDIRECT_PGCAST_CONFIG");
+    char exe[4096], found[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    T_OK(n > 0, "own path read");
+    if (n > 0) {
+        exe[n] = '\0';
+        *strrchr(exe, '/') = '\0';
+        char beside[4200];
+        snprintf(beside, sizeof(beside), "%s/pgcast.conf", exe);
+        FILE *f = fopen(beside, "w");
+        T_OK(f && fputs("max_channels = 4\n", f) >= 0 && fclose(f) == 0, "pgcast.conf written next to the program");
+        const char *p = pgc_config_find(found, sizeof(found));
+        T_STR(p ? p : "(none)", beside, "pgcast.conf next to the program is found");
+        T_INT(pgc_config_load(&cfg, NULL, err, sizeof(err)), 0, "loaded from next to the program");
+        T_INT(cfg.max_channels, 4, "value from the file next to the program");
+        pgc_config_free(&cfg);
+        unlink(beside);
+    }
+
     struct {
         const char *text, *want;
     } bad[] = {
