@@ -34,9 +34,9 @@ async def main():
     await asyncio.sleep(0.5)
     await rc.apsql(rc.publish_sql("t1", ch, BURST, pad=1000))
     # the burst fills the stream's queue; the client takes nothing for longer than
-    # queue_stall_ms (6 s), so the hub ends it (overflow); the server writes the error once
+    # queue_stall_ms (8 s), so the hub ends it (overflow); the server writes the error once
     # the client reads what was sent before
-    await asyncio.sleep(7.5)
+    await asyncio.sleep(9.5)
     lt = asyncio.ensure_future(rc.apsql(rc.steady_publish_sql("t1", ch, LIVE_N, LIVE, pad=1000, batch=BATCH)))
     c.paused = False
     await rc.wait_until(lambda: c.connects >= 2, 60)
