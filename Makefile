@@ -165,7 +165,7 @@ install: all
 	    "$(SYSUSERSDIR)/pgcast.conf" "$(SYSCONFDIR)/pgcast/pgcast.conf"; fi
 
 # install-files: the files only (the Debian package uses it; no user, no ownership).
-PKG_SUBST = sed -e 's|@bindir@|$(PREFIX)/bin|g' -e 's|@datadir@|$(DATADIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
+PKG_SUBST = sed -e 's|@bindir@|$(PREFIX)/bin|g' -e 's|@sysconfdir@|$(SYSCONFDIR)|g' -e 's|@datadir@|$(DATADIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
 CLIENT_FILES = $(addprefix client/,pgcast.js pgcast.d.ts react.js react.d.ts package.json README.md)
 install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/pgcast/sql \
