@@ -121,29 +121,29 @@ if command -v systemd-analyze >/dev/null; then
     is "systemd-analyze verify finds nothing in the units" "$out" ""
 fi
 
-# ---- configure, as docs/deploy.md tells an admin (ports: free ones, not the defaults)
+# ---- docs/deploy.md's "Install" names only what the package has
+bad=""
+for p in $(sed -n '/^## Install/,/^## 1\./p' docs/deploy.md |
+           grep -oE '/(usr/bin|usr/share/pgcast|usr/share/doc/pgcast|lib/systemd/system|etc/pgcast|etc/apache2/conf-available|etc/lighttpd/conf-available)[A-Za-z0-9_./-]*[A-Za-z0-9_]' | sort -u); do
+    [ -e "$p" ] || bad="$bad $p"
+done
+is "every path docs/deploy.md's Install names for the package exists" "$bad" ""
+
+# ---- the steps of docs/deploy.md's "Install", in order (ports: free ones, not the defaults)
+# 1. configure
 read -r sse_port poll_port ws_port apache_port lighttpd_port <<<"$(scripts/free-port.sh 5 | tr '\n' ' ')"
 sed -i -e "s|^database_url = .*|database_url = host=127.0.0.1 port=$PGPORT user=${PGCAST_TEST_DB_USER:-postgres} dbname=$PGDATABASE|" \
        -e "s|^jwt_secret = .*|jwt_secret = pgcast-test-secret|" \
        -e "s|^ws_listen = .*|ws_listen = 127.0.0.1:$ws_port|" /etc/pgcast/pgcast.conf
 is "editing the configuration keeps it root:pgcast 0640" "$(stat -c '%U:%G %a' /etc/pgcast/pgcast.conf)" "root:pgcast 640"
+# 2. the database: schema and the runtime role's grants
 if PGCAST_CONFIG= PGCAST_DATABASE_URL="${PGCAST_TEST_OWNER_URL:-}" /usr/bin/pgcast-migrate --quiet \
         --runtime-role pgcast_runtime --publisher-role pgcast_publisher >"$work/log/migrate.log" 2>&1; then
     ok "pgcast-migrate --runtime-role --publisher-role (installed) runs"
 else
     not_ok "pgcast-migrate --runtime-role --publisher-role (installed) runs"; sed 's/^/# /' "$work/log/migrate.log"
 fi
-sed -i -e "s|127.0.0.1:9001|127.0.0.1:$sse_port|" -e "s|127.0.0.1:9002|127.0.0.1:$poll_port|" \
-       -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" /etc/apache2/conf-available/pgcast.conf
-sed -i -e "s|= 9001|= $sse_port|" -e "s|= 9002|= $poll_port|" -e "s|= 8081|= $ws_port|" \
-    /etc/lighttpd/conf-available/50-pgcast.conf
-a2enconf -q pgcast >"$work/log/a2enconf.log" 2>&1
-is "a2enconf pgcast enables it" "$(readlink /etc/apache2/conf-enabled/pgcast.conf)" "../conf-available/pgcast.conf"
-lighty-enable-mod pgcast >"$work/log/lighty-enable-mod.log" 2>&1
-is "lighty-enable-mod pgcast enables it" "$(readlink /etc/lighttpd/conf-enabled/50-pgcast.conf)" \
-    "../conf-available/50-pgcast.conf"
-
-# ---- the services, as their units start them
+# 3. the handlers and the sidecar, as their units start them
 /usr/bin/python3 tests/package/unit_exec.py "$units" pgcast-sse.service "127.0.0.1:$sse_port" \
     >>"$work/log/pgcast-sse.log" 2>&1 &
 pids+=($!)
@@ -157,8 +157,18 @@ users=$(for p in "${pids[@]}"; do ps -o user=,comm= -p "$p"; done | sort | tr -s
 is "the handlers and the sidecar run from the units, as pgcast" "$up $users" \
     "1 pgcast pgcast-poll.fcg;pgcast pgcast-sse.fcgi;pgcast pgcast-ws;"
 
+# 4. enable it in the web servers (their addresses moved to the free ports)
+sed -i -e "s|127.0.0.1:9001|127.0.0.1:$sse_port|" -e "s|127.0.0.1:9002|127.0.0.1:$poll_port|" \
+       -e "s|127.0.0.1:8081|127.0.0.1:$ws_port|" /etc/apache2/conf-available/pgcast.conf
+sed -i -e "s|= 9001|= $sse_port|" -e "s|= 9002|= $poll_port|" -e "s|= 8081|= $ws_port|" \
+    /etc/lighttpd/conf-available/50-pgcast.conf
+a2enconf -q pgcast >"$work/log/a2enconf.log" 2>&1
+is "a2enconf pgcast enables it" "$(readlink /etc/apache2/conf-enabled/pgcast.conf)" "../conf-available/pgcast.conf"
+lighty-enable-mod pgcast >"$work/log/lighty-enable-mod.log" 2>&1
+is "lighty-enable-mod pgcast enables it" "$(readlink /etc/lighttpd/conf-enabled/50-pgcast.conf)" \
+    "../conf-available/50-pgcast.conf"
+
 # ---- Apache: the machine's modules and conf-enabled/, on a free port
-mods=/etc/apache2
 cat >"$work/apache.conf" <<EOT
 ServerRoot "/etc/apache2"
 ServerName 127.0.0.1
@@ -204,8 +214,10 @@ pids+=($!)
 wait_port "$apache_port" && a=1 || a=0
 wait_port "$lighttpd_port" && l=1 || l=0
 is "Apache and lighttpd start with pgcast enabled" "$a $l" "1 1"
+is "the sites' own pages still answer" \
+    "$(curl -s -m 10 "http://127.0.0.1:$apache_port/") $(curl -s -m 10 "http://127.0.0.1:$lighttpd_port/")" "ok ok"
 
-# ---- smoke checks through both
+# 5. check: the smoke checks through both
 /usr/bin/python3 tests/package/smoke.py "http://127.0.0.1:$apache_port" apache || logs
 /usr/bin/python3 tests/package/smoke.py "http://127.0.0.1:$lighttpd_port" lighttpd || logs
 stop_started
