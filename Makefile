@@ -181,6 +181,15 @@ install-files:
 	install -m 0644 apache-conf/*.conf $(DESTDIR)$(DATADIR)/pgcast/apache-conf/
 	install -m 0644 $(CLIENT_FILES) $(DESTDIR)$(DATADIR)/pgcast/client/
 	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(DATADIR)/man/man1
+	for p in $(PROGS); do n=$$(basename $$p); case $$n in \
+	    pgcast-sse.fcgi) d="Server-Sent Events handler of pgcast (FastCGI)" ;; \
+	    pgcast-poll.fcgi) d="polling, publish and presence handler of pgcast (FastCGI)" ;; \
+	    pgcast-ws) d="WebSocket sidecar of pgcast" ;; \
+	    *) d="applies pgcast's database migrations and grants" ;; esac; \
+	    ./scripts/manpage.sh $$p "$$d" "$$(sed -n 's/.*PGCAST_VERSION "\(.*\)"/\1/p' core/version.h)" \
+	        > $(DESTDIR)$(DATADIR)/man/man1/$$n.1 && chmod 0644 $(DESTDIR)$(DATADIR)/man/man1/$$n.1 || exit 1; \
+	done
 	for u in systemd/*.in; do \
 	    $(PKG_SUBST) $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u .in) || exit 1; \
 	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u .in) || exit 1; \
