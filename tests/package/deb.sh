@@ -8,6 +8,7 @@
 # system services); the smoke checks (tests/package/smoke.py) pass through both; then
 # `dpkg --purge` leaves nothing behind: no file, conf link, user, group or statoverride.
 # The package is purged on any exit. Needs root (it installs a package): skipped without.
+# PGCAST_DEB=path/to/pgcast_*.deb tests that package instead of building one.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 set -u
 cd "$PGCAST_ROOT" || exit 1
@@ -77,7 +78,10 @@ wait_port() {
 t0=$(date +%s)
 version=$(dpkg-parsechangelog -S Version)
 deb="build/deb/pgcast_${version}_$(dpkg --print-architecture).deb"
-if make --no-print-directory deb >"$work/log/make-deb.log" 2>&1 && [ -f "$deb" ]; then
+if [ -n "${PGCAST_DEB:-}" ]; then
+    deb=$PGCAST_DEB   # a package built before (CI artifacts): used as it is
+    ok "using $deb # SKIP PGCAST_DEB given: not built here"
+elif make --no-print-directory deb >"$work/log/make-deb.log" 2>&1 && [ -f "$deb" ]; then
     ok "make deb builds $deb"
 else
     not_ok "make deb builds $deb"; tail -n 30 "$work/log/make-deb.log" | sed 's/^/# /'; exit 1
@@ -221,6 +225,26 @@ is "the sites' own pages still answer" \
 /usr/bin/python3 tests/package/smoke.py "http://127.0.0.1:$apache_port" apache || logs
 /usr/bin/python3 tests/package/smoke.py "http://127.0.0.1:$lighttpd_port" lighttpd || logs
 stop_started
+
+# ---- reinstall (as an upgrade does): the admin's configuration and its mode stay
+dpkg_retry -i "$deb" >"$work/log/dpkg-reinstall.log" 2>&1
+is "dpkg -i again keeps the edited configuration, root:pgcast 0640" \
+    "$(grep -c '^jwt_secret = pgcast-test-secret$' /etc/pgcast/pgcast.conf) $(stat -c '%U:%G %a' /etc/pgcast/pgcast.conf)" \
+    "1 root:pgcast 640"
+
+# ---- remove: the web servers no longer include what is gone (their conf links go)
+if dpkg_retry -r pgcast >"$work/log/dpkg-remove.log" 2>&1; then ok "dpkg -r pgcast"
+else not_ok "dpkg -r pgcast"; sed 's/^/# /' "$work/log/dpkg-remove.log"; fi
+is "after remove: conf links gone, conffiles kept" \
+    "$(ls /etc/apache2/conf-enabled/pgcast.conf /etc/lighttpd/conf-enabled/50-pgcast.conf 2>/dev/null | wc -l) $(ls /etc/pgcast/pgcast.conf /etc/apache2/conf-available/pgcast.conf /etc/lighttpd/conf-available/50-pgcast.conf | wc -l)" \
+    "0 3"
+if apache2ctl -t >"$work/log/apache2ctl-removed.log" 2>&1 &&
+        lighttpd -tt -f /etc/lighttpd/lighttpd.conf >"$work/log/lighttpd-t-removed.log" 2>&1; then
+    ok "after remove: the machine's Apache and lighttpd configurations still parse"
+else
+    not_ok "after remove: the machine's Apache and lighttpd configurations still parse"
+    sed 's/^/# /' "$work/log/apache2ctl-removed.log" "$work/log/lighttpd-t-removed.log"
+fi
 
 # ---- purge: nothing left
 if dpkg_retry --purge pgcast >"$work/log/dpkg-purge.log" 2>&1; then
