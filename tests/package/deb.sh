@@ -191,8 +191,15 @@ IncludeOptional mods-enabled/*.conf
     FcgidIPCDir "$work/run/fcgid"
     FcgidProcessTableFile "$work/run/fcgid_shm"
 </IfModule>
-DocumentRoot "$work/www"
 IncludeOptional conf-enabled/*.conf
+# a site, as sites-enabled/ has them: conf-enabled/ must reach into its virtual host
+<VirtualHost 127.0.0.1:$apache_port>
+    ServerName site.test
+    DocumentRoot "$work/www"
+    <Directory "$work/www">
+        Require all granted
+    </Directory>
+</VirtualHost>
 EOT
 echo ok >"$work/www/index.html"
 APACHE_LOG_DIR="$work/log" APACHE_RUN_DIR="$work/run" APACHE_LOCK_DIR="$work/run" \
