@@ -7,7 +7,8 @@
 #   make bench        benchmarks (prints figures; never asserts timings)
 #   make run          the demo
 #   make install PREFIX=/usr/local DESTDIR=
-#                     programs, units, configs, client (docs/deploy.md, "Install")
+#                     programs, units, configs, client (docs/deploy.md, "Install");
+#                     make uninstall takes them away again (the configuration stays)
 #   make deb          the Debian package, in build/deb/ (debian/)
 #
 # Sources are found by folder: core/*.c is the shared library, fcgi/*.c the FastCGI runtime,
@@ -61,7 +62,7 @@ PROGS = $(if $(SSE_SRC),$(BINDIR)/pgcast-sse.fcgi) \
 UNIT_BINS  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all asan deps deps-bench test bench run install install-files programs deb clean fuzz
+.PHONY: all asan deps deps-bench test bench run install install-files uninstall programs deb deb-lint clean fuzz
 .DEFAULT_GOAL := all
 # keep objects of tests and benches (make would delete them as intermediates)
 .SECONDARY:
@@ -210,6 +211,23 @@ install-files:
 	    echo "install $$in -> $$dir/$$name"; \
 	    install -d $$dir && $(PKG_SUBST) $$in > $$dir/$$name && chmod 0644 $$dir/$$name || exit 1; \
 	done
+
+# make uninstall (same PREFIX, DESTDIR, SYSCONFDIR as the install): the installed files go;
+# /etc/pgcast/pgcast.conf and the pgcast user stay (the admin's), and so does a
+# conf-available file that is still enabled (a2disconf pgcast / lighty-disable-mod pgcast).
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,pgcast-sse.fcgi pgcast-poll.fcgi pgcast-ws pgcast-migrate)
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/man/man1/,pgcast-sse.fcgi.1 pgcast-poll.fcgi.1 pgcast-ws.1 pgcast-migrate.1)
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,pgcast-ws.service pgcast-sse.socket pgcast-sse.service \
+	    pgcast-poll.socket pgcast-poll.service) $(DESTDIR)$(SYSUSERSDIR)/pgcast.conf
+	rm -rf $(DESTDIR)$(DATADIR)/pgcast $(DESTDIR)$(DOCDIR)
+	@for f in apache2:pgcast.conf lighttpd:50-pgcast.conf; do \
+	    srv=$${f%%:*}; name=$${f#*:}; \
+	    if [ -e $(DESTDIR)$(SYSCONFDIR)/$$srv/conf-enabled/$$name ]; then \
+	        echo "$(SYSCONFDIR)/$$srv/conf-available/$$name is enabled: left (disable it, then uninstall again)"; \
+	    else rm -f $(DESTDIR)$(SYSCONFDIR)/$$srv/conf-available/$$name; fi; \
+	done
+	@echo "kept: $(SYSCONFDIR)/pgcast/pgcast.conf and the pgcast user (userdel pgcast)"
 
 # The Debian package (debian/): built with dpkg-buildpackage from the same Makefile
 # (programs with Debian's hardening flags in build/deb/, then install-files); the .deb,

@@ -82,6 +82,10 @@ echo "# edited by the admin" >>"$D/etc/pgcast/pgcast.conf"
 make --no-print-directory install DESTDIR="$D" >"$work/log/make-install-2.log" 2>&1
 is "a second make install keeps the admin's configuration" "$(tail -n 1 "$D/etc/pgcast/pgcast.conf")" "# edited by the admin"
 
+make --no-print-directory uninstall DESTDIR="$D" >"$work/log/make-uninstall.log" 2>&1
+is "make uninstall leaves only the configuration" "$(cd "$D" && find . -type f | sort | tr '\n' ' ')" \
+    "./etc/pgcast/pgcast.conf "
+
 # ---- real: as root, no DESTDIR (PREFIX and SYSCONFDIR in the test's folder)
 if [ "$(id -u)" != 0 ]; then
     echo "ok $((_tap_n + 1)) # SKIP the system part of make install needs root"
