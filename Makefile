@@ -187,7 +187,8 @@ install-files:
 	    pgcast-sse.fcgi) d="Server-Sent Events handler of pgcast (FastCGI)" ;; \
 	    pgcast-poll.fcgi) d="polling, publish and presence handler of pgcast (FastCGI)" ;; \
 	    pgcast-ws) d="WebSocket sidecar of pgcast" ;; \
-	    *) d="applies pgcast's database migrations and grants" ;; esac; \
+	    pgcast-migrate) d="applies pgcast's database migrations and grants" ;; \
+	    *) d="a program of pgcast" ;; esac; \
 	    ./scripts/manpage.sh $$p "$$d" "$$(sed -n 's/.*PGCAST_VERSION "\(.*\)"/\1/p' core/version.h)" \
 	        > $(DESTDIR)$(DATADIR)/man/man1/$$n.1 && chmod 0644 $(DESTDIR)$(DATADIR)/man/man1/$$n.1 || exit 1; \
 	done
@@ -216,10 +217,10 @@ install-files:
 # /etc/pgcast/pgcast.conf and the pgcast user stay (the admin's), and so does a
 # conf-available file that is still enabled (a2disconf pgcast / lighty-disable-mod pgcast).
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,pgcast-sse.fcgi pgcast-poll.fcgi pgcast-ws pgcast-migrate)
-	rm -f $(addprefix $(DESTDIR)$(DATADIR)/man/man1/,pgcast-sse.fcgi.1 pgcast-poll.fcgi.1 pgcast-ws.1 pgcast-migrate.1)
-	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,pgcast-ws.service pgcast-sse.socket pgcast-sse.service \
-	    pgcast-poll.socket pgcast-poll.service) $(DESTDIR)$(SYSUSERSDIR)/pgcast.conf
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(PROGS)))
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/man/man1/,$(addsuffix .1,$(notdir $(PROGS))))
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(basename $(wildcard systemd/*.in)))) \
+	    $(DESTDIR)$(SYSUSERSDIR)/pgcast.conf
 	rm -rf $(DESTDIR)$(DATADIR)/pgcast $(DESTDIR)$(DOCDIR)
 	@for f in apache2:pgcast.conf lighttpd:50-pgcast.conf; do \
 	    srv=$${f%%:*}; name=$${f#*:}; \
