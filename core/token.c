@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jwt.h>
 #include <json.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <strings.h>
 
 #include "channel.h"
+#include "log.h"
 
 struct pgc_verifier {
     jwt_alg_t alg;
@@ -85,6 +87,15 @@ static unsigned char *read_all(const char *path, int *len, char *err, size_t err
     buf[n] = '\0';
     *len = (int)n;
     return buf;
+}
+
+int pgc_crypto_init(void)
+{
+    if (OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL) != 1) {
+        PGC_ERROR("OpenSSL could not be initialised");
+        return -1;
+    }
+    return 0;
 }
 
 pgc_verifier *pgc_verifier_new(const pgc_config *cfg, char *err, size_t errlen)

@@ -41,6 +41,11 @@ typedef struct pgc_token {
 typedef struct pgc_verifier pgc_verifier;
 
 /* Reads the key (secret or public-key file) once. NULL with err on a bad config. */
+/* First thing in a program, before any thread uses OpenSSL (libjwt, libpq, the hub's
+ * tags): OpenSSL is not torn down at exit. Its atexit cleanup would delete the per-thread
+ * destructor while detached threads (hub, loop, workers) may still end, leaving their
+ * error state unfreed. Returns 0, or -1 with the reason logged. */
+int pgc_crypto_init(void);
 pgc_verifier *pgc_verifier_new(const pgc_config *cfg, char *err, size_t errlen);
 void pgc_verifier_free(pgc_verifier *v);
 

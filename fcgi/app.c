@@ -42,6 +42,8 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
     app->program = program;
     char err[512];
     pgc_log_init(program, PGC_LOG_INFO);
+    if (pgc_crypto_init() != 0)
+        return 1;
     if (pgc_config_load(&app->cfg, NULL, err, sizeof(err)) != 0) {
         PGC_ERROR("configuration: %s", err);
         return 1;

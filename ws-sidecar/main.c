@@ -693,6 +693,8 @@ int main(int argc, char **argv)
         return 2;
     }
     pgc_log_init("pgcast-ws", (enum pgc_log_level)g_cfg.log_level);
+    if (pgc_crypto_init() != 0)
+        return 1;
     if (!listen) listen = g_cfg.ws_listen;
     char host[256];
     const char *colon = strrchr(listen, ':');
