@@ -88,6 +88,7 @@
 #define HUB_RELAY_START_WAIT_MS 1000 /* at start, for the relay's "L" before LISTENing alone */
 #define HUB_RELAY_PING_MS 5000     /* a barrier to the relay this often: is it alive? */
 #define HUB_RELAY_TIMEOUT_MS 10000 /* no "L", or no answer to a barrier, this long: dropped */
+#define HUB_RELAY_OTHER_MS 30000  /* a relay of another database (or protocol): tried again after */
 #define HUB_RELAY_LINE_MAX 16448   /* "N <channel> <payload>": NOTIFY payloads are < 8000 bytes */
 #define HUB_RELAY_READ_MAX (256u << 10) /* relay bytes taken in one turn */
 
@@ -1559,6 +1560,7 @@ static void relay_activate(pgc_hub *h)
     if (!h->db_identity[0] || strcmp(h->db_identity, h->relay_identity) != 0) {
         PGC_WARN("hub: the relay at %s listens on another database: not used", h->relay_path);
         relay_drop(h, "another database");
+        h->next_relay_ms = pgc_mono_ms() + HUB_RELAY_OTHER_MS;
         return;
     }
     bool was_listening = h->listening;
@@ -1648,6 +1650,7 @@ static void relay_line(pgc_hub *h, char *line)
         if (proto != PGC_RELAY_PROTOCOL || *end != ' ' || strlen(end + 1) >= sizeof(h->relay_identity)) {
             PGC_WARN("hub: the relay at %s speaks another protocol: not used", h->relay_path);
             relay_drop(h, "another protocol");
+            h->next_relay_ms = pgc_mono_ms() + HUB_RELAY_OTHER_MS;
             return;
         }
         snprintf(h->relay_identity, sizeof(h->relay_identity), "%s", end + 1);

@@ -103,7 +103,7 @@ async def main():
         stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(SOCK)
-        await rc.apsql(rc.publish_sql(TENANT, chans[1], 6000))
+        await rc.apsql(rc.publish_sql(TENANT, chans[1], 30000))
         stuck.settimeout(10)
         got, eof = 0, False
         try:
