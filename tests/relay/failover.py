@@ -5,7 +5,7 @@ Listening connections are told apart in pg_stat_activity by application_name: a 
 that LISTENs on its own connection is 'pgcast-hub', one whose wake-ups come through the
 relay 'pgcast-hub-relayed' (it keeps its connection for log reads, without LISTEN), the
 relay is 'pgcast-relay'."""
-import asyncio, glob, os, signal, socket, subprocess, sys, time
+import asyncio, glob, os, select, signal, socket, subprocess, sys, time
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
 import resume_clients as rc  # noqa: E402
@@ -104,6 +104,10 @@ async def main():
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(SOCK)
         await rc.apsql(rc.publish_sql(TENANT, chans[1], 30000))
+        # without reading a byte: does the relay hang up? (POLLRDHUP shows it with data unread)
+        po = select.poll()
+        po.register(stuck, select.POLLRDHUP)
+        hung_up = any(ev & select.POLLRDHUP for _, ev in po.poll(60000))
         stuck.settimeout(10)
         got, eof = 0, False
         try:
@@ -120,7 +124,7 @@ async def main():
         # held for it: relay_client_buffer (64 KiB here) in the relay, the rest in the kernel's
         # socket buffers (accounted to the relay's send buffer, wmem_default)
         wmem = int(open("/proc/sys/net/core/wmem_default").read())
-        t.ok(eof and got <= 2 * wmem + 64 * 1024 and "relay_client_buffer reached" in logtext,
+        t.ok(hung_up and eof and got <= 2 * wmem + 64 * 1024 and "relay_client_buffer reached" in logtext,
              f"a process that does not read is dropped at relay_client_buffer ({got} bytes were held for it, "
              f"wmem_default {wmem})")
         ok, s = await wait_sessions(lambda s: s.get("pgcast-hub-relayed", 0) == NHUBS and listeners(s) == 1, 10)
