@@ -8,7 +8,7 @@
  *   --config FILE   the pgcast configuration (default: found as every pgcast program finds
  *                   it: PGCAST_CONFIG, pgcast.conf next to the program, /etc/pgcast/pgcast.conf)
  *   --socket PATH   the Unix socket to serve (default: relay_socket of the configuration,
- *                   /run/pgcast/relay.sock); overrides PGCAST_RELAY_SOCKET and the file
+ *                   /run/pgcast-relay/relay.sock); overrides PGCAST_RELAY_SOCKET and the file
  *
  * Keys used: database_url, relay_socket, relay_client_buffer, relay_max_clients, log_level.
  * It runs in the foreground, logs to stderr and ends on SIGTERM/SIGINT (removing its
@@ -19,7 +19,7 @@
  *
  * The socket is created mode 0660 (owner and group: the pgcast user and the web server's
  * group); its directory should be writable by the pgcast user only (systemd:
- * RuntimeDirectory=pgcast, see relay/pgcast-relay.service). The relay forwards nothing but
+ * RuntimeDirectory=pgcast-relay, see relay/pgcast-relay.service). The relay forwards nothing but
  * the payloads of the notifications it LISTENs to (wake-ups: "<tag> <seq>", never data).
  *
  * Protocol: lines ending in '\n'.
