@@ -32,10 +32,11 @@
  *   process -> relay  "S <id>"                   a barrier (id: 1 to 20 digits): the relay
  *                                               runs a round trip (SELECT 1) on its LISTEN
  *                                               connection; requests that meet share one
- * When its database connection is lost the relay closes every process's connection (they
- * LISTEN on their own meanwhile) and accepts them again once it listens. A process whose
- * output reaches relay_client_buffer (it does not read) is disconnected, as is one that
- * sends anything else or more than RELAY_SYNC_MAX barriers at once.
+ * When its database connection is lost (or a barrier stays unanswered for 10 s) the relay
+ * closes every process's connection (they LISTEN on their own meanwhile) and accepts them
+ * again once it listens. A process whose output reaches relay_client_buffer (it does not
+ * read) is disconnected, as is one that sends anything else or more than RELAY_SYNC_MAX
+ * barriers at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,7 @@
 #define RELAY_BACKOFF_MIN_MS 100
 #define RELAY_BACKOFF_MAX_MS 5000
 #define RELAY_READ_CHUNK 4096
+#define RELAY_ROUND_TIMEOUT_MS 10000 /* a barrier's SELECT 1 unanswered this long: the connection is dead */
 
 struct sync_req {
     char id[24];
@@ -94,6 +96,7 @@ static struct {
     size_t nclients;
     uint64_t rounds_sent, rounds_done;
     bool inflight;
+    int64_t round_sent_ms;
     size_t waiting; /* barriers not answered, every client */
     uint64_t dropped_slow, refused_full, forwarded;
 } R = {.lfd = -1};
@@ -367,6 +370,7 @@ static void start_round(void)
         return;
     }
     R.inflight = true;
+    R.round_sent_ms = pgc_mono_ms();
     R.rounds_sent++;
     if (PQflush(R.conn) < 0)
         db_lost(PQerrorMessage(R.conn));
@@ -504,6 +508,8 @@ int main(int argc, char **argv)
         int64_t now = pgc_mono_ms();
         if (!R.conn && now >= R.next_connect_ms)
             db_connect();
+        if (R.conn && R.inflight && now - R.round_sent_ms >= RELAY_ROUND_TIMEOUT_MS)
+            db_lost("a barrier went unanswered for 10 s"); /* a connection dead without a word */
         start_round();
         if (fcap < R.nclients + 2) {
             size_t cap = (R.nclients + 2) * 2;
