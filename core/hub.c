@@ -91,6 +91,7 @@
 #define HUB_RELAY_OTHER_MS 30000  /* a relay of another database (or protocol): tried again after */
 #define HUB_RELAY_LINE_MAX 16448   /* "N <channel> <payload>": NOTIFY payloads are < 8000 bytes */
 #define HUB_RELAY_READ_MAX (256u << 10) /* relay bytes taken in one turn */
+#define HUB_RELAY_OUT_MAX (64u << 20)  /* lines for the relay not taken yet: past it, it is stuck */
 
 typedef struct hchan hchan;
 typedef struct hsub hsub;
@@ -196,6 +197,17 @@ struct pgc_hub {
     size_t relay_ilen;
     int64_t next_relay_ms, relay_since_ms, relay_ping_ms;
     uint64_t sync_next_id, relay_ping_id; /* relay_ping_id: 0 when none is waiting */
+    char *relay_out;         /* lines for the relay not written yet */
+    size_t relay_olen, relay_ooff, relay_ocap;
+    bool relay_all_sent;     /* "A 1" is in force: woken for every notification */
+    char **tagq;             /* keys of the channels whose "T" went since the last barrier */
+    size_t ntagq, tagq_cap;
+    struct tagwait {         /* channels to read once the relay answers barrier id */
+        uint64_t id;
+        char **keys;
+        size_t n;
+        struct tagwait *next;
+    } *tagwait_head, *tagwait_tail;
     struct cmd *sync_head, *sync_tail;   /* barriers asked in this turn */
     struct cmd *rsync_head, *rsync_tail; /* barriers sent to the relay, oldest first */
     _Atomic bool relayed;
@@ -614,10 +626,13 @@ int pgc_hub_channel_tag(const unsigned char secret[PGC_HUB_SECRET_LEN], const ch
     return 0;
 }
 
+static void relay_tag(pgc_hub *h, hchan *c, bool add);
+
 static void chan_untag(pgc_hub *h, hchan *c)
 {
     if (!c->tagged)
         return;
+    relay_tag(h, c, false);
     lh_table_delete(h->tags, c->tag);
     c->tagged = false;
 }
@@ -643,6 +658,7 @@ static void chan_tag(pgc_hub *h, hchan *c)
         return;
     }
     c->tagged = true;
+    relay_tag(h, c, true);
 }
 
 static void chan_free_entry(struct lh_entry *e)
@@ -1512,6 +1528,8 @@ static int source_listen_own(pgc_hub *h)
     return 0;
 }
 
+static void relay_tags_clear(pgc_hub *h);
+
 static void relay_drop(pgc_hub *h, const char *why)
 {
     if (h->relay_fd < 0)
@@ -1522,6 +1540,8 @@ static void relay_drop(pgc_hub *h, const char *why)
     h->relay_state = RELAY_OFF;
     h->relay_ilen = 0;
     h->relay_ping_id = 0;
+    h->relay_olen = h->relay_ooff = 0;
+    relay_tags_clear(h);
     atomic_store(&h->relayed, false);
     h->next_relay_ms = pgc_mono_ms() + h->relay_retry_ms;
     syncs_finish(&h->rsync_head, &h->rsync_tail, false, UINT64_MAX);
@@ -1539,16 +1559,166 @@ static void relay_drop(pgc_hub *h, const char *why)
     }
 }
 
-/* A line to the relay (a barrier); a relay that cannot take a few bytes is stuck. */
-static int relay_send(pgc_hub *h, const char *line)
+/* Writes what waits for the relay. -1 when the relay was dropped. */
+static int relay_flush(pgc_hub *h)
 {
+    while (h->relay_fd >= 0 && h->relay_ooff < h->relay_olen) {
+        ssize_t w = send(h->relay_fd, h->relay_out + h->relay_ooff, h->relay_olen - h->relay_ooff,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            relay_drop(h, strerror(errno));
+            return -1;
+        }
+        h->relay_ooff += (size_t)w;
+    }
+    h->relay_ooff = h->relay_olen = 0;
+    return h->relay_fd >= 0 ? 0 : -1;
+}
+
+/* Queues a line for the relay (in order with every other); -1 when the relay was dropped
+ * (it does not take what it is sent). */
+static int relay_queue(pgc_hub *h, const char *line)
+{
+    if (h->relay_fd < 0)
+        return -1;
     size_t len = strlen(line);
-    ssize_t w = send(h->relay_fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w != (ssize_t)len) {
-        relay_drop(h, w < 0 ? strerror(errno) : "it does not read");
+    if (h->relay_olen - h->relay_ooff + len > HUB_RELAY_OUT_MAX) {
+        relay_drop(h, "it does not read");
         return -1;
     }
+    if (h->relay_ooff > 0 && h->relay_olen + len > h->relay_ocap) {
+        memmove(h->relay_out, h->relay_out + h->relay_ooff, h->relay_olen - h->relay_ooff);
+        h->relay_olen -= h->relay_ooff;
+        h->relay_ooff = 0;
+    }
+    if (h->relay_olen + len > h->relay_ocap) {
+        size_t cap = h->relay_ocap ? h->relay_ocap : 4096;
+        while (cap < h->relay_olen + len)
+            cap *= 2;
+        char *o = realloc(h->relay_out, cap);
+        if (!o) {
+            relay_drop(h, "out of memory");
+            return -1;
+        }
+        h->relay_out = o;
+        h->relay_ocap = cap;
+    }
+    memcpy(h->relay_out + h->relay_olen, line, len);
+    h->relay_olen += len;
     return 0;
+}
+
+static int relay_send(pgc_hub *h, const char *line)
+{
+    return relay_queue(h, line) == 0 ? relay_flush(h) : -1;
+}
+
+static void tagwait_free(struct tagwait *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        free(w->keys[i]);
+    free(w->keys);
+    free(w);
+}
+
+/* The relay wakes this process only for the channels it serves ("T <tag>"). A channel
+ * tagged while a relay is connected is read once more after the relay answers the
+ * barrier that follows its "T" (relay_turn_end): what was committed before the relay
+ * knew the tag is then in the log, what comes after is forwarded. */
+static void relay_tag(pgc_hub *h, hchan *c, bool add)
+{
+    if (h->relay_fd < 0)
+        return;
+    char line[PGC_HUB_TAG_LEN + 4];
+    snprintf(line, sizeof(line), "%c %s\n", add ? 'T' : 'U', c->tag);
+    if (relay_queue(h, line) != 0 || !add)
+        return;
+    if (h->ntagq == h->tagq_cap) {
+        size_t cap = h->tagq_cap ? h->tagq_cap * 2 : 16;
+        char **q = realloc(h->tagq, cap * sizeof(*q));
+        if (!q) {
+            h->wake_all = true; /* cannot remember it: read everything once */
+            return;
+        }
+        h->tagq = q;
+        h->tagq_cap = cap;
+    }
+    if ((h->tagq[h->ntagq] = strdup(c->key)) != NULL)
+        h->ntagq++;
+    else
+        h->wake_all = true;
+}
+
+/* At the end of a turn: "A 1" while the hub has no secret (every wake-up reads every
+ * channel), a barrier after the tags sent in the turn, then everything is written. */
+static void relay_turn_end(pgc_hub *h)
+{
+    if (h->relay_fd < 0)
+        return;
+    if (h->relay_all_sent != !h->have_secret) {
+        h->relay_all_sent = !h->have_secret;
+        if (relay_queue(h, h->relay_all_sent ? "A 1\n" : "A 0\n") != 0)
+            return;
+    }
+    if (h->ntagq > 0) {
+        struct tagwait *w = calloc(1, sizeof(*w));
+        if (!w) {
+            h->wake_all = true;
+        } else {
+            w->id = ++h->sync_next_id;
+            w->keys = h->tagq;
+            w->n = h->ntagq;
+            char line[32];
+            snprintf(line, sizeof(line), "S %" PRIu64 "\n", w->id);
+            if (h->tagwait_tail)
+                h->tagwait_tail->next = w;
+            else
+                h->tagwait_head = w;
+            h->tagwait_tail = w;
+            h->tagq = NULL;
+            h->ntagq = h->tagq_cap = 0;
+            if (relay_queue(h, line) != 0)
+                return;
+        }
+        for (size_t i = 0; i < h->ntagq; i++)
+            free(h->tagq[i]);
+        h->ntagq = 0;
+    }
+    (void)relay_flush(h);
+}
+
+/* The relay answered barrier id: the channels tagged before it are read once more. */
+static void relay_tags_done(pgc_hub *h, uint64_t id)
+{
+    while (h->tagwait_head && h->tagwait_head->id <= id) {
+        struct tagwait *w = h->tagwait_head;
+        h->tagwait_head = w->next;
+        if (!h->tagwait_head)
+            h->tagwait_tail = NULL;
+        for (size_t i = 0; i < w->n; i++) {
+            void *v = NULL;
+            if (lh_table_lookup_ex(h->chans, w->keys[i], &v) && ((hchan *)v)->last >= 0)
+                catchup_channel(h, v);
+        }
+        tagwait_free(w);
+    }
+}
+
+static void relay_tags_clear(pgc_hub *h)
+{
+    for (size_t i = 0; i < h->ntagq; i++)
+        free(h->tagq[i]);
+    h->ntagq = 0;
+    while (h->tagwait_head) {
+        struct tagwait *w = h->tagwait_head;
+        h->tagwait_head = w->next;
+        tagwait_free(w);
+    }
+    h->tagwait_tail = NULL;
 }
 
 /* The relay listens (READY) and the hub's connection is up: use it, if it serves the
@@ -1620,6 +1790,23 @@ static void relay_connect(pgc_hub *h)
     h->relay_state = RELAY_PENDING;
     h->relay_since_ms = pgc_mono_ms();
     h->relay_ilen = 0;
+    /* the channels served now, then "H": its "L" comes once they are registered (the
+     * switch reads every channel after it: no barrier needed for these) */
+    h->relay_all_sent = !h->have_secret;
+    if (relay_queue(h, h->relay_all_sent ? "A 1\n" : "A 0\n") != 0)
+        return;
+    struct lh_entry *e, *tmp;
+    lh_foreach_safe(h->chans, e, tmp)
+    {
+        hchan *c = (hchan *)lh_entry_v(e);
+        if (c->tagged) {
+            char line[PGC_HUB_TAG_LEN + 4];
+            snprintf(line, sizeof(line), "T %s\n", c->tag);
+            if (relay_queue(h, line) != 0)
+                return;
+        }
+    }
+    (void)relay_send(h, "H\n");
 }
 
 static void relay_line(pgc_hub *h, char *line)
@@ -1643,6 +1830,7 @@ static void relay_line(pgc_hub *h, char *line)
         }
         if (h->relay_ping_id && id >= h->relay_ping_id)
             h->relay_ping_id = 0;
+        relay_tags_done(h, id);
         syncs_finish(&h->rsync_head, &h->rsync_tail, true, id);
     } else if (line[0] == 'L' && line[1] == ' ' && h->relay_state == RELAY_PENDING) {
         char *end;
@@ -1943,11 +2131,13 @@ static void relay_start(pgc_hub *h)
         int64_t now = pgc_mono_ms();
         if (now >= until)
             break;
-        struct pollfd p = {h->relay_fd, POLLIN, 0};
+        struct pollfd p = {h->relay_fd, (short)(POLLIN | (h->relay_olen > h->relay_ooff ? POLLOUT : 0)), 0};
         int n = poll(&p, 1, (int)(until - now));
         if (n < 0 && errno != EINTR)
             break;
-        if (n > 0)
+        if (n > 0 && (p.revents & POLLOUT))
+            (void)relay_flush(h);
+        if (n > 0 && h->relay_fd >= 0 && (p.revents & ~POLLOUT))
             relay_read(h);
     }
 }
@@ -1973,9 +2163,10 @@ static void *hub_main(void *arg)
         if (now >= h->next_stall_ms)
             stall_scan(h, now);
 
+        relay_turn_end(h); /* tags and barriers of this turn go to the relay */
         struct pollfd fds[3] = {{h->efd, POLLIN, 0},
                                 {h->conn ? PQsocket(h->conn) : -1, POLLIN, 0},
-                                {h->relay_fd, POLLIN, 0}};
+                                {h->relay_fd, (short)(POLLIN | (h->relay_olen > h->relay_ooff ? POLLOUT : 0)), 0}};
         now = pgc_mono_ms();
         int64_t until = h->conn ? h->next_instance_ms : h->next_connect_ms;
         if (h->next_stall_ms < until)
@@ -1999,7 +2190,9 @@ static void *hub_main(void *arg)
             else
                 drain_notifications(h);
         }
-        if (h->relay_fd >= 0 && n > 0 && fds[2].revents) {
+        if (h->relay_fd >= 0 && n > 0 && (fds[2].revents & POLLOUT))
+            (void)relay_flush(h);
+        if (h->relay_fd >= 0 && n > 0 && (fds[2].revents & ~POLLOUT)) {
             relay_read(h);
             drain_notifications(h); /* presence rows the relay's wake-ups named */
         }
@@ -2149,6 +2342,9 @@ static void hub_release(pgc_hub *h)
     free(h->kind);
     free(h->relay_path);
     free(h->relay_in);
+    free(h->relay_out);
+    relay_tags_clear(h);
+    free(h->tagq);
     free(h);
 }
 

@@ -10,7 +10,8 @@
  *   --socket PATH   the Unix socket to serve (default: relay_socket of the configuration,
  *                   /run/pgcast-relay/relay.sock); overrides PGCAST_RELAY_SOCKET and the file
  *
- * Keys used: database_url, relay_socket, relay_client_buffer, relay_max_clients, log_level.
+ * Keys used: database_url, relay_socket, relay_client_buffer, relay_client_tags,
+ * relay_max_clients, log_level.
  * It runs in the foreground, logs to stderr and ends on SIGTERM/SIGINT (removing its
  * socket). Killed (kill -9) it loses nothing: the processes fall back to their own LISTEN
  * and re-read their channels from their positions. A second relay on the same socket
@@ -23,15 +24,25 @@
  * the payloads of the notifications it LISTENs to (wake-ups: "<tag> <seq>", never data).
  *
  * Protocol: lines ending in '\n'.
- *   relay -> process  "L <protocol> <identity>"  listening now (sent on connect once the
- *                                               LISTEN is up); identity: PGC_RELAY_IDENTITY_SQL
- *                     "N <channel> <payload>"    a notification (realtime_events,
- *                                               realtime_config or realtime_presence)
- *                     "S <id>"                   answer to a barrier: every notification
- *                                               received before the barrier went first
- *   process -> relay  "S <id>"                   a barrier (id: 1 to 20 digits): the relay
+ *   process -> relay  "T <tag>"                  wake me for this tag (32 hex digits: a
+ *                                               channel I serve, sql/011)
+ *                     "U <tag>"                  no more
+ *                     "A 1" / "A 0"              wake me for every notification (a process
+ *                                               without the secret) / only for my tags
+ *                     "H"                        hello: answer "L" once listening (the lines
+ *                                               before it are registered by then)
+ *                     "S <id>"                   a barrier (id: 1 to 20 digits): the relay
  *                                               runs a round trip (SELECT 1) on its LISTEN
  *                                               connection; requests that meet share one
+ *   relay -> process  "L <protocol> <identity>"  listening now; identity: PGC_RELAY_IDENTITY_SQL
+ *                     "N <channel> <payload>"    a notification: realtime_events only for the
+ *                                               process's tags (or all with "A 1"); every
+ *                                               realtime_config and realtime_presence one
+ *                     "S <id>"                   answer to a barrier: every notification
+ *                                               received before the barrier (and every line
+ *                                               the process sent before it) went first
+ * So a process wakes only for the channels it serves: the relay's work per notification
+ * is one table lookup and a write to the processes that serve the channel, not to all.
  * When its database connection is lost (or a barrier stays unanswered for 10 s) the relay
  * closes every process's connection (they LISTEN on their own meanwhile) and accepts them
  * again once it listens. A process whose output reaches relay_client_buffer (it does not
@@ -42,6 +53,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <linkhash.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -60,7 +72,8 @@
 #include "log.h"
 
 #define RELAY_SYNC_MAX 64     /* barriers one process may have waiting */
-#define RELAY_IN_MAX 64       /* a process's line: "S " and 20 digits */
+#define RELAY_IN_MAX 64       /* a process's line: "T " and 32 hex digits, "S " and 20 digits */
+#define RELAY_TAG_LEN PGC_HUB_TAG_LEN
 #define RELAY_BACKOFF_MIN_MS 100
 #define RELAY_BACKOFF_MAX_MS 5000
 #define RELAY_READ_CHUNK 4096
@@ -71,9 +84,21 @@ struct sync_req {
     uint64_t round; /* answered once rounds_done reaches it */
 };
 
+struct client;
+
+/* A tag some process asked for, with the processes that asked (in the relay's table). */
+struct tagent {
+    char tag[RELAY_TAG_LEN + 1];
+    struct client **v;
+    size_t n, cap;
+};
+
 struct client {
     int fd;
+    bool hello; /* "H" came: "L" is due once listening */
     bool ready; /* "L" sent: gets notifications */
+    bool all;   /* "A 1": every notification */
+    struct lh_table *mine; /* its tags: tag -> struct tagent */
     bool drop;
     bool slow; /* dropped for relay_client_buffer */
     char *out;
@@ -94,6 +119,7 @@ static struct {
     int64_t next_connect_ms;
     struct client **clients;
     size_t nclients;
+    struct lh_table *tags; /* tag -> struct tagent */
     uint64_t rounds_sent, rounds_done;
     bool inflight;
     int64_t round_sent_ms;
@@ -111,11 +137,93 @@ static void on_signal(int sig)
 
 /* ---------------------------------------------------------------- clients */
 
+/* c no longer wants te (its own table is the caller's). */
+static void tag_drop(struct client *c, struct tagent *te)
+{
+    for (size_t k = 0; k < te->n; k++) {
+        if (te->v[k] == c) {
+            te->v[k] = te->v[--te->n];
+            break;
+        }
+    }
+    if (te->n == 0)
+        lh_table_delete(R.tags, te->tag); /* frees te */
+}
+
+static void tagent_free(struct lh_entry *e)
+{
+    struct tagent *te = (struct tagent *)lh_entry_v(e);
+    free(te->v);
+    free(te);
+}
+
+/* "T <tag>" / "U <tag>"; false on a bad tag or past RELAY_MAX_TAGS. */
+static bool client_tag(struct client *c, const char *tag, bool add)
+{
+    if (strlen(tag) != RELAY_TAG_LEN || strspn(tag, "0123456789abcdef") != RELAY_TAG_LEN)
+        return false;
+    void *v = NULL;
+    bool have = lh_table_lookup_ex(c->mine, tag, &v);
+    if (!add) {
+        if (have) {
+            struct tagent *te = v;
+            lh_table_delete(c->mine, te->tag);
+            tag_drop(c, te);
+        }
+        return true;
+    }
+    if (have)
+        return true;
+    if (c->mine->count >= R.cfg.relay_client_tags) {
+        PGC_WARN("relay: a process asked for more than relay_client_tags (%d) tags: disconnected",
+                 R.cfg.relay_client_tags);
+        return false;
+    }
+    struct tagent *te = NULL;
+    if (lh_table_lookup_ex(R.tags, tag, &v)) {
+        te = v;
+    } else {
+        te = calloc(1, sizeof(*te));
+        if (!te)
+            return false;
+        memcpy(te->tag, tag, RELAY_TAG_LEN + 1);
+        if (lh_table_insert(R.tags, te->tag, te) != 0) {
+            free(te);
+            return false;
+        }
+    }
+    if (te->n == te->cap) {
+        size_t cap = te->cap ? te->cap * 2 : 2;
+        struct client **nv = realloc(te->v, cap * sizeof(*nv));
+        if (!nv) {
+            if (te->n == 0)
+                lh_table_delete(R.tags, te->tag);
+            return false;
+        }
+        te->v = nv;
+        te->cap = cap;
+    }
+    te->v[te->n++] = c;
+    if (lh_table_insert(c->mine, te->tag, te) != 0) {
+        tag_drop(c, te);
+        return false;
+    }
+    return true;
+}
+
 static void client_close(size_t i, const char *why)
 {
     struct client *c = R.clients[i];
     if (why)
         PGC_INFO("relay: a process disconnected (%s)", why);
+    if (c->mine) {
+        struct lh_entry *e, *tmp;
+        lh_foreach_safe(c->mine, e, tmp)
+        {
+            tag_drop(c, (struct tagent *)lh_entry_v(e));
+        }
+        lh_table_free(c->mine);
+    }
     R.waiting -= c->slen;
     close(c->fd);
     free(c->out);
@@ -191,9 +299,26 @@ static void client_hello(struct client *c)
     c->ready = true;
 }
 
-/* "S <id>": a barrier, answered after the next round trip that starts after it. */
+static void client_hello(struct client *c);
+
+/* A process's line; false: close it. "S <id>": a barrier, answered after the next round
+ * trip that starts after it. */
 static bool client_line(struct client *c, const char *line)
 {
+    if ((line[0] == 'T' || line[0] == 'U') && line[1] == ' ')
+        return client_tag(c, line + 2, line[0] == 'T');
+    if (line[0] == 'A' && line[1] == ' ' && (line[2] == '0' || line[2] == '1') && line[3] == '\0') {
+        c->all = line[2] == '1';
+        return true;
+    }
+    if (line[0] == 'H' && line[1] == '\0') {
+        c->hello = true;
+        if (R.conn && !c->ready)
+            client_hello(c);
+        return true;
+    }
+    if (line[0] != 'S')
+        return false;
     size_t nd = strspn(line + 2, "0123456789");
     if (line[0] != 'S' || line[1] != ' ' || nd == 0 || nd > 20 || line[2 + nd] != '\0')
         return false;
@@ -257,9 +382,14 @@ static void accept_clients(void)
         }
         R.clients = v;
         c->fd = fd;
+        c->mine = lh_kchar_table_new(16, NULL);
+        if (!c->mine) {
+            PGC_ERROR("relay: out of memory accepting a process");
+            free(c);
+            close(fd);
+            continue;
+        }
         R.clients[R.nclients++] = c;
-        if (R.conn)
-            client_hello(c);
         PGC_DEBUG("relay: a process connected (%zu now)", R.nclients);
     }
 }
@@ -318,7 +448,7 @@ static void db_connect(void)
     R.rounds_sent = R.rounds_done;
     PGC_INFO("relay: listening on the database; serving %s", R.path);
     for (size_t i = 0; i < R.nclients; i++)
-        if (!R.clients[i]->ready)
+        if (R.clients[i]->hello && !R.clients[i]->ready)
             client_hello(R.clients[i]);
 }
 
@@ -336,9 +466,29 @@ static void forward_notifications(void)
             line[2 + cl] = ' ';
             memcpy(line + 3 + cl, n->extra, pl);
             line[3 + cl + pl] = '\n';
-            for (size_t i = 0; i < R.nclients; i++)
-                if (R.clients[i]->ready)
-                    client_put(R.clients[i], line, cl + pl + 4);
+            size_t len = cl + pl + 4;
+            if (strcmp(n->relname, "realtime_events") == 0) {
+                /* the processes serving the tag, and those that want everything */
+                void *v = NULL;
+                char tag[RELAY_TAG_LEN + 1];
+                if (pl > RELAY_TAG_LEN && n->extra[RELAY_TAG_LEN] == ' ') {
+                    memcpy(tag, n->extra, RELAY_TAG_LEN);
+                    tag[RELAY_TAG_LEN] = '\0';
+                    if (lh_table_lookup_ex(R.tags, tag, &v)) {
+                        struct tagent *te = v;
+                        for (size_t k = 0; k < te->n; k++)
+                            if (te->v[k]->ready && !te->v[k]->all)
+                                client_put(te->v[k], line, len);
+                    }
+                }
+                for (size_t i = 0; i < R.nclients; i++)
+                    if (R.clients[i]->ready && R.clients[i]->all)
+                        client_put(R.clients[i], line, len);
+            } else {
+                for (size_t i = 0; i < R.nclients; i++)
+                    if (R.clients[i]->ready)
+                        client_put(R.clients[i], line, len);
+            }
             R.forwarded++;
         }
         PQfreemem(n);
@@ -493,8 +643,11 @@ int main(int argc, char **argv)
         pgc_config_free(&R.cfg);
         return 1;
     }
-    R.lfd = open_socket(R.path);
+    R.tags = lh_kchar_table_new(1024, tagent_free);
+    R.lfd = R.tags ? open_socket(R.path) : -1;
     if (R.lfd < 0) {
+        if (R.tags)
+            lh_table_free(R.tags);
         pgc_config_free(&R.cfg);
         return 1;
     }
@@ -570,6 +723,7 @@ int main(int argc, char **argv)
     PGC_INFO("relay: stopping (%" PRIu64 " notifications forwarded, %" PRIu64 " slow processes dropped)",
              R.forwarded, R.dropped_slow);
     close_all(NULL);
+    lh_table_free(R.tags);
     free(R.clients);
     free(fds);
     if (R.conn)

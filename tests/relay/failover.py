@@ -103,6 +103,7 @@ async def main():
         stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(SOCK)
+        stuck.sendall(b"A 1\nH\n")  # every notification, and hello
         await rc.apsql(rc.publish_sql(TENANT, chans[1], 30000))
         # without reading a byte: does the relay hang up? (POLLRDHUP shows it with data unread)
         po = select.poll()

@@ -209,6 +209,23 @@ int main(void)
     bool ok7 = publish(ch, 10) == 0 && wait_count(s, r, 20, 20000) && in_order_from(r, 1);
     T_OK(ok7, "relay: 10 more events delivered, none twice (%d)", r->n);
 
+    /* channels subscribed while relayed: the relay learns their tags; an event published
+     * right after the subscription is delivered (read after the relay's barrier) */
+    int fresh_ok = 0;
+    for (int i = 0; i < 20; i++) {
+        struct rec *r2 = calloc(1, sizeof(*r2));
+        r2->efd = eventfd(0, EFD_NONBLOCK);
+        pgc_sub *s2 = pgc_sub_new(h, "ts", wake, r2);
+        char ch2[80];
+        snprintf(ch2, sizeof(ch2), "%s-new%d", ch, i);
+        if (s2 && pgc_sub_add(s2, ch2, 0) == 0 && publish(ch2, 1) == 0 && wait_count(s2, r2, 1, 20000))
+            fresh_ok++;
+        pgc_sub_free(s2);
+        close(r2->efd);
+        free(r2);
+    }
+    T_INT(fresh_ok, 20, "relay: 20 channels subscribed while relayed, one event each right after: all delivered");
+
     /* killed mid-burst */
     char q[256];
     snprintf(q, sizeof(q),
