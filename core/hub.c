@@ -1654,13 +1654,14 @@ static void relay_tag(pgc_hub *h, hchan *c, bool add)
 }
 
 /* At the end of a turn: "A 1" while the hub has no secret (every wake-up reads every
- * channel), a barrier after the tags sent in the turn, then everything is written. */
+ * channel) or was asked for every wake-up (relay_all), a barrier after the tags sent in
+ * the turn, then everything is written. */
 static void relay_turn_end(pgc_hub *h)
 {
     if (h->relay_fd < 0)
         return;
-    if (h->relay_all_sent != !h->have_secret) {
-        h->relay_all_sent = !h->have_secret;
+    if (h->relay_all_sent != (h->opt.relay_all || !h->have_secret)) {
+        h->relay_all_sent = h->opt.relay_all || !h->have_secret;
         if (relay_queue(h, h->relay_all_sent ? "A 1\n" : "A 0\n") != 0)
             return;
     }
@@ -1792,7 +1793,7 @@ static void relay_connect(pgc_hub *h)
     h->relay_ilen = 0;
     /* the channels served now, then "H": its "L" comes once they are registered (the
      * switch reads every channel after it: no barrier needed for these) */
-    h->relay_all_sent = !h->have_secret;
+    h->relay_all_sent = h->opt.relay_all || !h->have_secret;
     if (relay_queue(h, h->relay_all_sent ? "A 1\n" : "A 0\n") != 0)
         return;
     struct lh_entry *e, *tmp;

@@ -84,6 +84,10 @@ typedef struct pgc_hub_options {
      * confirmed listening, so it loses nothing and delivers nothing twice. */
     const char *relay_socket;
     int relay_retry_ms;
+    /* Through the relay a process is woken only for the channels it has subscribers on
+     * (the relay filters by tag). true: every wake-up, as with an own LISTEN (for a
+     * process that follows positions of channels it has no subscriber on). */
+    bool relay_all;
 } pgc_hub_options;
 
 /* Starts the hub thread; it connects (and reconnects, with backoff) by itself, so this
