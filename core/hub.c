@@ -1,5 +1,7 @@
 /*
- * The hub: one LISTEN connection and one thread per process (see hub.h).
+ * The hub: one database connection and one thread per process (see hub.h). Its wake-ups
+ * come from a LISTEN on that connection, or from the host's relay (pgcast-relay) that
+ * LISTENs once for every process of the host: see "Notification source" below.
  *
  * Threads. Every structure named h* (channels, subscriptions) belongs to the hub thread
  * alone. Other threads talk to it through a command queue (mutex + eventfd): add,

@@ -1,4 +1,5 @@
-/* The hub: per process, ONE LISTEN connection to PostgreSQL and one thread that fans
+/* The hub: per process, ONE connection to PostgreSQL (LISTENing on it, or taking the
+ * wake-ups from the host's pgcast-relay: relay_socket) and one thread that fans
  * every committed event out, in memory, to the local subscribers of its
  * (tenant, channel). NOTIFY is only a wake-up and carries nothing readable: an opaque
  * tag of the channel (keyed by realtime.realtime_secret) and a number. On a wake-up,
