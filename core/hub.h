@@ -106,7 +106,9 @@ bool pgc_hub_relayed(pgc_hub *hub);
 
 /* A barrier on the wake-ups: cb(arg, true) runs once every notification committed before
  * the call has reached the hub and been taken into account (on_event_notify and the
- * like). With its own LISTEN the hub runs one round trip (SELECT 1) on that connection;
+ * like) — through the relay, every notification of the channels the hub serves (those
+ * with subscribers), or of all channels with relay_all. With its own LISTEN the hub runs
+ * one round trip (SELECT 1) on that connection;
  * through the relay it asks the relay, which does the round trip on its LISTEN
  * connection and answers after forwarding every notification received before it. Calls
  * that meet in one turn share one round trip. cb(arg, false): the barrier could not be
