@@ -1739,7 +1739,13 @@ static void relay_activate(pgc_hub *h)
     bool was_listening = h->listening;
     if (hub_exec(h, was_listening ? "UNLISTEN *; SET application_name = 'pgcast-hub-relayed'"
                                   : "SET application_name = 'pgcast-hub-relayed'", 0, NULL) != 0) {
+        /* not knowing what is left of the LISTEN: LISTEN again (re-read if it had gone) */
         relay_drop(h, "UNLISTEN failed");
+        h->listening = false;
+        if (h->conn && source_listen_own(h) != 0)
+            drop_conn(h, "LISTEN failed");
+        else if (h->conn)
+            source_switched(h);
         return;
     }
     h->listening = false;
