@@ -194,6 +194,7 @@ install-files:
 	    pgcast-poll.fcgi) d="polling, publish and presence handler of pgcast (FastCGI)" ;; \
 	    pgcast-ws) d="WebSocket sidecar of pgcast" ;; \
 	    pgcast-migrate) d="applies pgcast's database migrations and grants" ;; \
+	    pgcast-relay) d="one LISTEN connection per host for pgcast's processes" ;; \
 	    *) d="a program of pgcast" ;; esac; \
 	    ./scripts/manpage.sh $$p "$$d" "$$(sed -n 's/.*PGCAST_VERSION "\(.*\)"/\1/p' core/version.h)" \
 	        > $(DESTDIR)$(DATADIR)/man/man1/$$n.1 && chmod 0644 $(DESTDIR)$(DATADIR)/man/man1/$$n.1 || exit 1; \
