@@ -45,6 +45,7 @@ SSE_SRC   = $(wildcard sse/*.c)
 POLL_SRC  = $(wildcard poll/*.c)
 WS_SRC    = $(wildcard ws-sidecar/*.c)
 MIG_SRC   = $(wildcard migrate/*.c)
+RELAY_SRC = $(wildcard relay/*.c)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 BENCH_SRC = $(wildcard bench/*.c)
 SQL_FILES = $(sort $(wildcard sql/[0-9]*.sql))
@@ -58,7 +59,8 @@ SQL_EMBED = $(BUILD)/gen/sql_embedded.c
 PROGS = $(if $(SSE_SRC),$(BINDIR)/pgcast-sse.fcgi) \
         $(if $(POLL_SRC),$(BINDIR)/pgcast-poll.fcgi) \
         $(if $(WS_SRC),$(BINDIR)/pgcast-ws) \
-        $(BINDIR)/pgcast-migrate
+        $(BINDIR)/pgcast-migrate \
+        $(if $(RELAY_SRC),$(BINDIR)/pgcast-relay)
 UNIT_BINS  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
@@ -117,6 +119,10 @@ $(BINDIR)/pgcast-sse.fcgi: $(call obj,$(SSE_SRC)) $(FCGI_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(BINDIR)/pgcast-poll.fcgi: $(call obj,$(POLL_SRC)) $(FCGI_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(BINDIR)/pgcast-relay: $(call obj,$(RELAY_SRC)) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
@@ -188,6 +194,7 @@ install-files:
 	    pgcast-poll.fcgi) d="polling, publish and presence handler of pgcast (FastCGI)" ;; \
 	    pgcast-ws) d="WebSocket sidecar of pgcast" ;; \
 	    pgcast-migrate) d="applies pgcast's database migrations and grants" ;; \
+	    pgcast-relay) d="one LISTEN connection per host for pgcast's processes" ;; \
 	    *) d="a program of pgcast" ;; esac; \
 	    ./scripts/manpage.sh $$p "$$d" "$$(sed -n 's/.*PGCAST_VERSION "\(.*\)"/\1/p' core/version.h)" \
 	        > $(DESTDIR)$(DATADIR)/man/man1/$$n.1 && chmod 0644 $(DESTDIR)$(DATADIR)/man/man1/$$n.1 || exit 1; \

@@ -65,7 +65,7 @@ is "the programs are executable" "$(stat -c %a "$D"/usr/local/bin/pgcast-* | sor
 is "/etc/pgcast/pgcast.conf is 0640" "$(stat -c %a "$D/etc/pgcast/pgcast.conf")" 640
 execs=$(sed -n 's/^ExecStart=//p' "$D"/usr/local/lib/systemd/system/*.service | sort | tr '\n' ' ')
 is "the units start the installed programs" "$execs" \
-    "/usr/local/bin/pgcast-poll.fcgi /usr/local/bin/pgcast-sse.fcgi /usr/local/bin/pgcast-ws "
+    "/usr/local/bin/pgcast-poll.fcgi /usr/local/bin/pgcast-relay /usr/local/bin/pgcast-sse.fcgi /usr/local/bin/pgcast-ws "
 is "no placeholder is left in what was installed" "$(grep -rl '@[a-z]*dir@' "$D" | sed "s|$D||")" ""
 # every path that docs/deploy.md names under /usr/local, and every file the installed
 # web-server configurations include, exists in the install
