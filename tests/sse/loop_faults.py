@@ -128,4 +128,4 @@ def check_churn_and_shutdown():
 if __name__ == "__main__":
     check_resume_far_behind()
     check_churn_and_shutdown()
-    sys.exit(1 if sc.failed else 0)
+    sc.tap.T.exit()
