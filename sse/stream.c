@@ -17,6 +17,9 @@
  * by position every cgi_poll_interval_ms on one ordinary connection: events arrive up to
  * that late, and each stream costs one indexed query per interval — fine for the tens
  * of streams a shared-hosting site has, not for thousands (use FastCGI for those).
+ * A CGI process has a pool of exactly one connection: the stream takes it for each read
+ * and gives it back, so the stats writer (connection rows, once a second) shares it and
+ * a CGI stream holds one PostgreSQL connection, not two.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,6 +146,14 @@ static int cgi_heartbeat_ms(sse_stream *s)
     }
     free(types.p);
     return ms > 0 ? ms : s->hb_ms;
+}
+
+/* Heartbeats at most every sse_heartbeat_max_ms: under a web server's I/O timeout (a
+ * host's FcgidIOTimeout 40), whatever the channel types say. */
+static int capped_heartbeat(const sse_stream *s, int ms)
+{
+    int cap = s->app->cfg.sse_heartbeat_max_ms;
+    return cap > 0 && ms > cap ? cap : ms;
 }
 
 static int64_t earliest(int64_t a, int64_t b) { return !a ? b : !b ? a : a < b ? a : b; }
@@ -309,7 +320,7 @@ static const char *hub_pump(pgc_stream *st, void *arg)
     uint64_t gen = pgc_hub_config_generation(s->app->hub);
     if (gen != s->cfg_gen) {
         s->cfg_gen = gen;
-        int hb = hub_heartbeat_ms(s);
+        int hb = capped_heartbeat(s, hub_heartbeat_ms(s));
         s->next_hb += hb - s->hb_ms;
         s->hb_ms = hb;
         pgc_stream_set_due(st, next_due(s));
@@ -352,18 +363,21 @@ static const char *cgi_tick(pgc_stream *st, void *arg, int64_t now)
     (void)st;
     sse_stream *s = arg;
     if (now >= s->next_read) {
-        char err[256];
-        int n;
-        do {
-            n = pgc_db_read(s->cgi_conn, s->tok.tenant, &s->cur, CGI_READ_LIMIT, s->app->cfg.catchup_read_bytes,
-                            cgi_item, s, err, sizeof(err));
-        } while (n > 0); /* a read bounded by bytes may end before the log does */
-        if (n < 0) {
-            PGC_WARN("reading the log: %s", err);
-            if (PQstatus(s->cgi_conn) != CONNECTION_OK)
-                PQreset(s->cgi_conn);
+        /* the process's one connection, shared with the stats writer: held for this read */
+        if (sse_cgi_acquire(s) == 0) {
+            char err[256];
+            int n;
+            do {
+                n = pgc_db_read(s->cgi_conn, s->tok.tenant, &s->cur, CGI_READ_LIMIT, s->app->cfg.catchup_read_bytes,
+                                cgi_item, s, err, sizeof(err));
+            } while (n > 0); /* a read bounded by bytes may end before the log does */
+            if (n < 0)
+                PGC_WARN("reading the log: %s", err);
+            s->hb_ms = capped_heartbeat(s, cgi_heartbeat_ms(s));
+            sse_cgi_release(s);
+        } else {
+            PGC_WARN("reading the log: the database is unreachable");
         }
-        s->hb_ms = cgi_heartbeat_ms(s);
         s->next_read = now + s->app->cfg.cgi_poll_interval_ms;
     }
     keepalive_after_events(s);
@@ -382,12 +396,13 @@ void sse_stream_start_timers(sse_stream *s)
     if (app->hub) {
         s->cfg_gen = pgc_hub_config_generation(app->hub);
         s->hb_ms = hub_heartbeat_ms(s);
-    } else {
+    } else if (s->cgi_conn) {
         s->hb_ms = cgi_heartbeat_ms(s);
     }
+    s->hb_ms = capped_heartbeat(s, s->hb_ms);
     s->next_hb = start + s->hb_ms;
     s->next_ka = app->cfg.sse_keepalive_ms > 0 ? start + app->cfg.sse_keepalive_ms : 0;
-    s->deadline = app->cfg.sse_max_duration_s ? start + (int64_t)app->cfg.sse_max_duration_s * 1000 : 0;
+    s->deadline = s->max_duration_s > 0 ? start + (int64_t)s->max_duration_s * 1000 : 0;
     s->token_end = s->tok.exp ? start + (s->tok.exp * 1000 - pgc_wall_ms()) : 0;
     if (s->token_end && s->token_end <= start)
         s->token_end = start + 1;
@@ -400,10 +415,23 @@ void sse_stream_free(sse_stream *s)
     for (size_t k = 0; k < s->held.n; k++)
         pgc_event_unref(s->held.v[k]);
     free(s->held.v);
-    if (s->cgi_conn)
-        pgc_db_release(s->app->pool, s->cgi_conn, PQstatus(s->cgi_conn) != CONNECTION_OK);
+    sse_cgi_release(s);
     pgc_query_free(s->chans, s->nchans);
     pgc_cursor_free(&s->cur);
     pgc_token_free(&s->tok);
     free(s);
+}
+
+int sse_cgi_acquire(sse_stream *s)
+{
+    if (!s->cgi_conn)
+        s->cgi_conn = pgc_db_acquire(s->app->pool, 5000);
+    return s->cgi_conn ? 0 : -1;
+}
+
+void sse_cgi_release(sse_stream *s)
+{
+    if (s->cgi_conn)
+        pgc_db_release(s->app->pool, s->cgi_conn, PQstatus(s->cgi_conn) != CONNECTION_OK);
+    s->cgi_conn = NULL;
 }
