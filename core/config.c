@@ -58,6 +58,7 @@ static const struct key keys[] = {
     {"ws_max_unfinished_bytes", K_SIZE, F(ws_max_unfinished_bytes), 0, 1LL << 31, "0"},
     {"sse_max_duration_s", K_INT, F(sse_max_duration_s), -1, 86400 * 7, "-1"},
     {"sse_heartbeat_max_ms", K_INT, F(sse_heartbeat_max_ms), 0, 3600000, "30000"},
+    {"sse_padding_bytes", K_SIZE, F(sse_padding_bytes), 0, 1 << 20, "0"},
     {"sse_retry_ms", K_INT, F(sse_retry_ms), 0, 3600000, "3000"},
     {"sse_keepalive_ms", K_INT, F(sse_keepalive_ms), 0, 3600000, "5000"},
     {"sse_max_streams", K_INT, F(sse_max_streams), 0, 1000000, "10000"},

@@ -29,6 +29,7 @@ typedef struct sse_stream {
     int announced;       /* channels whose SUBSCRIBED arrived (hub mode) */
     bool wrote;          /* an event went out since the keepalive was last pushed back */
     bool positioned;     /* cur names every channel's position: id: lines may be sent */
+    bool unpadded;       /* written since the last sse_padding_bytes comment */
     const char *failed;  /* the stream could not be set up (e.g. a failed subscription) */
     sse_held held;
     PGconn *cgi_conn;    /* plain CGI: the process's one connection while a read holds it */

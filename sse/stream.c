@@ -72,6 +72,7 @@ static int write_id(sse_stream *s)
 int sse_write_position(sse_stream *s)
 {
     s->positioned = true;
+    s->unpadded = true;
     int rc = write_id(s);
     return rc == 0 ? pgc_stream_write(s->st, "\n\n", 2) : rc;
 }
@@ -82,6 +83,7 @@ static int write_item(sse_stream *s, const pgc_event *e)
     if (e->kind == PGC_ITEM_SUBSCRIBED)
         return 0;
     int rc = 0;
+    s->unpadded = true;
     if (e->kind != PGC_ITEM_EPHEMERAL) {
         if (pgc_cursor_set(&s->cur, e->channel, e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq) != 0)
             return -1;
@@ -177,6 +179,25 @@ static void keepalive_after_events(sse_stream *s)
     }
 }
 
+/* sse_padding_bytes: after what the client must see now (the start, events, a
+ * heartbeat; not keepalives), a comment line that long. A web server that holds a
+ * response's output until it has that many bytes (mod_fcgid's FcgidOutputBufferSize,
+ * 64 KiB by default, which a hosting account cannot change) then passes it on at once.
+ * -1 when the client is gone. */
+static int pad(sse_stream *s)
+{
+    int want = s->app->cfg.sse_padding_bytes;
+    if (!s->unpadded || want <= 0)
+        return 0;
+    s->unpadded = false;
+    char spaces[1024];
+    memset(spaces, ' ', sizeof(spaces));
+    int rc = pgc_stream_write(s->st, ":", 1);
+    for (int left = want; rc == 0 && left > 0; left -= (int)sizeof(spaces))
+        rc = pgc_stream_write(s->st, spaces, left < (int)sizeof(spaces) ? (size_t)left : sizeof(spaces));
+    return rc == 0 ? pgc_stream_write(s->st, "\n", 1) : rc;
+}
+
 /* Heartbeat (with the cursor once positioned), keepalive comment, maximum duration,
  * token expiry: shared by both modes. */
 static const char *timers(sse_stream *s, int64_t now)
@@ -193,6 +214,7 @@ static const char *timers(sse_stream *s, int64_t now)
         free(hb);
         if (rc != 0)
             return "client gone";
+        s->unpadded = true;
         if (s->stat)
             pgc_stats_heartbeat(s->stat);
         s->next_hb = now + s->hb_ms;
@@ -208,6 +230,8 @@ static const char *timers(sse_stream *s, int64_t now)
         write_end(s, "token_expired", "the token expired");
         return "token expired";
     }
+    if (pad(s) != 0)
+        return "client gone";
     pgc_stream_set_due(s->st, next_due(s));
     return NULL;
 }
@@ -326,7 +350,7 @@ static const char *hub_pump(pgc_stream *st, void *arg)
         pgc_stream_set_due(st, next_due(s));
     }
     keepalive_after_events(s);
-    return NULL;
+    return pad(s) == 0 ? NULL : "client gone";
 }
 
 static const char *hub_tick(pgc_stream *st, void *arg, int64_t now)

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""Checks of a hosting account's drop-in folder: hosting_checks.py BASE_URL LABEL MODE.
+
+MODE cgi: SSE must deliver as events happen, and a stream holds one database connection.
+MODE fcgid: mod_fcgid with its default 64 KiB output buffer: what a stream delivers is
+held back; the checks are what pgcast promises there (the stream opens and stays up,
+long-polling delivers). Prints TAP lines; run by tests/hosting/htaccess.sh.
+"""
+import json, os, socket, subprocess, sys, time, urllib.error, urllib.parse, urllib.request
+
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+from jwt import mint  # noqa: E402
+
+BASE, LABEL, MODE = sys.argv[1], sys.argv[2], sys.argv[3]
+U = urllib.parse.urlparse(BASE)
+SECRET = "pgcast-test-secret"
+RUN = f"{LABEL}{os.getpid()}"
+CHAN = f"project:{RUN}"
+TOKEN = mint(SECRET, {"sub": "u1", "tenant": "t1", "exp": "+3600", "channels": ["project:*"], "publish": ["project:*"]})
+n = failed = 0
+
+
+def ok(cond, what, detail=""):
+    global n, failed
+    n += 1
+    print(f"{'ok' if cond else 'not ok'} {n} - [{LABEL}] {what}")
+    if not cond:
+        failed += 1
+        if detail not in (None, ""):
+            print("#   " + str(detail).replace("\n", "\n#   "))
+    sys.stdout.flush()
+    return cond
+
+
+def psql(sql):
+    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def http(path, body=None, auth=True, timeout=30):
+    req = urllib.request.Request(BASE + path, data=None if body is None else json.dumps(body).encode(),
+                                 method="GET" if body is None else "POST")
+    if auth:
+        req.add_header("Authorization", f"Bearer {TOKEN}")
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def log_events():
+    rows = psql(f"SELECT seq || ':' || (event_data->>'i') FROM realtime.realtime_events_log "
+                f"WHERE tenant_id = 't1' AND channel = '{CHAN}' ORDER BY seq")
+    return rows.split("\n") if rows else []
+
+
+class Stream:
+    """An SSE stream over a raw socket (HTTP/1.0: no chunking), read as it arrives."""
+
+    def __init__(self, query):
+        self.sock = socket.create_connection((U.hostname, U.port), timeout=10)
+        self.sock.sendall((f"GET {U.path}/realtime/sse?{query} HTTP/1.0\r\nHost: {U.hostname}\r\n"
+                           f"Authorization: Bearer {TOKEN}\r\nAccept: text/event-stream\r\n\r\n").encode())
+        self.buf = b""
+        self.head = None
+        self.blocks = []  # (time, {field: value})
+
+    def pump(self, timeout):
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            return True
+        if not data:
+            return False
+        self.buf += data
+        if self.head is None and b"\r\n\r\n" in self.buf:
+            self.head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        while self.head is not None and b"\n\n" in self.buf:
+            block, self.buf = self.buf.split(b"\n\n", 1)
+            fields = {}
+            for line in block.decode().split("\n"):
+                if line and not line.startswith(":"):
+                    k, _, v = line.partition(": ")
+                    fields[k] = v
+            if fields:
+                self.blocks.append((time.monotonic(), fields))
+        return True
+
+    def wait_for(self, pred, timeout):
+        end = time.monotonic() + timeout
+        while not pred() and time.monotonic() < end:
+            if not self.pump(min(0.5, max(0.01, end - time.monotonic()))):
+                break
+        return pred()
+
+    def events(self):
+        out = []
+        for _, f in self.blocks:
+            if "data" in f:
+                m = json.loads(f["data"])
+                if "seq" in m and m.get("channel") == CHAN:
+                    out.append(f"{m['seq']}:{m['payload']['i']}")
+        return out
+
+    def status(self):
+        return int(self.head.split(b" ")[1]) if self.head else 0
+
+
+def forbidden(path, what, secret=None):
+    st, body = http(path, auth=False)
+    ok(st in (403, 404) and (secret is None or secret not in body), f"GET {path}: {st}, {what}",
+       body[:200])
+
+
+forbidden("/realtime/pgcast.conf", "the configuration cannot be downloaded", b"jwt_secret")
+forbidden("/realtime/pgcast-sse.fcgi", "the SSE program cannot be downloaded (or run directly)", b"\x7fELF")
+forbidden("/realtime/pgcast-poll.fcgi", "the poll program cannot be downloaded (or run directly)", b"\x7fELF")
+forbidden("/realtime/pgcast-poll.fcgi/health", "nor reached with a path after it", b"\x7fELF")
+forbidden("/realtime/.htaccess", "the .htaccess cannot be downloaded", b"Rewrite")
+forbidden("/realtime/", "no listing of the folder", b"pgcast")
+
+st, body = http("/realtime/health", auth=False)
+ok(st == 200 and json.loads(body).get("status") == "ok", "health: 200, status ok", (st, body[:300]))
+
+# SSE: open, positioned, then events published over HTTP arrive
+s = Stream(f"channel={CHAN}")
+opened = s.wait_for(lambda: s.head is not None, 15)
+ok(opened and s.status() == 200 and b"text/event-stream" in s.head, "SSE: 200 text/event-stream (the Bearer token passed)",
+   s.head)
+t_open = time.monotonic()
+
+for i in (1, 2, 3):
+    st, body = http("/realtime/publish", {"channel": CHAN, "type": "e", "payload": {"i": i}})
+    ok(st == 201, f"publish {i}: 201", (st, body[:300]))
+want = log_events()
+ok(len(want) == 3, "the log holds the 3 events", want)
+
+if MODE == "cgi":
+    ok(s.wait_for(lambda: any("id" in f and "data" not in f for _, f in s.blocks), 10),
+       "SSE: the id-only block with the starting position came", s.blocks[:3])
+    s.wait_for(lambda: len(s.events()) >= 3, 15)
+    ok(s.events() == want, "SSE: the events as in the log (none missing, repeated or out of order), as they happen",
+       (s.events(), want))
+    # one database connection for this open stream (its stats share it); nothing else
+    # of pgcast is open now (polls and publishes ended)
+    time.sleep(2.5)  # the stats writer flushed at least once meanwhile
+    user = os.environ.get("PGCAST_TEST_DB_USER", "postgres")
+    conns = psql(f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}' AND datname = current_database()")
+    ok(conns == "1", "a CGI SSE stream holds exactly one database connection (pg_stat_activity)", conns)
+    # a resume from the stream's last id gets nothing twice
+    last_id = [f["id"] for _, f in s.blocks if "id" in f][-1]
+    s.sock.close()
+    st, body = http(f"/realtime/events?channel={CHAN}&since={urllib.parse.quote(last_id)}")
+    ok(st == 200 and json.loads(body)["events"] == [], "a poll from the stream's last id: nothing missed, nothing new",
+       (st, body[:300]))
+else:
+    # mod_fcgid holds the stream's output in its 64 KiB buffer: nothing of it arrives
+    # while it is small; the stream must still stay up (no 500 at FcgidIOTimeout 40)
+    s.wait_for(lambda: len(s.events()) >= 3, 8)
+    print(f"# mod_fcgid: {len(s.blocks)} SSE blocks arrived in 8 s after the publishes")
+    alive = s.wait_for(lambda: False, 50)  # past FcgidIOTimeout (40 s)
+    s.pump(0.1)
+    ok(s.sock.fileno() >= 0 and b"500" not in s.buf[:20], "mod_fcgid: the stream is still up after 58 s "
+       "(past FcgidIOTimeout 40: heartbeats and keepalives are written under it)", s.buf[:200])
+    s.sock.close()
+
+# polling and long-polling deliver on every variant
+st, body = http(f"/realtime/events?channel={CHAN}&since={CHAN}=0")
+got = [f"{e['seq']}:{e['payload']['i']}" for e in json.loads(body)["events"]] if st == 200 else body
+ok(got == want, "poll: the events as in the log", (got, want))
+cursor = json.loads(body)["cursor"] if st == 200 else ""
+t0 = time.monotonic()
+subprocess.Popen(["sh", "-c", f"sleep 2; psql -qXAt -c \"SELECT realtime.publish('t1', '{CHAN}', 'e', "
+                  f"'{{\\\"i\\\": 4}}')\" >/dev/null"])
+st, body = http(f"/realtime/events?channel={CHAN}&since={urllib.parse.quote(cursor)}&wait=20")
+dt = time.monotonic() - t0
+got = [f"{e['seq']}:{e['payload']['i']}" for e in json.loads(body)["events"]] if st == 200 else body
+ok(got == log_events()[3:], f"long-poll: the event published while it waited, after {dt:.1f} s", (got, body[:200]))
+ok(dt < 15, "long-poll: answered when the event came, not at the end of its wait", dt)
+
+st, body = http("/realtime/presence", {"channel": CHAN, "action": "join", "data": {"name": "a"}})
+ok(st in (200, 201), "presence join answers", (st, body[:300]))
+st, body = http(f"/realtime/presence?channel={CHAN}")
+ok(st == 200 and b'"u1"' in body, "presence lists the member", (st, body[:300]))
+sys.exit(1 if failed else 0)
