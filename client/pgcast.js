@@ -766,7 +766,8 @@ export class Connection {
         }
       }
       const names = [...this.chans.keys()];
-      const q = this._query(names, { wait: this.opts.pollWaitSeconds || (this._sseSilent ? 20 : undefined) });
+      // after SSE fell silent: long-polls, once a first plain poll answered (at once)
+      const q = this._query(names, { wait: this.opts.pollWaitSeconds || (this._sseSilent && this._pollOk ? 20 : undefined) });
       const res = await this._fetch(`${this._http('/events')}?${q}`, { headers: await this._headers() });
       if (!this._polling) return;
       if (res.status === 200) {

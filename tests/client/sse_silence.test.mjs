@@ -26,10 +26,15 @@ for (const opens of [true, false]) {
     assert.equal(env.sources[0].readyState, 2, 'the silent stream is closed after 45 s');
     assert.ok(polls(env).length >= 1, 'polling instead');
     const q = new URL(polls(env)[0].url, 'http://x/').searchParams;
-    assert.equal(q.get('wait'), '20', 'long-polling');
+    assert.equal(q.get('wait'), null, 'a first plain poll: it answers at once');
     assert.equal(q.get('since'), 'project:a=2', 'from where the client was');
     assert.deepEqual(got, [3], 'the polled event is delivered');
     assert.equal(c.transport, 'poll');
+    assert.equal(c.status, 'connected');
+    await env.advance(5000);
+    const q2 = new URL(polls(env)[1].url, 'http://x/').searchParams;
+    assert.equal(q2.get('wait'), '20', 'then long-polls');
+    assert.equal(q2.get('since'), 'project:a=3');
     await env.advance(590000);
     assert.equal(env.sources.length, 1, 'SSE is not tried again before sseSilenceRetryMs');
     await env.advance(11000);

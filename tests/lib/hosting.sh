@@ -1,10 +1,12 @@
-# A shared-hosting account for tests: source after tests/lib/webserver.sh and web_init.
+# A shared-hosting account for tests (tests/hosting/): source after tests/lib/webserver.sh
+# and web_init.
 #
 #   hosting_doc_block NAME         prints the shell block of docs/shared-hosting.md whose
 #                                  first line is "# hosting:NAME"
 #   hosting_apache_start MODULE    Apache as a host sets it up: cgid (event MPM), cgi
 #                                  (prefork MPM) or fcgid (only mod_fcgid, with its
-#                                  defaults and Debian's "AddHandler fcgid-script .fcgi")
+#                                  defaults and Debian's "AddHandler fcgid-script .fcgi";
+#                                  FcgidIOTimeout $HOSTING_FCGID_IO_TIMEOUT, 40 unless set)
 #                                  -> $HOSTING_URL; the account's web root is
 #                                  $HOSTING_HOME/public_html, its vhost allows .htaccess
 #                                  only "AllowOverride FileInfo AuthConfig Limit
@@ -14,10 +16,14 @@ mkdir -p "$HOSTING_HOME/public_html"
 chmod 0755 "$HOSTING_HOME" "$HOSTING_HOME/public_html"
 
 hosting_doc_block() {
-    awk -v want="# hosting:$1" '
-        /^```/ { if (inblock) { if (keep) exit; inblock = 0; next } inblock = 1; first = 1; next }
-        inblock && first { first = 0; if ($0 == want) { keep = 1; next } }
-        inblock && keep { print }' "$PGCAST_ROOT/docs/shared-hosting.md"
+    local block
+    block=$(awk -v want="# hosting:$1" '
+        { line = $0; sub(/^[ \t]+/, "", line) }  # blocks inside list items are indented
+        line ~ /^```/ { if (inblock) { if (keep) exit; inblock = 0; next } inblock = 1; first = 1; next }
+        inblock && first { first = 0; if (line == want) { keep = 1; next } }
+        inblock && keep { print line }' "$PGCAST_ROOT/docs/shared-hosting.md")
+    [ -n "$block" ] || { echo "docs/shared-hosting.md has no block '# hosting:$1'" >&2; return 1; }
+    printf '%s\n' "$block"
 }
 
 hosting_apache_start() {
@@ -25,6 +31,9 @@ hosting_apache_start() {
     port=$("$PGCAST_ROOT/scripts/free-port.sh")
     [ "$(id -u)" = 0 ] && user="User www-data
 Group www-data"
+    case $module in
+        fcgid-pad) module=fcgid ;;
+    esac
     case $module in
         cgid) load="LoadModule cgid_module $mods/mod_cgid.so
 ScriptSock \"$WEB_DIR/run/cgid.sock\"" ;;
@@ -37,7 +46,7 @@ FcgidProcessTableFile \"$WEB_DIR/run/fcgid_shm\"
 FcgidConnectTimeout 20
 AddHandler fcgid-script .fcgi
 # a host's defaults (written out: these are mod_fcgid's own)
-FcgidIOTimeout 40
+FcgidIOTimeout ${HOSTING_FCGID_IO_TIMEOUT:-40}
 FcgidOutputBufferSize 65536
 FcgidBusyTimeout 300" ;;
     esac
