@@ -14,9 +14,11 @@ mkdir -p "$dir/deb"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 chmod 0777 "$tmp"
-( cd "$tmp" && apt-get download -q "postgresql-server-dev-$major=$ver" >/dev/null 2>&1 ) || {
-    echo "static-deps: could not download postgresql-server-dev-$major=$ver (run apt-get update?)" >&2
+fetch() { ( cd "$tmp" && apt-get download -q "postgresql-server-dev-$major=$ver" >/dev/null 2>&1 ); }
+# a fresh container has no package lists yet: read them once (as root), then again
+if ! fetch && ! { [ "$(id -u)" = 0 ] && apt-get update -q >/dev/null 2>&1 && fetch; }; then
+    echo "static-deps: could not download postgresql-server-dev-$major=$ver (apt-get update?)" >&2
     exit 1
-}
+fi
 dpkg-deb -x "$tmp"/postgresql-server-dev-*.deb "$tmp/x"
 cp "$tmp/x/usr/lib/postgresql/$major/lib/libpgcommon_shlib.a" "$tmp/x/usr/lib/postgresql/$major/lib/libpgport_shlib.a" "$dir/"
