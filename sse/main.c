@@ -173,7 +173,8 @@ static void handle(pgc_app *app, pgc_request *r)
         s->stat = pgc_stats_open(app->stats, pgc_req_id(r), s->tok.tenant, s->tok.sub, "sse",
                                  chans.oom ? NULL : chans.p, NULL);
     free(chans.p);
-    pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels", s->tok.tenant, s->nchans);
+    pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels, ends after %d s (0: never)",
+            s->tok.tenant, s->nchans, s->max_duration_s);
     for (int i = 0; s->sub && !s->failed && i < s->nchans; i++) {
         if (pgc_sub_add(s->sub, s->chans[i], pgc_cursor_get(&s->cur, s->chans[i])) != 0) {
             pgc_log(PGC_LOG_WARN, pgc_req_id(r), "subscribing to %s failed; ending the stream", s->chans[i]);

@@ -68,6 +68,11 @@ import json, sys
 print(" ".join("%s:%s" % (m["seq"], m["payload"]["i"]) for m in (json.loads(l[6:]) for l in sys.stdin) if "seq" in m and m.get("type") == "e"))' 2>&1)
 is "an SSE stream in the bare root resumes after seq 1 with the log's events" "$got" "$(cut -d' ' -f2- <<<"$want")"
 like "the SSE stream ended by itself (sse_max_duration_s) with its cursor" "$(grep '^id: ' <<<"$out" | tail -1)" '^id: project:static=3'
+# without sse_max_duration_s a CGI stream ends after 240 s (Apache's Timeout is 300)
+out=$(env -i GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET SCRIPT_FILENAME=/site/realtime/pgcast-sse.fcgi \
+    REQUEST_URI="/realtime/sse" QUERY_STRING="channel=project:static" HTTP_AUTHORIZATION="Bearer $TOKEN" \
+    PGCAST_LOG_LEVEL=debug timeout 3 "${jail[@]}" /site/realtime/pgcast-sse.fcgi 2>&1 >/dev/null </dev/null)
+like "a CGI stream ends after 240 s by default (under Apache's Timeout 300)" "$out" "stream open: .*ends after 240 s"
 ok_if "no error in the programs' output" bash -c "! grep -Ei 'error|sanitizer' '$PGCAST_TEST_WORK/cgi.err'"
 
 # The token tests against the stand-in: token.c and static/jwt_openssl.c built with the
