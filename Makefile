@@ -136,15 +136,16 @@ build/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(WS_SRC) $(wildcard core/*.h ws-sideca
 # json-c, libfcgi or OpenSSL. Debian ships no static libjwt: static/jwt_openssl.c gives
 # token.c the part of its API it uses, on OpenSSL; static/no_gss_ldap.c leaves libpq
 # without GSSAPI and LDAP (no static archives either). The drop-in folder
-# build/static/realtime/ is shared-hosting/realtime/ plus the two programs.
+# build/static/realtime/ is shared-hosting/realtime/ plus the two programs. The objects
+# are the release build's (after `make`, only the links are left to do).
 STATIC_DIR  = build/static
 STATIC_LIBS = -static -L$(STATIC_DIR)/deps -lpq -lpgcommon_shlib -lpgport_shlib -ljson-c -lfcgi -lssl -lcrypto \
               -lm -ldl -lpthread
 static: deps
 	@./scripts/static-deps.sh $(STATIC_DIR)/deps
 	@$(MAKE) --no-print-directory $(STATIC_DIR)/pgcast-sse.fcgi $(STATIC_DIR)/pgcast-poll.fcgi \
-	    $(STATIC_DIR)/pgcast-migrate BUILD=$(STATIC_DIR)/build BINDIR=$(STATIC_DIR) \
-	    LINK_EXTRA="$(STATIC_DIR)/build/obj/static/jwt_openssl.o $(STATIC_DIR)/build/obj/static/no_gss_ldap.o" \
+	    $(STATIC_DIR)/pgcast-migrate BINDIR=$(STATIC_DIR) \
+	    LINK_EXTRA="$(BUILD)/obj/static/jwt_openssl.o $(BUILD)/obj/static/no_gss_ldap.o" \
 	    PKG_LIBS="$(STATIC_LIBS)"
 	rm -rf $(STATIC_DIR)/realtime && mkdir -p $(STATIC_DIR)/realtime
 	cp -p shared-hosting/realtime/.htaccess shared-hosting/realtime/pgcast.conf $(STATIC_DIR)/realtime/

@@ -186,7 +186,7 @@ static void keepalive_after_events(sse_stream *s)
  * -1 when the client is gone. */
 static int pad(sse_stream *s)
 {
-    int want = s->app->cfg.sse_padding_bytes;
+    int want = (int)s->app->cfg.sse_padding_bytes; /* at most 1 MiB (config bound) */
     if (!s->unpadded || want <= 0)
         return 0;
     s->unpadded = false;
