@@ -135,7 +135,8 @@ build/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(WS_SRC) $(wildcard core/*.h ws-sideca
 # (glibc included) against Debian's static archives, so a host needs none of libpq,
 # json-c, libfcgi or OpenSSL. Debian ships no static libjwt: static/jwt_openssl.c gives
 # token.c the part of its API it uses, on OpenSSL; static/no_gss_ldap.c leaves libpq
-# without GSSAPI and LDAP (no static archives either). The drop-in folder
+# without GSSAPI and LDAP (no static archives either); static/nss_builtin.c keeps glibc
+# from loading the host's NSS modules (built for another glibc). The drop-in folder
 # build/static/realtime/ is shared-hosting/realtime/ plus the two programs. The objects
 # are the release build's (after `make`, only the links are left to do).
 STATIC_DIR  = build/static
@@ -145,11 +146,11 @@ static: deps
 	@./scripts/static-deps.sh $(STATIC_DIR)/deps
 	@$(MAKE) --no-print-directory $(STATIC_DIR)/pgcast-sse.fcgi $(STATIC_DIR)/pgcast-poll.fcgi \
 	    $(STATIC_DIR)/pgcast-migrate BINDIR=$(STATIC_DIR) \
-	    LINK_EXTRA="$(BUILD)/obj/static/jwt_openssl.o $(BUILD)/obj/static/no_gss_ldap.o" \
+	    LINK_EXTRA="$(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard static/*.c))" \
 	    PKG_LIBS="$(STATIC_LIBS)"
 	rm -rf $(STATIC_DIR)/realtime && mkdir -p $(STATIC_DIR)/realtime
 	cp -p shared-hosting/realtime/.htaccess shared-hosting/realtime/pgcast.conf $(STATIC_DIR)/realtime/
-	install -m 0755 $(STATIC_DIR)/pgcast-sse.fcgi $(STATIC_DIR)/pgcast-poll.fcgi $(STATIC_DIR)/realtime/
+	install -m 0755 -s $(STATIC_DIR)/pgcast-sse.fcgi $(STATIC_DIR)/pgcast-poll.fcgi $(STATIC_DIR)/realtime/
 
 test: deps
 	@$(MAKE) --no-print-directory asan
