@@ -3,10 +3,13 @@
 # docs/shared-hosting.md literally (its "# hosting:..." shell blocks run as written,
 # with HOME the test account's), in a real Apache whose vhost gives the account
 # "AllowOverride FileInfo AuthConfig Limit Options=ExecCGI,Indexes": with mod_cgid
-# (event MPM), with mod_cgi (prefork MPM), and with only mod_fcgid at the host defaults
+# (event MPM), with mod_cgi (prefork MPM), with mod_cgid next to mod_fcgid and its
+# host-wide "AddHandler fcgid-script .fcgi" (Debian once libapache2-mod-fcgid is
+# installed: the folder's programs must still run as CGI), and with only mod_fcgid at the
+# host defaults
 # (FcgidOutputBufferSize 64 KiB, FcgidIOTimeout 40). The programs are the self-contained
 # ones of `make static`.
-# This file runs cgid and cgi; tests/hosting/fcgid.sh runs it with HOSTING_VARIANTS="fcgid
+# This file runs cgid, cgi and cgid-fcgid; tests/hosting/fcgid.sh runs it with HOSTING_VARIANTS="fcgid
 # fcgid-pad" (each under a minute).
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
@@ -47,7 +50,7 @@ sys.exit(1 if harness.failed else 0)
 PY
 }
 
-for variant in ${HOSTING_VARIANTS:-cgid cgi}; do
+for variant in ${HOSTING_VARIANTS:-cgid cgi cgid-fcgid}; do
     web_init
     source "$PGCAST_ROOT/tests/lib/hosting.sh"
     # step 3 of the page: upload, the two configuration lines, the permissions

@@ -7,6 +7,7 @@
 #                                  (prefork MPM) or fcgid (only mod_fcgid, with its
 #                                  defaults and Debian's "AddHandler fcgid-script .fcgi";
 #                                  FcgidIOTimeout $HOSTING_FCGID_IO_TIMEOUT, 40 unless set)
+#                                  or cgid-fcgid (both, as Debian with mod_fcgid installed)
 #                                  -> $HOSTING_URL; the account's web root is
 #                                  $HOSTING_HOME/public_html, its vhost allows .htaccess
 #                                  only "AllowOverride FileInfo AuthConfig Limit
@@ -38,7 +39,7 @@ Group www-data"
         cgid) load="LoadModule cgid_module $mods/mod_cgid.so
 ScriptSock \"$WEB_DIR/run/cgid.sock\"" ;;
         cgi) mpm=prefork; load="LoadModule cgi_module $mods/mod_cgi.so" ;;
-        fcgid) mkdir -p "$WEB_DIR/run/fcgid"; chmod 0777 "$WEB_DIR/run/fcgid"
+        cgid-fcgid|fcgid) mkdir -p "$WEB_DIR/run/fcgid"; chmod 0777 "$WEB_DIR/run/fcgid"
             load="LoadModule fcgid_module $mods/mod_fcgid.so
 FcgidIPCDir \"$WEB_DIR/run/fcgid\"
 FcgidProcessTableFile \"$WEB_DIR/run/fcgid_shm\"
@@ -48,7 +49,11 @@ AddHandler fcgid-script .fcgi
 # a host's defaults (written out: these are mod_fcgid's own)
 FcgidIOTimeout ${HOSTING_FCGID_IO_TIMEOUT:-40}
 FcgidOutputBufferSize 65536
-FcgidBusyTimeout 300" ;;
+FcgidBusyTimeout 300"
+            [ "$module" = cgid-fcgid ] && load="$load
+LoadModule cgid_module $mods/mod_cgid.so
+ScriptSock \"$WEB_DIR/run/cgid.sock\""
+            ;;
     esac
     mkdir -p "$WEB_DIR/apache"
     cat >"$WEB_DIR/hosting-apache.conf" <<EOT
