@@ -128,6 +128,7 @@ if FULL:
     forbidden("/realtime/pgcast-poll.fcgi/health", "nor reached with a path after it", b"\x7fELF")
     forbidden("/realtime/.htaccess", "the .htaccess cannot be downloaded", b"Rewrite")
     forbidden("/realtime/", "no listing of the folder", b"pgcast")
+    forbidden("/realtime/pgcast.conf~", "nor an editor's copy of the configuration", b"jwt_secret")
 
 st, body = http("/realtime/health", auth=False)
 ok(st == 200 and json.loads(body).get("status") == "ok", "health: 200, status ok", (st, body[:300]))

@@ -82,6 +82,7 @@ for variant in ${HOSTING_VARIANTS:-cgid cgi cgid-fcgid}; do
             psql_q "UPDATE realtime.realtime_heartbeat_config SET heartbeat_interval_ms = 60000 WHERE channel_type = 'project'"
             ;;
     esac
+    cp -p "$conf" "$conf~" # what an editor leaves behind
     hosting_apache_start "$variant" || { web_logs; rc=1; continue; }
     /usr/bin/python3 "$PGCAST_ROOT/tests/hosting/hosting_checks.py" "$HOSTING_URL" "$variant" "$mode" || rc=1
     [ "$variant" = fcgid ] && { browser_falls_back || rc=1; }
