@@ -78,6 +78,13 @@ out=$(env -i GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET SCRIPT_FILENAME=/site/
 like "a CGI stream ends after 240 s by default (under Apache's Timeout 300)" "$out" "stream open: .*ends after 240 s"
 ok_if "no error in the programs' output" bash -c "! grep -Ei 'error|sanitizer' '$PGCAST_TEST_WORK/cgi.err'"
 
+# pgcast-migrate in the bare root (how docs/shared-hosting.md has the schema made)
+cp -p "$S/pgcast-migrate" "$root/site/"
+db="host=localhost port=$PGPORT user=postgres dbname=$PGDATABASE" # as the database's owner, over TCP
+st=$(env -i PGCAST_DATABASE_URL="$db" timeout 30 "${jail[@]}" /site/pgcast-migrate --status 2>&1)
+like "pgcast-migrate --status in the bare root lists the applied migrations" "$st" "001.*applied|applied.*001"
+rm -f "$root/site/pgcast-migrate"
+
 # The token tests against the stand-in: token.c and static/jwt_openssl.c built with the
 # stand-in's functions renamed, so the test's own signing still uses libjwt.
 tdir=$(mktemp -d "$PGCAST_TEST_WORK/tok.XXXXXX")
