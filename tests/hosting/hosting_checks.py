@@ -157,7 +157,10 @@ if MODE == "cgi":
     # of pgcast is open now (polls and publishes ended)
     time.sleep(2.5)  # the stats writer flushed at least once meanwhile
     user = os.environ.get("PGCAST_TEST_DB_USER", "postgres")
-    conns = psql(f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}' AND datname = current_database()")
+    q = f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{user}' AND datname = current_database()"
+    end = time.monotonic() + 10  # (a poll's process may still be on its way out)
+    while (conns := psql(q)) != "1" and time.monotonic() < end:
+        time.sleep(0.5)
     ok(conns == "1", "a CGI SSE stream holds exactly one database connection (pg_stat_activity)", conns)
 if MODE == "fcgid-pad":
     # heartbeats come at sse_heartbeat_max_ms although the channel type says 60 s, so
