@@ -149,7 +149,8 @@ static: deps
 	    LINK_EXTRA="$(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard static/*.c))" \
 	    PKG_LIBS="$(STATIC_LIBS)"
 	rm -rf $(STATIC_DIR)/realtime && mkdir -p $(STATIC_DIR)/realtime
-	cp -p shared-hosting/realtime/.htaccess shared-hosting/realtime/pgcast.conf $(STATIC_DIR)/realtime/
+	install -m 0644 shared-hosting/realtime/.htaccess $(STATIC_DIR)/realtime/
+	install -m 0600 shared-hosting/realtime/pgcast.conf $(STATIC_DIR)/realtime/
 	install -m 0755 -s $(STATIC_DIR)/pgcast-sse.fcgi $(STATIC_DIR)/pgcast-poll.fcgi $(STATIC_DIR)/realtime/
 
 test: deps
