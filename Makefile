@@ -10,6 +10,8 @@
 #                     programs, units, configs, client (docs/deploy.md, "Install");
 #                     make uninstall takes them away again (the configuration stays)
 #   make deb          the Debian package, in build/deb/ (debian/)
+#   make static       self-contained CGI programs (only the kernel and nothing else needed:
+#                     no libc either) and the shared-hosting drop-in folder, in build/static/
 #
 # Sources are found by folder: core/*.c is the shared library, fcgi/*.c the FastCGI runtime,
 # sse/, poll/, ws-sidecar/, migrate/ one program each, tests/unit/test_*.c one test each,
@@ -64,7 +66,7 @@ PROGS = $(if $(SSE_SRC),$(BINDIR)/pgcast-sse.fcgi) \
 UNIT_BINS  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all asan deps deps-bench test bench run install install-files uninstall programs deb deb-lint clean fuzz
+.PHONY: all asan deps deps-bench test bench run install install-files uninstall programs deb deb-lint clean fuzz static
 .DEFAULT_GOAL := all
 # keep objects of tests and benches (make would delete them as intermediates)
 .SECONDARY:
@@ -110,15 +112,15 @@ $(BUILD)/obj/gen/sql_embedded.o: $(SQL_EMBED)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c $< -o $@
 
-$(BINDIR)/pgcast-migrate: $(call obj,$(MIG_SRC)) $(BUILD)/obj/gen/sql_embedded.o $(CORE_LIB)
+$(BINDIR)/pgcast-migrate: $(LINK_EXTRA) $(call obj,$(MIG_SRC)) $(BUILD)/obj/gen/sql_embedded.o $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(BINDIR)/pgcast-sse.fcgi: $(call obj,$(SSE_SRC)) $(FCGI_LIB) $(CORE_LIB)
+$(BINDIR)/pgcast-sse.fcgi: $(LINK_EXTRA) $(call obj,$(SSE_SRC)) $(FCGI_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
-$(BINDIR)/pgcast-poll.fcgi: $(call obj,$(POLL_SRC)) $(FCGI_LIB) $(CORE_LIB)
+$(BINDIR)/pgcast-poll.fcgi: $(LINK_EXTRA) $(call obj,$(POLL_SRC)) $(FCGI_LIB) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
@@ -147,6 +149,28 @@ build/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(WS_SRC) $(wildcard core/*.h ws-sideca
 	@mkdir -p $(dir $@)
 	clang $(WARN) -g -O1 -D_GNU_SOURCE -pthread -Icore $(PKG_CFLAGS) \
 	    -fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_SRC) $(PKG_LIBS)
+
+# Self-contained programs for shared hosting (docs/shared-hosting.md): linked statically
+# (glibc included) against Debian's static archives, so a host needs none of libpq,
+# json-c, libfcgi or OpenSSL. Debian ships no static libjwt: static/jwt_openssl.c gives
+# token.c the part of its API it uses, on OpenSSL; static/no_gss_ldap.c leaves libpq
+# without GSSAPI and LDAP (no static archives either); static/nss_builtin.c keeps glibc
+# from loading the host's NSS modules (built for another glibc). The drop-in folder
+# build/static/realtime/ is shared-hosting/realtime/ plus the two programs. The objects
+# are the release build's (after `make`, only the links are left to do).
+STATIC_DIR  = build/static
+STATIC_LIBS = -static -L$(STATIC_DIR)/deps -lpq -lpgcommon_shlib -lpgport_shlib -ljson-c -lfcgi -lssl -lcrypto \
+              -lm -ldl -lpthread
+static: deps
+	@./scripts/static-deps.sh $(STATIC_DIR)/deps
+	@$(MAKE) --no-print-directory $(STATIC_DIR)/pgcast-sse.fcgi $(STATIC_DIR)/pgcast-poll.fcgi \
+	    $(STATIC_DIR)/pgcast-migrate BINDIR=$(STATIC_DIR) \
+	    LINK_EXTRA="$(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard static/*.c))" \
+	    PKG_LIBS="$(STATIC_LIBS)"
+	rm -rf $(STATIC_DIR)/realtime && mkdir -p $(STATIC_DIR)/realtime
+	install -m 0644 shared-hosting/realtime/.htaccess $(STATIC_DIR)/realtime/
+	install -m 0600 shared-hosting/realtime/pgcast.conf $(STATIC_DIR)/realtime/
+	install -m 0755 -s $(STATIC_DIR)/pgcast-sse.fcgi $(STATIC_DIR)/pgcast-poll.fcgi $(STATIC_DIR)/realtime/
 
 test: deps
 	@$(MAKE) --no-print-directory asan

@@ -35,6 +35,10 @@ export interface PgcastOptions {
   pingIntervalMs?: number;
   pollSilenceMs?: number;
   pollWaitSeconds?: number;
+  /** An SSE stream without any message this long after it was opened is held back by the server: long-poll instead (45000). */
+  sseSilenceMs?: number;
+  /** ...and try SSE again after this long (600000). */
+  sseSilenceRetryMs?: number;
   presenceHeartbeatMs?: number;
   terminalEvents?: string[];
   /** Share one connection between the tabs of this origin with the same token (default true). */

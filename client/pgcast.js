@@ -31,6 +31,8 @@ export const DEFAULTS = Object.freeze({
   pingIntervalMs: 30000,
   pollSilenceMs: 4000, // poll only after this long without any message
   pollWaitSeconds: 0, // >0: long-poll
+  sseSilenceMs: 45000, // an SSE stream with no message this long after it was opened is held back: poll instead
+  sseSilenceRetryMs: 600000, // ... and try SSE again after this long
   presenceHeartbeatMs: 15000, // HTTP presence (fallback transports)
   terminalEvents: Object.freeze([]), // event types after which polling stops
   share: true, // share one connection between tabs of one origin and token
@@ -622,6 +624,7 @@ export class Connection {
     const q = this._query([...this.chans.keys()], { token });
     const es = new this.env.EventSource(`${this._http('/sse')}?${q}`, { withCredentials: this.opts.credentials === 'include' });
     this._es = es;
+    this._watchSseDelivery(es);
     es.onopen = () => {
       if (this._es !== es) return;
       this.timers.clear('sseDown');
@@ -632,6 +635,7 @@ export class Connection {
     };
     es.onmessage = (ev) => {
       if (this._es !== es) return;
+      this.timers.clear('sseSilence'); // it delivers
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { this.onerror(e); return; }
       this._handle(msg);
@@ -645,6 +649,7 @@ export class Connection {
     };
     es.onerror = () => {
       if (this._es !== es) return;
+      if (this.timers.has('sseSilence')) this._watchSseDelivery(es); // failing is not silence: count anew
       if (es.readyState !== 2) {
         // the browser reconnects by itself (the stream ended): say so only if it takes long
         if (this._sseOpen && !this.timers.has('sseDown')) {
@@ -666,12 +671,30 @@ export class Connection {
     this._reconcile();
   }
 
+  // A stream that was opened but delivers nothing: a web server that holds a response's
+  // output until it has collected enough (mod_fcgid's FcgidOutputBufferSize, 64 KiB by
+  // default on hosting accounts) lets through neither the head nor the first heartbeat
+  // (servers send one at least every 30 s, sse_heartbeat_max_ms). No message within
+  // sseSilenceMs: give SSE up for sseSilenceRetryMs and long-poll meanwhile (a poll's
+  // answer is a whole response, which such a server does pass on).
+  _watchSseDelivery(es) {
+    this.timers.set('sseSilence', this.opts.sseSilenceMs, () => {
+      if (this._es !== es) return;
+      this._stopSse();
+      this._sseBlocked = true;
+      this._sseSilent = true;
+      this.timers.set('sseRetry', this.opts.sseSilenceRetryMs, () => { this._sseBlocked = false; this._reconcile(); });
+      this._reconcile();
+    });
+  }
+
   _stopSse() {
     const es = this._es;
     this._es = null;
     this._esKey = '';
     this._sseOpen = false;
     this.timers.clear('sseDown');
+    this.timers.clear('sseSilence');
     if (es && es.close) { es.onopen = es.onmessage = es.onerror = null; es.close(); }
   }
 
@@ -743,7 +766,8 @@ export class Connection {
         }
       }
       const names = [...this.chans.keys()];
-      const q = this._query(names, { wait: this.opts.pollWaitSeconds || undefined });
+      // after SSE fell silent: long-polls, once a first plain poll answered (at once)
+      const q = this._query(names, { wait: this.opts.pollWaitSeconds || (this._sseSilent && this._pollOk ? 20 : undefined) });
       const res = await this._fetch(`${this._http('/events')}?${q}`, { headers: await this._headers() });
       if (!this._polling) return;
       if (res.status === 200) {

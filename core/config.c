@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -55,7 +56,9 @@ static const struct key keys[] = {
     {"queue_bytes", K_SIZE, F(queue_bytes), 4096, 1LL << 34, "8MiB"},
     {"queue_stall_ms", K_INT, F(queue_stall_ms), 100, 3600000, "10000"},
     {"ws_max_unfinished_bytes", K_SIZE, F(ws_max_unfinished_bytes), 0, 1LL << 31, "0"},
-    {"sse_max_duration_s", K_INT, F(sse_max_duration_s), 0, 86400 * 7, "0"},
+    {"sse_max_duration_s", K_INT, F(sse_max_duration_s), -1, 86400 * 7, "-1"},
+    {"sse_heartbeat_max_ms", K_INT, F(sse_heartbeat_max_ms), 0, 3600000, "30000"},
+    {"sse_padding_bytes", K_SIZE, F(sse_padding_bytes), 0, 1 << 20, "0"},
     {"sse_retry_ms", K_INT, F(sse_retry_ms), 0, 3600000, "3000"},
     {"sse_keepalive_ms", K_INT, F(sse_keepalive_ms), 0, 3600000, "5000"},
     {"sse_max_streams", K_INT, F(sse_max_streams), 0, 1000000, "10000"},
@@ -260,8 +263,9 @@ static int load_file(pgc_config *cfg, const char *path, char *err, size_t errlen
 /* Where the configuration is when no path is given (docs/deploy.md, "Finding the
  * configuration"): PGCAST_CONFIG when set (empty means no file); REDIRECT_PGCAST_CONFIG,
  * which is what Apache passes a SetEnv value as after an internal redirect (mod_rewrite);
- * pgcast.conf next to the program, for web servers that pass no environment (mod_fcgid,
- * shared hosting); /etc/pgcast/pgcast.conf. NULL when none of them is there. */
+ * pgcast.conf next to the program (found through /proc/self/exe, or SCRIPT_FILENAME where
+ * /proc is not mounted), for web servers that pass no environment (mod_fcgid, shared
+ * hosting); /etc/pgcast/pgcast.conf. NULL when none of them is there. */
 const char *pgc_config_find(char *buf, size_t len)
 {
     const char *env = getenv("PGCAST_CONFIG");
@@ -270,17 +274,19 @@ const char *pgc_config_find(char *buf, size_t len)
     env = getenv("REDIRECT_PGCAST_CONFIG");
     if (env && *env)
         return env;
-    char exe[4096];
+    /* the program's folder: from the kernel, or (no /proc) the CGI script's path */
+    char exe[4096] = "";
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
+    if (n > 0)
         exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            int w = snprintf(buf, len, "%s/pgcast.conf", exe);
-            if (w > 0 && (size_t)w < len && access(buf, F_OK) == 0)
-                return buf;
-        }
+    else if ((env = getenv("SCRIPT_FILENAME")) && *env == '/' && strlen(env) < sizeof(exe))
+        strcpy(exe, env);
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+        *slash = '\0';
+        int w = snprintf(buf, len, "%s/pgcast.conf", exe);
+        if (w > 0 && (size_t)w < len && access(buf, F_OK) == 0)
+            return buf;
     }
     if (access("/etc/pgcast/pgcast.conf", F_OK) == 0)
         return "/etc/pgcast/pgcast.conf";
@@ -298,6 +304,11 @@ int pgc_config_load(pgc_config *cfg, const char *path, char *err, size_t errlen)
         path = pgc_config_find(found, sizeof(found));
     if (path && *path && load_file(cfg, path, err, errlen) != 0)
         goto fail;
+    struct stat sb;
+    if (path && *path && stat(path, &sb) == 0 && (sb.st_mode & S_IROTH))
+        PGC_WARN("the configuration file %s is readable by every account on this machine (mode %03o): it holds "
+                 "the database password and the token secret; chmod 600 it (see docs/shared-hosting.md)",
+                 path, (unsigned)(sb.st_mode & 0777));
     for (size_t i = 0; i < NKEYS; i++) {
         char env[64] = "PGCAST_";
         for (size_t j = 0; keys[i].name[j] && j < sizeof(env) - 8; j++)

@@ -40,7 +40,11 @@ typedef struct pgc_config {
     size_t queue_bytes;        /* outbound queue per subscriber, bytes (8 MiB) */
     int queue_stall_ms;        /* a full queue whose client takes nothing this long ends it (10000) */
     size_t ws_max_unfinished_bytes; /* WebSocket input held while incomplete (0: max_message_bytes + 128 KiB) */
-    int sse_max_duration_s;    /* 0 = streams never end by themselves */
+    int sse_max_duration_s;    /* 0 = streams never end by themselves; -1 (default) = 240 s where the web
+                                  server runs the program (CGI, mod_fcgid), none for a FastCGI daemon */
+    size_t sse_padding_bytes;  /* a comment this long after what must reach the client now (0 = none):
+                                  for mod_fcgid's output buffer on a hosting account */
+    int sse_heartbeat_max_ms;  /* SSE heartbeats at least this often, whatever the channel type (30000; 0 = off) */
     int sse_retry_ms;          /* retry: line (3000) */
     int sse_keepalive_ms;      /* an SSE comment line this often: departures noticed (5000; 0 = off) */
     int sse_max_streams;       /* SSE streams per FastCGI process; beyond, 503 (10000; 0 = no bound) */

@@ -56,7 +56,11 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
     }
     enum pgc_fcgi_mode mode = pgc_fcgi_detect_mode(listen);
     app->cgi = mode == PGC_MODE_CGI;
-    app->pool = pgc_db_pool_new(app->cfg.database_url, app->cgi ? 2 : 8); /* CGI: the stream + stats */
+    app->listening = mode == PGC_MODE_FCGI_LISTEN;
+    /* CGI: one request per process and one connection for it; the stats writer shares it
+     * (every CGI stream is a process: a second connection each would exhaust a default
+     * max_connections with a few dozen streams) */
+    app->pool = pgc_db_pool_new(app->cfg.database_url, app->cgi ? 1 : 8);
     if (!app->cgi) {
         pgc_hub_options o = {.conninfo = app->cfg.database_url,
                              .kind = kind,

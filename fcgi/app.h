@@ -19,6 +19,7 @@ typedef struct pgc_app {
     pgc_db_pool *pool;
     pgc_stats *stats;    /* realtime_connection_stats, flushed every second */
     bool cgi;
+    bool listening;      /* FastCGI on a socket of its own (--listen), not one the web server gave */
 } pgc_app;
 
 typedef void (*pgc_app_handler)(pgc_app *app, pgc_request *r);

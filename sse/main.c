@@ -63,8 +63,8 @@ static int open_source(sse_stream *s, pgc_request *r)
 {
     pgc_app *app = s->app;
     if (app->cgi) {
-        s->cgi_conn = pgc_db_acquire(app->pool, 5000);
-        if (!s->cgi_conn || cgi_initial_positions(s) != 0) {
+        /* held until the timers are set (the heartbeat interval is read on it) */
+        if (sse_cgi_acquire(s) != 0 || cgi_initial_positions(s) != 0) {
             pgc_req_send_error(r, 503, "database_unavailable", "the database is unreachable", "");
             return -1;
         }
@@ -76,6 +76,23 @@ static int open_source(sse_stream *s, pgc_request *r)
         return -1;
     }
     return 0;
+}
+
+/* sse_max_duration_s as it applies to this stream. -1 (the default) means: streams of a
+ * web server's own process (plain CGI, or Apache's mod_fcgid, whose FcgidBusyTimeout
+ * of 300 s ends a longer request with an error) end after HOSTED_MAX_DURATION_S and
+ * resume; streams of a FastCGI daemon (--listen, lighttpd) never end by themselves. */
+#define HOSTED_MAX_DURATION_S 240
+static int max_duration_s(pgc_app *app, pgc_request *r)
+{
+    int v = app->cfg.sse_max_duration_s;
+    if (v >= 0)
+        return v;
+    if (app->cgi)
+        return HOSTED_MAX_DURATION_S;
+    const char *sw = pgc_req_param(r, "SERVER_SOFTWARE");
+    bool inherited = !app->listening;
+    return inherited && sw && strncmp(sw, "Apache", 6) == 0 ? HOSTED_MAX_DURATION_S : 0;
 }
 
 #define SSE_HEAD "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n"
@@ -144,7 +161,9 @@ static void handle(pgc_app *app, pgc_request *r)
     pgc_req_printf(r, SSE_HEAD "retry: %d\n\n", app->cfg.sse_retry_ms);
     if (app->cgi) /* every channel is positioned already */
         sse_write_position(s);
+    s->max_duration_s = max_duration_s(app, r);
     sse_stream_start_timers(s);
+    sse_cgi_release(s); /* the stats writer shares the process's one connection */
     pgc_buf chans = {0};
     for (int i = 0; i < s->nchans; i++) {
         pgc_buf_put(&chans, ",", i ? 1 : 0);
@@ -154,7 +173,8 @@ static void handle(pgc_app *app, pgc_request *r)
         s->stat = pgc_stats_open(app->stats, pgc_req_id(r), s->tok.tenant, s->tok.sub, "sse",
                                  chans.oom ? NULL : chans.p, NULL);
     free(chans.p);
-    pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels", s->tok.tenant, s->nchans);
+    pgc_log(PGC_LOG_DEBUG, pgc_req_id(r), "stream open: tenant %s, %d channels, ends after %d s (0: never)",
+            s->tok.tenant, s->nchans, s->max_duration_s);
     for (int i = 0; s->sub && !s->failed && i < s->nchans; i++) {
         if (pgc_sub_add(s->sub, s->chans[i], pgc_cursor_get(&s->cur, s->chans[i])) != 0) {
             pgc_log(PGC_LOG_WARN, pgc_req_id(r), "subscribing to %s failed; ending the stream", s->chans[i]);

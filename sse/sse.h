@@ -29,9 +29,11 @@ typedef struct sse_stream {
     int announced;       /* channels whose SUBSCRIBED arrived (hub mode) */
     bool wrote;          /* an event went out since the keepalive was last pushed back */
     bool positioned;     /* cur names every channel's position: id: lines may be sent */
+    bool unpadded;       /* written since the last sse_padding_bytes comment */
     const char *failed;  /* the stream could not be set up (e.g. a failed subscription) */
     sse_held held;
-    PGconn *cgi_conn;    /* plain CGI: reads the log on it */
+    PGconn *cgi_conn;    /* plain CGI: the process's one connection while a read holds it */
+    int max_duration_s;  /* sse_max_duration_s as it applies to this stream (0 = none) */
     int hb_ms;
     uint64_t cfg_gen;
     int64_t next_hb, next_ka, next_read, deadline, token_end; /* monotonic ms; 0 = none */
@@ -50,6 +52,11 @@ int sse_write_position(sse_stream *s);
 
 /* Heartbeat interval, maximum duration and token expiry, from now. */
 void sse_stream_start_timers(sse_stream *s);
+
+/* Plain CGI: takes the process's one pooled connection into s->cgi_conn (0), or -1
+ * when the database is unreachable; and gives it back (the stats writer shares it). */
+int sse_cgi_acquire(sse_stream *s);
+void sse_cgi_release(sse_stream *s);
 
 /* Frees what the stream state holds (and s). */
 void sse_stream_free(sse_stream *s);

@@ -17,6 +17,9 @@
  * by position every cgi_poll_interval_ms on one ordinary connection: events arrive up to
  * that late, and each stream costs one indexed query per interval — fine for the tens
  * of streams a shared-hosting site has, not for thousands (use FastCGI for those).
+ * A CGI process has a pool of exactly one connection: the stream takes it for each read
+ * and gives it back, so the stats writer (connection rows, once a second) shares it and
+ * a CGI stream holds one PostgreSQL connection, not two.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +72,7 @@ static int write_id(sse_stream *s)
 int sse_write_position(sse_stream *s)
 {
     s->positioned = true;
+    s->unpadded = true;
     int rc = write_id(s);
     return rc == 0 ? pgc_stream_write(s->st, "\n\n", 2) : rc;
 }
@@ -79,6 +83,7 @@ static int write_item(sse_stream *s, const pgc_event *e)
     if (e->kind == PGC_ITEM_SUBSCRIBED)
         return 0;
     int rc = 0;
+    s->unpadded = true;
     if (e->kind != PGC_ITEM_EPHEMERAL) {
         if (pgc_cursor_set(&s->cur, e->channel, e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq) != 0)
             return -1;
@@ -145,6 +150,14 @@ static int cgi_heartbeat_ms(sse_stream *s)
     return ms > 0 ? ms : s->hb_ms;
 }
 
+/* Heartbeats at most every sse_heartbeat_max_ms: under a web server's I/O timeout (a
+ * host's FcgidIOTimeout 40), whatever the channel types say. */
+static int capped_heartbeat(const sse_stream *s, int ms)
+{
+    int cap = s->app->cfg.sse_heartbeat_max_ms;
+    return cap > 0 && ms > cap ? cap : ms;
+}
+
 static int64_t earliest(int64_t a, int64_t b) { return !a ? b : !b ? a : a < b ? a : b; }
 
 static int64_t next_due(sse_stream *s)
@@ -166,6 +179,25 @@ static void keepalive_after_events(sse_stream *s)
     }
 }
 
+/* sse_padding_bytes: after what the client must see now (the start, events, a
+ * heartbeat; not keepalives), a comment line that long. A web server that holds a
+ * response's output until it has that many bytes (mod_fcgid's FcgidOutputBufferSize,
+ * 64 KiB by default, which a hosting account cannot change) then passes it on at once.
+ * -1 when the client is gone. */
+static int pad(sse_stream *s)
+{
+    int want = (int)s->app->cfg.sse_padding_bytes; /* at most 1 MiB (config bound) */
+    if (!s->unpadded || want <= 0)
+        return 0;
+    s->unpadded = false;
+    char spaces[1024];
+    memset(spaces, ' ', sizeof(spaces));
+    int rc = pgc_stream_write(s->st, ":", 1);
+    for (int left = want; rc == 0 && left > 0; left -= (int)sizeof(spaces))
+        rc = pgc_stream_write(s->st, spaces, left < (int)sizeof(spaces) ? (size_t)left : sizeof(spaces));
+    return rc == 0 ? pgc_stream_write(s->st, "\n", 1) : rc;
+}
+
 /* Heartbeat (with the cursor once positioned), keepalive comment, maximum duration,
  * token expiry: shared by both modes. */
 static const char *timers(sse_stream *s, int64_t now)
@@ -182,6 +214,7 @@ static const char *timers(sse_stream *s, int64_t now)
         free(hb);
         if (rc != 0)
             return "client gone";
+        s->unpadded = true;
         if (s->stat)
             pgc_stats_heartbeat(s->stat);
         s->next_hb = now + s->hb_ms;
@@ -197,6 +230,8 @@ static const char *timers(sse_stream *s, int64_t now)
         write_end(s, "token_expired", "the token expired");
         return "token expired";
     }
+    if (pad(s) != 0)
+        return "client gone";
     pgc_stream_set_due(s->st, next_due(s));
     return NULL;
 }
@@ -309,13 +344,13 @@ static const char *hub_pump(pgc_stream *st, void *arg)
     uint64_t gen = pgc_hub_config_generation(s->app->hub);
     if (gen != s->cfg_gen) {
         s->cfg_gen = gen;
-        int hb = hub_heartbeat_ms(s);
+        int hb = capped_heartbeat(s, hub_heartbeat_ms(s));
         s->next_hb += hb - s->hb_ms;
         s->hb_ms = hb;
         pgc_stream_set_due(st, next_due(s));
     }
     keepalive_after_events(s);
-    return NULL;
+    return pad(s) == 0 ? NULL : "client gone";
 }
 
 static const char *hub_tick(pgc_stream *st, void *arg, int64_t now)
@@ -352,18 +387,21 @@ static const char *cgi_tick(pgc_stream *st, void *arg, int64_t now)
     (void)st;
     sse_stream *s = arg;
     if (now >= s->next_read) {
-        char err[256];
-        int n;
-        do {
-            n = pgc_db_read(s->cgi_conn, s->tok.tenant, &s->cur, CGI_READ_LIMIT, s->app->cfg.catchup_read_bytes,
-                            cgi_item, s, err, sizeof(err));
-        } while (n > 0); /* a read bounded by bytes may end before the log does */
-        if (n < 0) {
-            PGC_WARN("reading the log: %s", err);
-            if (PQstatus(s->cgi_conn) != CONNECTION_OK)
-                PQreset(s->cgi_conn);
+        /* the process's one connection, shared with the stats writer: held for this read */
+        if (sse_cgi_acquire(s) == 0) {
+            char err[256];
+            int n;
+            do {
+                n = pgc_db_read(s->cgi_conn, s->tok.tenant, &s->cur, CGI_READ_LIMIT, s->app->cfg.catchup_read_bytes,
+                                cgi_item, s, err, sizeof(err));
+            } while (n > 0); /* a read bounded by bytes may end before the log does */
+            if (n < 0)
+                PGC_WARN("reading the log: %s", err);
+            s->hb_ms = capped_heartbeat(s, cgi_heartbeat_ms(s));
+            sse_cgi_release(s);
+        } else {
+            PGC_WARN("reading the log: the database is unreachable");
         }
-        s->hb_ms = cgi_heartbeat_ms(s);
         s->next_read = now + s->app->cfg.cgi_poll_interval_ms;
     }
     keepalive_after_events(s);
@@ -382,12 +420,13 @@ void sse_stream_start_timers(sse_stream *s)
     if (app->hub) {
         s->cfg_gen = pgc_hub_config_generation(app->hub);
         s->hb_ms = hub_heartbeat_ms(s);
-    } else {
+    } else if (s->cgi_conn) {
         s->hb_ms = cgi_heartbeat_ms(s);
     }
+    s->hb_ms = capped_heartbeat(s, s->hb_ms);
     s->next_hb = start + s->hb_ms;
     s->next_ka = app->cfg.sse_keepalive_ms > 0 ? start + app->cfg.sse_keepalive_ms : 0;
-    s->deadline = app->cfg.sse_max_duration_s ? start + (int64_t)app->cfg.sse_max_duration_s * 1000 : 0;
+    s->deadline = s->max_duration_s > 0 ? start + (int64_t)s->max_duration_s * 1000 : 0;
     s->token_end = s->tok.exp ? start + (s->tok.exp * 1000 - pgc_wall_ms()) : 0;
     if (s->token_end && s->token_end <= start)
         s->token_end = start + 1;
@@ -400,10 +439,23 @@ void sse_stream_free(sse_stream *s)
     for (size_t k = 0; k < s->held.n; k++)
         pgc_event_unref(s->held.v[k]);
     free(s->held.v);
-    if (s->cgi_conn)
-        pgc_db_release(s->app->pool, s->cgi_conn, PQstatus(s->cgi_conn) != CONNECTION_OK);
+    sse_cgi_release(s);
     pgc_query_free(s->chans, s->nchans);
     pgc_cursor_free(&s->cur);
     pgc_token_free(&s->tok);
     free(s);
+}
+
+int sse_cgi_acquire(sse_stream *s)
+{
+    if (!s->cgi_conn)
+        s->cgi_conn = pgc_db_acquire(s->app->pool, 5000);
+    return s->cgi_conn ? 0 : -1;
+}
+
+void sse_cgi_release(sse_stream *s)
+{
+    if (s->cgi_conn)
+        pgc_db_release(s->app->pool, s->cgi_conn, PQstatus(s->cgi_conn) != CONNECTION_OK);
+    s->cgi_conn = NULL;
 }

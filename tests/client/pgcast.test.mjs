@@ -220,6 +220,7 @@ test('a WebSocket endpoint that answers 404 is retried rarely, not at the reconn
   await env.advance(0);
   assert.ok(env.fetches.some((f) => f.url === 'http://example.test/realtime/ws'), 'the WebSocket URL was probed');
   env.sources[0].open();
+  env.sources[0].recv({ type: 'heartbeat', timestamp: 0 }); // it delivers (see sseSilenceMs)
   await env.advance(120000);
   assert.equal(env.sockets.length, 1, `no WebSocket attempt in 2 minutes (got ${env.sockets.length})`);
   assert.equal(c.transport, 'sse');
@@ -292,6 +293,7 @@ test('an SSE endpoint that refuses falls back to polling, and SSE is tried again
   assert.equal(env.sources.length, 2, 'SSE tried again after the back-off');
   assert.match(env.sources[1].url, /since=project%3Aa%3D6/);
   env.sources[1].open();
+  env.sources[1].recv({ type: 'heartbeat', timestamp: 0 }); // it delivers (see sseSilenceMs)
   assert.equal(c.transport, 'sse');
   const polls = () => env.fetches.filter((f) => f.url.includes('/events')).length;
   const n = polls();
