@@ -67,6 +67,7 @@
 #include "cursor.h"
 #include "db.h"
 #include "log.h"
+#include "positions.h"
 
 #define HUB_READ_BATCH 500         /* events per log read */
 #define HUB_READ_BYTES (1u << 20)  /* payload bytes per log read, by default */
@@ -134,13 +135,15 @@ struct pgc_sub {
     hsub *subs; /* hub thread only */
 };
 
-enum cmd_kind { CMD_ADD, CMD_REMOVE, CMD_FREE, CMD_FEED };
+enum cmd_kind { CMD_ADD, CMD_REMOVE, CMD_FREE, CMD_FEED, CMD_SYNC };
 
 struct cmd {
     enum cmd_kind kind;
     pgc_sub *sub;
     char *channel;
     int64_t after;
+    pgc_hub_sync_fn sync_cb; /* CMD_SYNC */
+    void *sync_arg;
     struct cmd *next;
 };
 
@@ -207,8 +210,16 @@ struct pgc_hub {
 
     _Atomic uint64_t st_subscriptions, st_events_in, st_deliveries, st_overflows, st_reconnects;
     _Atomic int64_t st_lag_ms;
+
+    pgc_positions *positions; /* channel positions from the wake-ups; NULL when off */
+    bool positions_on;        /* hub thread: reset for this LISTEN connection and secret */
+    _Atomic uint64_t st_syncs;
 };
 
+
+static void positions_void(pgc_hub *h);
+static void positions_listening(pgc_hub *h, const unsigned char key[PGC_HUB_SECRET_LEN]);
+static void hub_sync_run(pgc_hub *h, struct cmd *syncs, bool stopped);
 
 static void hub_signal(pgc_hub *h)
 {
@@ -755,6 +766,7 @@ static void drop_conn(pgc_hub *h, const char *why)
     PGC_WARN("hub: database connection lost (%s); reconnecting", why);
     PQfinish(h->conn);
     h->conn = NULL;
+    positions_void(h);
     atomic_store(&h->db_ok, false);
     atomic_fetch_add(&h->st_reconnects, 1);
     h->next_connect_ms = pgc_mono_ms() + h->backoff_ms;
@@ -891,6 +903,7 @@ static void load_secret(pgc_hub *h)
         return;
     }
     PQclear(r);
+    positions_listening(h, key);
     if (h->have_secret && memcmp(key, h->secret, sizeof(key)) == 0)
         return;
     bool rotated = h->have_secret;
@@ -1244,6 +1257,7 @@ static void on_event_notify(pgc_hub *h, const char *payload)
         warn_limited(h, "ignoring a malformed notification on realtime_events");
         return;
     }
+    pgc_positions_notify(h->positions, tag, seq);
     void *v = NULL;
     if (!lh_table_lookup_ex(h->tags, tag, &v))
         return; /* a channel not served here (or a made-up tag) */
@@ -1511,8 +1525,16 @@ static void run_commands(pgc_hub *h, bool stopped)
     struct cmd *c = h->cmd_head;
     h->cmd_head = h->cmd_tail = NULL;
     pthread_mutex_unlock(&h->cmd_mu);
+    struct cmd *syncs = NULL, **syncs_tail = &syncs;
     while (c) {
         struct cmd *next = c->next;
+        if (c->kind == CMD_SYNC) {
+            c->next = NULL;
+            *syncs_tail = c;
+            syncs_tail = &c->next;
+            c = next;
+            continue;
+        }
         switch (c->kind) {
         case CMD_ADD:
             if (!stopped)
@@ -1524,11 +1546,14 @@ static void run_commands(pgc_hub *h, bool stopped)
             if (!stopped)
                 do_feed(h, c->sub);
             break;
+        case CMD_SYNC: break;
         }
         free(c->channel);
         free(c);
         c = next;
     }
+    if (syncs)
+        hub_sync_run(h, syncs, stopped);
 }
 
 /* ---------------------------------------------------------------- the thread */
@@ -1639,6 +1664,8 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
     h->tags = lh_kchar_table_new(256, NULL);
     h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     h->hb_default = (struct hb_entry){"default", 30000, 90000};
+    if (opt->positions_max && !(h->positions = pgc_positions_new(opt->positions_max)))
+        PGC_WARN("hub: no memory for tracking channel positions: conditional polls ask the database");
     h->backoff_ms = HUB_BACKOFF_MIN_MS;
     char host[64] = "";
     if (gethostname(host, sizeof(host) - 1) != 0)
@@ -1657,6 +1684,7 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
     }
     return h;
 fail:
+    pgc_positions_free(h->positions);
     if (h->efd >= 0)
         close(h->efd);
     if (h->chans)
@@ -1729,6 +1757,7 @@ static void hub_release(pgc_hub *h)
     free(h->all);
     free(h->batch);
     free(h->pending);
+    pgc_positions_free(h->positions);
     close(h->efd);
     pthread_mutex_destroy(&h->cmd_mu);
     pthread_mutex_destroy(&h->subs_mu);
@@ -1770,4 +1799,75 @@ void pgc_hub_get_stats(pgc_hub *h, pgc_hub_stats *out)
     out->overflows = atomic_load(&h->st_overflows);
     out->reconnects = atomic_load(&h->st_reconnects);
     out->lag_ms = atomic_load(&h->st_lag_ms);
+    out->syncs = atomic_load(&h->st_syncs);
+}
+
+/* ---------------------------------------------------------------- positions and sync
+ *
+ * Positions (positions.h): the hub voids them when its LISTEN connection goes, starts a
+ * new epoch once the connection listens and the secret is read on it (or the secret
+ * changes), and applies every wake-up on 'realtime_events' to them.
+ *
+ * The sync barrier: PostgreSQL sends a listening session the notifications of every
+ * transaction committed before a query of it began, before that query's result (the
+ * notifying backend signals its listeners at commit, before its own client hears of the
+ * commit; a listener signalled takes its queue before it reports ready). So a trivial
+ * query on the LISTEN connection, then the notifications libpq took with its result:
+ * everything committed before the query was sent has then been processed. Every sync
+ * asked for while one runs waits for the next one, and all those share it: one round
+ * trip per batch, however many ask. */
+
+static void positions_void(pgc_hub *h)
+{
+    h->positions_on = false;
+    pgc_positions_reset(h->positions, NULL);
+}
+
+/* The secret was read on the LISTEN connection: positions may be learnt (again). */
+static void positions_listening(pgc_hub *h, const unsigned char key[PGC_HUB_SECRET_LEN])
+{
+    bool same = h->positions_on && h->have_secret && memcmp(key, h->secret, PGC_HUB_SECRET_LEN) == 0;
+    if (same || !h->conn)
+        return;
+    pgc_positions_reset(h->positions, key);
+    h->positions_on = true;
+}
+
+pgc_positions *pgc_hub_positions(pgc_hub *h) { return h->positions; }
+
+int pgc_hub_sync(pgc_hub *h, pgc_hub_sync_fn cb, void *arg)
+{
+    struct cmd *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -1;
+    c->kind = CMD_SYNC;
+    c->sync_cb = cb;
+    c->sync_arg = arg;
+    pthread_mutex_lock(&h->cmd_mu);
+    if (!h->running) {
+        pthread_mutex_unlock(&h->cmd_mu);
+        free(c);
+        return -1;
+    }
+    enqueue_cmd(h, c);
+    pthread_mutex_unlock(&h->cmd_mu);
+    hub_signal(h);
+    return 0;
+}
+
+/* One barrier for every sync taken in this turn of commands, then their callbacks. */
+static void hub_sync_run(pgc_hub *h, struct cmd *syncs, bool stopped)
+{
+    int status = -1;
+    if (!stopped && h->conn && hub_exec(h, "SELECT 1", 0, NULL) == 0 && h->conn) {
+        drain_notifications(h); /* the first round takes every notification libpq holds */
+        status = h->conn ? 0 : -1;
+        atomic_fetch_add_explicit(&h->st_syncs, 1, memory_order_relaxed);
+    }
+    while (syncs) {
+        struct cmd *next = syncs->next;
+        syncs->sync_cb(syncs->sync_arg, status);
+        free(syncs);
+        syncs = next;
+    }
 }

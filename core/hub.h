@@ -75,6 +75,9 @@ typedef struct pgc_hub_options {
      * items wait for room is ended (PGC_SUB_OVERFLOW). 0: the default, 10 s; < 0: ended
      * as soon as a live item finds its queue full. */
     int stall_ms;
+    /* Channel positions tracked from the wake-ups for conditional polls (positions.h):
+     * at most this many channels; 0: not tracked. */
+    size_t positions_max;
 } pgc_hub_options;
 
 /* Starts the hub thread; it connects (and reconnects, with backoff) by itself, so this
@@ -103,8 +106,26 @@ typedef struct pgc_hub_stats {
     uint64_t overflows;     /* subscribers ended by a full queue */
     uint64_t reconnects;    /* database reconnects */
     int64_t lag_ms;         /* now - publish time of the last live event, when it arrived */
+    uint64_t syncs;         /* sync barriers run (pgc_hub_sync), each for a batch of callers */
 } pgc_hub_stats;
 void pgc_hub_get_stats(pgc_hub *hub, pgc_hub_stats *out);
+
+/* ---- positions and the sync barrier ---- */
+
+struct pgc_positions;
+/* The positions the hub keeps current from its wake-ups (positions.h); NULL when
+ * positions_max was 0. */
+struct pgc_positions *pgc_hub_positions(pgc_hub *hub);
+
+/* status 0: every notification committed before the pgc_hub_sync call has been
+ * processed (positions updated, wake-ups taken); -1: no such guarantee (the connection
+ * is down or went during the barrier, or the hub is stopping). Runs on the hub thread:
+ * quick, no blocking, no call into the hub. */
+typedef void (*pgc_hub_sync_fn)(void *arg, int status);
+/* Asks for a barrier: cb follows, once (callers that ask while one runs share the next:
+ * one round trip on the LISTEN connection per batch). 0, or -1 (no memory, the hub is
+ * stopping) when cb will not be called. */
+int pgc_hub_sync(pgc_hub *hub, pgc_hub_sync_fn cb, void *arg);
 
 /* ---- subscribers ---- */
 

@@ -61,7 +61,8 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
                              .queue_events = (size_t)app->cfg.queue_events,
                              .queue_bytes = app->cfg.queue_bytes,
                              .read_bytes = app->cfg.catchup_read_bytes,
-                             .stall_ms = app->cfg.queue_stall_ms};
+                             .stall_ms = app->cfg.queue_stall_ms,
+                             .positions_max = strcmp(kind, "poll") == 0 ? (size_t)app->cfg.poll_positions_cache : 0};
         if (!(app->hub = pgc_hub_start(&o, err, sizeof(err)))) {
             PGC_ERROR("hub: %s", err);
             return 1;
