@@ -130,6 +130,7 @@ struct pgc_sub {
     pthread_mutex_t wake_mu;
     bool dead;
 
+    size_t all_idx;       /* its place in the hub's all[] (under the hub's subs_mu) */
     struct cmd *free_cmd; /* CMD_FREE, allocated up front so that freeing cannot fail */
     pgc_sub *znext;       /* parked while the hub stops (under the hub's subs_mu) */
     hsub *subs; /* hub thread only */
@@ -329,14 +330,19 @@ static bool sub_feed_room(pgc_sub *s, size_t *events, size_t *bytes)
     return room;
 }
 
-static void enqueue_cmd(pgc_hub *h, struct cmd *c)
+/* Under cmd_mu. Returns whether the queue was empty: only then must the hub be
+ * signalled (it takes the whole queue at each wake-up, so a non-empty queue already has
+ * a wake-up on its way — thousands of long-polls ending at once cost one, not one each). */
+static bool enqueue_cmd(pgc_hub *h, struct cmd *c)
 {
+    bool was_empty = h->cmd_head == NULL;
     c->next = NULL;
     if (h->cmd_tail)
         h->cmd_tail->next = c;
     else
         h->cmd_head = c;
     h->cmd_tail = c;
+    return was_empty;
 }
 
 /* Returns 0, or -1 when the hub no longer takes commands. */
@@ -359,9 +365,10 @@ static int send_cmd(pgc_hub *h, enum cmd_kind kind, pgc_sub *s, const char *chan
         free(c);
         return -1;
     }
-    enqueue_cmd(h, c);
+    bool signal = enqueue_cmd(h, c);
     pthread_mutex_unlock(&h->cmd_mu);
-    hub_signal(h);
+    if (signal)
+        hub_signal(h);
     return 0;
 }
 
@@ -411,6 +418,7 @@ pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg
         h->all = all;
         h->capall = cap;
     }
+    s->all_idx = h->nall;
     h->all[h->nall++] = s;
     if (h->phase != HUB_RUNNING)
         s->state = PGC_SUB_CLOSED; /* no command reaches the hub any more */
@@ -532,11 +540,11 @@ void pgc_sub_free(pgc_sub *s)
     s->dead = true;
     pthread_mutex_unlock(&s->wake_mu);
     pthread_mutex_lock(&h->subs_mu);
-    for (size_t i = 0; i < h->nall; i++) {
-        if (h->all[i] == s) {
-            h->all[i] = h->all[--h->nall];
-            break;
-        }
+    /* by its index, not a scan: thousands of long-polls end at once on one publish */
+    size_t i = s->all_idx;
+    if (i < h->nall && h->all[i] == s) {
+        h->all[i] = h->all[--h->nall];
+        h->all[i]->all_idx = i;
     }
     bool destroy = false, last = false;
     if (h->phase == HUB_RUNNING) {
@@ -546,9 +554,10 @@ void pgc_sub_free(pgc_sub *s)
         s->free_cmd = NULL;
         *c = (struct cmd){.kind = CMD_FREE, .sub = s};
         pthread_mutex_lock(&h->cmd_mu);
-        enqueue_cmd(h, c);
+        bool signal = enqueue_cmd(h, c);
         pthread_mutex_unlock(&h->cmd_mu);
-        hub_signal(h);
+        if (signal)
+            hub_signal(h);
     } else if (h->phase == HUB_STOPPING) {
         /* the hub thread may still push to it or wake it: pgc_hub_stop destroys it once
          * the thread has ended */
@@ -1849,9 +1858,10 @@ int pgc_hub_sync(pgc_hub *h, pgc_hub_sync_fn cb, void *arg)
         free(c);
         return -1;
     }
-    enqueue_cmd(h, c);
+    bool signal = enqueue_cmd(h, c);
     pthread_mutex_unlock(&h->cmd_mu);
-    hub_signal(h);
+    if (signal)
+        hub_signal(h);
     return 0;
 }
 
