@@ -55,9 +55,16 @@ rps() {
     [ -n "$bad" ] && echo "  ($bad answers to $1 were errors)" >&2
     echo "$out" | awk '/Requests\/sec/ {print $2}'
 }
+# the database's CPU (every process of the bench's cluster: backends, background workers)
+db_ticks() { cpu_ticks $(pgrep -P "$(head -1 "$PGCAST_TEST_WORK/pg/data/postmaster.pid")"); }
 echo "Polling: lighttpd + pgcast-poll (FastCGI, PostgreSQL) vs nginx + nchan (1 worker, memory store),"
 echo "wrk -t2 -c64 for ${secs}s per figure, everything on the same $(nproc) cores"
-pg304=$(BENCH_TOKEN=$tok BENCH_ETAG=$petag rps "$p304"); sleep 2
+db0=$(db_ticks)
+pg304=$(BENCH_TOKEN=$tok BENCH_ETAG=$petag rps "$p304")
+db304=$(( $(db_ticks) - db0 ))
+db304_us=$(awk -v t="$db304" -v hz="$hz" -v r="$pg304" -v s="$secs" 'BEGIN { if (r > 0) printf "%.1f", t * 1e6 / hz / (r * s); else print "n/a" }')
+db304_pct=$(awk -v t="$db304" -v hz="$hz" -v s="$secs" 'BEGIN { printf "%.0f", t * 100 / hz / s }')
+sleep 2
 nc304=$(BENCH_ETAG=$netag BENCH_IMS=$nims rps "$NGX/poll"); sleep 2
 pgpage=$(BENCH_TOKEN=$tok rps "$ppage"); sleep 2
 ncpage=$(rps "$NGX/page"); sleep 2
@@ -102,6 +109,8 @@ echo "nchan's long-poll multipart answer with its 10 messages; waiters = long-po
 echo "long-poll) woken by one publish (realtime.publish via psql / POST to nchan's publisher)."
 printf '%-38s %12s %12s %10s\n' "" pgcast nchan pgcast/nchan
 row "304 path, requests/s" "$pg304" "$nc304"
+row "  database CPU per 304, us" "$db304_us" "-" ""
+row "  database CPU, % of one core" "$db304_pct" "-" ""
 row "10-event page, requests/s" "$pgpage" "$ncpage"
 row "long-poll waiters answered" "${pgcast_answered:-0}/$waiters" "${nchan_answered:-0}/$waiters" ""
 row "  of them 200 (before the publish)" "${pgcast_ok:-0} (${pgcast_early:-?})" "${nchan_ok:-0} (${nchan_early:-?})" ""

@@ -66,8 +66,17 @@ if [[ " $parts " == *" longpoll "* ]]; then
         "sql:SELECT realtime.publish('bench', 'bench:lp', 'e', '{}')" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" 2>&1 &
     py=$!
     for _ in $(seq 1 1200); do [ -f "$PGCAST_TEST_WORK/held" ] || ! kill -0 $py 2>/dev/null && break; sleep 0.1; done
+    # CPU of pgcast-poll and lighttpd while the waiters are held (3 s) and from the
+    # publish until every answer is in
+    lpid=$(pgrep -f "lighttpd -D -f $WEB_DIR/lighttpd.conf")
+    ppid=$(pgrep -P "$lpid" -f pgcast-poll.fcgi)
+    c0=$(cpu_ticks $ppid); l0=$(cpu_ticks $lpid)
     sleep 3
+    c1=$(cpu_ticks $ppid); l1=$(cpu_ticks $lpid)
     touch "$PGCAST_TEST_WORK/go"
     wait $py
+    c2=$(cpu_ticks $ppid); l2=$(cpu_ticks $lpid)
+    ms() { echo $(( $1 * 1000 / hz )); }
     echo "long-poll wake-up, $waiters waiters on one channel through lighttpd, one publish: $(cat "$PGCAST_TEST_WORK/wake.out")"
+    echo "  CPU ms, pgcast-poll / lighttpd: holding them 3 s: $(ms $((c1 - c0))) / $(ms $((l1 - l0))); from the publish to the last answer (and the client's 0.5 s poll after it): $(ms $((c2 - c1))) / $(ms $((l2 - l1)))"
 fi
