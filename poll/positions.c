@@ -8,7 +8,8 @@
  * and none beyond: a sync barrier on the hub's LISTEN connection, asked for after the
  * request arrived (pgc_hub_sync: every notification committed before it has then been
  * applied; requests that arrive meanwhile share the next one), then the positions again
- * within the same epoch answer no. Anything else (a channel not known yet, evicted, the
+ * within the same epoch answer no (barriers are asked for at most every 2 ms; see
+ * barrier() below). Anything else (a channel not known yet, evicted, the
  * LISTEN connection lost meanwhile, no secret, a barrier that failed or took over
  * SYNC_WAIT_MS) asks the database as below, and what that query reads is learnt.
  *
@@ -37,6 +38,7 @@
 #define BATCH_CHANNELS 2048 /* channels per query, at most (a request's all go together) */
 #define PENDING (-2)
 #define SYNC_WAIT_MS 5000   /* a barrier slower than this: the database is asked instead */
+#define SYNC_MIN_INTERVAL_US 2000 /* barriers asked for at most this often (per process) */
 
 static atomic_uint_fast64_t st_memory, st_queries; /* answers from memory; positions queries */
 
@@ -167,8 +169,9 @@ static void sync_done(void *arg, int status)
     sync_wait_unref(w);
 }
 
-/* 0 when the barrier was passed, -1 otherwise (failed, no memory, too slow). */
-static int barrier(pgc_hub *hub)
+/* One barrier through the hub, waited for: 0 when passed, -1 otherwise (failed, no
+ * memory, too slow). */
+static int hub_barrier(pgc_hub *hub)
 {
     struct sync_wait *w = calloc(1, sizeof(*w));
     pthread_condattr_t ca;
@@ -213,6 +216,73 @@ static int barrier(pgc_hub *hub)
     pthread_mutex_unlock(&w->mu);
     sync_wait_unref(w);
     return status;
+}
+
+/* Requests waiting for a barrier: one of them at a time leads, asking the hub for one
+ * barrier for all that have queued, and barriers are asked for at most every
+ * SYNC_MIN_INTERVAL_US (the leader waits out the rest of the interval first, and takes
+ * whoever queued meanwhile): under a steady stream of polls the database sees at most
+ * 1 s / SYNC_MIN_INTERVAL_US round trips per process, whatever the rate; a lone poll
+ * waits for nothing. Each barrier is asked for after every request of its batch arrived. */
+struct bwait {
+    int status;
+    bool done;
+    pthread_cond_t wake;
+    struct bwait *next;
+};
+
+static pthread_mutex_t bmu = PTHREAD_MUTEX_INITIALIZER;
+static struct bwait *bqueue, **bqueue_tail = &bqueue;
+static bool bleading;
+static int64_t blast_us; /* when the last barrier was asked for (monotonic) */
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int barrier(pgc_hub *hub)
+{
+    struct bwait me = {.wake = PTHREAD_COND_INITIALIZER};
+    pthread_mutex_lock(&bmu);
+    *bqueue_tail = &me;
+    bqueue_tail = &me.next;
+    while (!me.done) {
+        if (bleading) {
+            pthread_cond_wait(&me.wake, &bmu);
+            continue;
+        }
+        bleading = true;
+        int64_t wait = blast_us + SYNC_MIN_INTERVAL_US - mono_us();
+        if (wait > 0) {
+            pthread_mutex_unlock(&bmu);
+            struct timespec ts = {0, (long)wait * 1000};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&bmu);
+        }
+        struct bwait *batch = bqueue; /* me among them */
+        bqueue = NULL;
+        bqueue_tail = &bqueue;
+        blast_us = mono_us();
+        pthread_mutex_unlock(&bmu);
+        int status = hub_barrier(hub);
+        pthread_mutex_lock(&bmu);
+        for (struct bwait *a = batch, *next; a; a = next) {
+            next = a->next;
+            a->status = status;
+            a->done = true;
+            if (a != &me)
+                pthread_cond_signal(&a->wake);
+        }
+        bleading = false;
+        if (bqueue)
+            pthread_cond_signal(&bqueue->wake); /* leads the next batch */
+    }
+    pthread_mutex_unlock(&bmu);
+    pthread_cond_destroy(&me.wake);
+    return me.status;
 }
 
 /* From the positions known in epoch: 1 a channel is known beyond the cursor, 0 every
