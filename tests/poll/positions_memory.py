@@ -171,8 +171,8 @@ wrong = wrong_304(records)
 ok(not wrong, f"no 304 for a cursor behind a committed publish ({n304} checked)",
    f"{len(wrong)} wrong: (channel, cursor, committed seq, sent after commit by s) {wrong[:5]}")
 print(f"# realtime.positions_of calls during the run: {calls}; transactions committed in the database: "
-      f"{xact1 - xact0} (the publishes, the log reads of the 200s, the hub's sync barriers: one per batch "
-      f"of polls, and the handlers' own bookkeeping)")
+      f"{xact1 - xact0} (the publishes, the log reads of the 200s, the sync barriers: one per batch "
+      f"of polls, at most every 2 ms, and the handlers' own bookkeeping)")
 ok(calls <= max(20, total // 100),
    f"conditional polls cost almost no positions queries ({calls} for {len(records)} polls)")
 
