@@ -25,6 +25,9 @@ def cpu_ms(pid):
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+if hard != resource.RLIM_INFINITY and n > hard - 100:
+    print(f"# only {hard} descriptors: {hard - 100} waiters")
+    n = hard - 100
 req = (f"GET /realtime/events?channel={ch}&since={urllib.parse.quote(ch + '=0')}&wait=60 HTTP/1.0\r\n"
        f"Host: {u.hostname}\r\nAuthorization: Bearer {token}\r\n\r\n").encode()
 socks = {}
