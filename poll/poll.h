@@ -22,8 +22,6 @@ int poll_authenticate(pgc_app *app, pgc_request *r, pgc_token *out);
  * (positions.c). 1 yes, 0 no, -1 the database failed (*unreachable: could not be
  * reached at all). */
 int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur, bool *unreachable);
-/* Questions poll_anything_after answered from memory, and positions queries it ran. */
-void poll_positions_counts(uint64_t *memory, uint64_t *queries);
 
 /* Who a request acts as, for presence ownership and the publish rate limit: "sub:" + the
  * token's sub, or "addr:" + the client's address for a token without sub

@@ -13,7 +13,7 @@
  * LISTEN connection lost meanwhile, no secret, a barrier that failed or took over
  * SYNC_WAIT_MS) asks the database as below, and what that query reads is learnt.
  *
- * The database's share of a 304 was almost all the round trip (the lookup itself is one
+ * The query: the database's share of a 304 was almost all the round trip (the lookup itself is one
  * index probe), so requests share them: each queues its question; the first to find no
  * query running takes everything queued, asks for all their positions at once
  * (realtime.positions_of), hands each its answer and wakes it, then wakes the first
@@ -39,8 +39,6 @@
 #define PENDING (-2)
 #define SYNC_WAIT_MS 5000   /* a barrier slower than this: the database is asked instead */
 #define SYNC_MIN_INTERVAL_US 2000 /* barriers asked for at most this often (per process) */
-
-static atomic_uint_fast64_t st_memory, st_queries; /* answers from memory; positions queries */
 
 /* On the asking thread's stack; written by a batch's leader only under mu, since its
  * owner may return (and the ask end) as soon as it sees its answer. */
@@ -91,7 +89,6 @@ static void run_batch(pgc_app *app, const struct ask *batch, size_t nasks, int *
         for (size_t i = 0; i < a->cur->n; i++)
             ids[k++] = pgc_positions_expect(pos, a->tenant, a->cur->v[i].channel);
     k = 0;
-    atomic_fetch_add_explicit(&st_queries, 1, memory_order_relaxed);
     /* twice: a connection the server ended after it was taken fails once, not the batch */
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!(c = pgc_db_acquire(app->pool, 5000))) {
@@ -315,17 +312,10 @@ static int from_memory(pgc_app *app, const char *tenant, const pgc_cursor *cur)
     return compare_known(pos, epoch, tenant, cur);
 }
 
-void poll_positions_counts(uint64_t *memory, uint64_t *queries)
-{
-    *memory = atomic_load(&st_memory);
-    *queries = atomic_load(&st_queries);
-}
-
 int poll_anything_after(pgc_app *app, const char *tenant, const pgc_cursor *cur, bool *unreachable)
 {
     int known = app->hub ? from_memory(app, tenant, cur) : -1;
     if (known >= 0) {
-        atomic_fetch_add_explicit(&st_memory, 1, memory_order_relaxed);
         *unreachable = false;
         return known;
     }
