@@ -4,7 +4,11 @@
  * tag (the notifications). An entry is pending from pgc_positions_expect until
  * pgc_positions_learn, taking wake-ups all the while; its `last` is the largest of the
  * seqs notified and the value read. Entries sit on one LRU list (most recent first);
- * past max the last one goes. A reset frees every entry: nothing survives an epoch. */
+ * past max the last one goes. A reset frees every entry: nothing survives an epoch.
+ *
+ * After the secret changes, an entry is also found by its tag under the previous
+ * secret: a publish that took its tag before the change and commits after it notifies
+ * with the old tag, and that wake-up must still raise the position. */
 #include "positions.h"
 
 #include <linkhash.h>
@@ -19,6 +23,8 @@ typedef struct pentry pentry;
 struct pentry {
     char *key; /* tenant \x1f channel */
     char tag[PGC_HUB_TAG_LEN + 1];
+    char tag_prev[PGC_HUB_TAG_LEN + 1]; /* under the previous secret, when has_prev */
+    bool has_prev;
     uint64_t id;  /* unique for the process's life: learn applies to this entry only */
     int64_t last; /* -1 until something is known */
     bool known;
@@ -30,7 +36,8 @@ struct pgc_positions {
     size_t max, n;
     struct lh_table *by_key, *by_tag;
     pentry *head, *tail;
-    unsigned char secret[PGC_HUB_SECRET_LEN];
+    unsigned char secret[PGC_HUB_SECRET_LEN], prev[PGC_HUB_SECRET_LEN];
+    bool have_secret, have_prev; /* secret: the last one given, even while not usable */
     bool usable;
     uint64_t epoch, next_id;
     uint64_t n_known, st_notified, st_learnt, st_evicted, st_resets;
@@ -88,6 +95,8 @@ static void entry_drop(pgc_positions *p, pentry *e)
 {
     lh_table_delete(p->by_key, e->key);
     lh_table_delete(p->by_tag, e->tag);
+    if (e->has_prev)
+        lh_table_delete(p->by_tag, e->tag_prev);
     lru_unlink(p, e);
     p->n--;
     if (e->known)
@@ -122,8 +131,14 @@ void pgc_positions_reset(pgc_positions *p, const unsigned char *secret)
     p->epoch++;
     p->st_resets++;
     p->usable = secret != NULL;
-    if (secret)
+    if (secret && p->have_secret && memcmp(secret, p->secret, PGC_HUB_SECRET_LEN) != 0) {
+        memcpy(p->prev, p->secret, PGC_HUB_SECRET_LEN);
+        p->have_prev = true;
+    }
+    if (secret) {
         memcpy(p->secret, secret, PGC_HUB_SECRET_LEN);
+        p->have_secret = true;
+    }
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -228,6 +243,9 @@ uint64_t pgc_positions_expect(pgc_positions *p, const char *tenant, const char *
         free(e);
         goto out;
     }
+    /* and under the previous secret (wake-ups of publishes that began before the change) */
+    e->has_prev = p->have_prev && pgc_hub_channel_tag(p->prev, tenant, channel, e->tag_prev) == 0 &&
+                  !lh_table_lookup_ex(p->by_tag, e->tag_prev, &other) && lh_table_insert(p->by_tag, e->tag_prev, e) == 0;
     e->id = p->next_id++;
     e->last = -1;
     lru_front(p, e);

@@ -77,6 +77,24 @@ int main(void)
     T_OK(!pgc_positions_get(p, pgc_positions_epoch(p), "t", "a", &last), "still nothing known");
     pgc_positions_get_stats(p, &st);
     T_INT(st.entries, 0, "no entry left");
+
+    /* a new secret: an entry also takes wake-ups tagged under the previous one (a publish
+     * that took its tag before the change and commits after it) */
+    char old_tag[PGC_HUB_TAG_LEN + 1];
+    memcpy(old_tag, tag_of("t", "a"), sizeof(old_tag));
+    secret[0] = 42;
+    pgc_positions_reset(p, secret);
+    ep = pgc_positions_epoch(p);
+    id = pgc_positions_expect(p, "t", "a");
+    pgc_positions_learn(p, id, "t", "a", 2);
+    pgc_positions_notify(p, old_tag, 7);
+    T_OK(pgc_positions_get(p, ep, "t", "a", &last) && last == 7, "a wake-up with the previous secret's tag counts");
+    pgc_positions_notify(p, tag_of("t", "a"), 8);
+    T_OK(pgc_positions_get(p, ep, "t", "a", &last) && last == 8, "and one with the new secret's tag");
+    pgc_positions_forget(p, "t", "a");
+    pgc_positions_get_stats(p, &st);
+    T_INT(st.entries, 0, "forgotten with both tags");
+    pgc_positions_notify(p, old_tag, 9); /* nothing left to raise: no crash */
     pgc_positions_free(p);
     return T_DONE();
 }
