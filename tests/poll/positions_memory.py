@@ -190,6 +190,18 @@ after = [r for r in records if r[0] == CHANNELS[0] and r[2] > drop_t and r[1] < 
 ok(killed != "0" and after and all(r[3] == 200 for r in after),
    f"every poll sent after the event published then, from a cursor before it, answered it ({len(after)} polls)",
    (killed, after[:5]))
+
+# the secret rotates mid-run (every process tags channels anew); an event published right after
+def rotate():
+    psql("SELECT realtime.rotate_secret()")
+    seq = pub.publish(CHANNELS[1])
+    return seq, pub.done[-1][2]
+records, (rot_seq, rot_t) = run(total // 2, rotate)
+wrong = wrong_304(records)
+after = [r for r in records if r[0] == CHANNELS[1] and r[2] > rot_t and r[1] < rot_seq]
+ok(not errors and not wrong and after and all(r[3] == 200 for r in after),
+   f"secret rotated mid-run: no error, no wrong 304 ({sum(1 for r in records if r[3] == 304)} checked), "
+   f"the event published then answered ({len(after)} polls)", (errors[:5], wrong[:5], after[:5]))
 pub.close()
 
 # what each worker received, per channel, against the log: in order, no gap, no duplicate

@@ -4,8 +4,9 @@
 # polls from 4 workers while events are published cause almost no positions queries
 # (realtime.positions_of calls, pg_stat_user_functions), and never a wrong 304 — no
 # poll sent after a publish's commit answers 304 for a cursor before it, also while the
-# hub's LISTEN connection is terminated mid-run. Every event received is checked against
-# realtime_events_log (missing, duplicated, out of order all fail). Through lighttpd.
+# hub's LISTEN connection is terminated mid-run, and while the secret is rotated. Every
+# event received is checked against realtime_events_log (missing, duplicated, out of
+# order all fail). Through lighttpd.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
