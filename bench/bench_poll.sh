@@ -55,74 +55,22 @@ rps() {
     [ -n "$bad" ] && echo "  ($bad answers to $1 were errors)" >&2
     echo "$out" | awk '/Requests\/sec/ {print $2}'
 }
+# the database's CPU (every process of the bench's cluster: backends, background workers)
+db_ticks() { cpu_ticks $(pgrep -P "$(head -1 "$PGCAST_TEST_WORK/pg/data/postmaster.pid")"); }
 echo "Polling: lighttpd + pgcast-poll (FastCGI, PostgreSQL) vs nginx + nchan (1 worker, memory store),"
 echo "wrk -t2 -c64 for ${secs}s per figure, everything on the same $(nproc) cores"
-pg304=$(BENCH_TOKEN=$tok BENCH_ETAG=$petag rps "$p304"); sleep 2
+db0=$(db_ticks)
+pg304=$(BENCH_TOKEN=$tok BENCH_ETAG=$petag rps "$p304")
+db304=$(( $(db_ticks) - db0 ))
+db304_us=$(awk -v t="$db304" -v hz="$hz" -v r="$pg304" -v s="$secs" 'BEGIN { if (r > 0) printf "%.1f", t * 1e6 / hz / (r * s); else print "n/a" }')
+db304_pct=$(awk -v t="$db304" -v hz="$hz" -v s="$secs" 'BEGIN { printf "%.0f", t * 100 / hz / s }')
+sleep 2
 nc304=$(BENCH_ETAG=$netag BENCH_IMS=$nims rps "$NGX/poll"); sleep 2
 pgpage=$(BENCH_TOKEN=$tok rps "$ppage"); sleep 2
 ncpage=$(rps "$NGX/page"); sleep 2
 
-# long-poll waiters: held, then woken by one publish sent by the same client. They
-# connect at about 2,000 a second: in a faster burst libfcgi's accept (is_af_unix_keeper)
-# drops FastCGI connections whose request has not arrived within 2 s and lighttpd
-# answers those 500; the table counts the 200s either way.
-waiter_py='
-import os, select, socket, subprocess, sys, time
-host, port, path, hdrs, n, publish, work = sys.argv[1:8]
-n = int(n)
-hdrs = hdrs.replace("\\r\\n", "\r\n")  # given as text
-req = f"GET {path} HTTP/1.0\r\nHost: {host}\r\n{hdrs}\r\n".encode()
-socks = {}
-for i in range(n):
-    s = socket.create_connection((host, int(port)))
-    s.sendall(req)
-    socks[s.fileno()] = s
-    if i % 250 == 249:
-        time.sleep(0.1)  # about 2,000 new waiters a second (see the note above)
-ep = select.epoll()
-for fd in socks:
-    ep.register(fd, select.EPOLLIN)
-# the publisher is connected before the clock starts: psql for SQL, a socket for HTTP
-kind, what = publish.split(":", 1)
-if kind == "sql":
-    pub = subprocess.Popen(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
-                           stdout=subprocess.PIPE, text=True)
-    pub.stdin.write("SELECT 1;\n")
-    pub.stdin.flush()
-    pub.stdout.readline()
-else:
-    pub = socket.create_connection((host, int(port)))
-open(work + "/held", "w").write(str(len(socks)))
-while not os.path.exists(work + "/go"):
-    time.sleep(0.05)
-early = len(ep.poll(0))  # answered before the publish: not waiting
-t0 = time.perf_counter()
-if kind == "sql":
-    pub.stdin.write(what + ";\n")
-    pub.stdin.flush()
-else:
-    pub.sendall(f"POST {what} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 2\r\n\r\n{{}}".encode())
-lat, good = [], 0
-while socks and time.perf_counter() - t0 < 30:
-    events = ep.poll(0.5)
-    now = time.perf_counter()
-    for fd, _ in events:
-        s = socks.pop(fd)
-        data = s.recv(256)
-        ep.unregister(fd)
-        s.close()
-        lat.append((now - t0) * 1000)
-        good += data.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"200"]
-if kind == "sql":
-    pub_status = "seq_" + pub.stdout.readline().strip()
-    pub.stdin.close()
-    pub.wait()
-else:
-    pub_status = pub.recv(64).split(b" ")[1].decode()
-lat.sort()
-q = lambda f: lat[min(len(lat) - 1, int(len(lat) * f))] if lat else float("nan")
-print(f"answered={len(lat)} ok={good} early={early} p50={q(0.5):.1f} p99={q(0.99):.1f} last={q(1.0):.1f} publish={pub_status}")
-'
+# long-poll waiters: held, then woken by one publish sent by the same client
+# (bench/waiters.py); the table counts the 200s.
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 lpid=$(pgrep -f "lighttpd -D -f $WEB_DIR/lighttpd.conf")
 pids_pgcast() { echo $lpid $(pgrep -P "$lpid" -f pgcast-poll.fcgi); }
@@ -132,7 +80,7 @@ hold_and_wake() { # side host port path headers count sql:STATEMENT|http:PATH
     rm -f "$PGCAST_TEST_WORK/held" "$PGCAST_TEST_WORK/go"
     pids=$(pids_$side)
     before=$(rss_kb $pids)
-    /usr/bin/python3 -c "$waiter_py" "$@" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" 2>&1 &
+    /usr/bin/python3 bench/waiters.py "$@" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" 2>&1 &
     local py=$!
     for _ in $(seq 1 1200); do [ -f "$PGCAST_TEST_WORK/held" ] || ! kill -0 $py 2>/dev/null && break; sleep 0.1; done
     sleep 3
@@ -161,6 +109,8 @@ echo "nchan's long-poll multipart answer with its 10 messages; waiters = long-po
 echo "long-poll) woken by one publish (realtime.publish via psql / POST to nchan's publisher)."
 printf '%-38s %12s %12s %10s\n' "" pgcast nchan pgcast/nchan
 row "304 path, requests/s" "$pg304" "$nc304"
+row "  database CPU per 304, us" "$db304_us" "-" ""
+row "  database CPU, % of one core" "$db304_pct" "-" ""
 row "10-event page, requests/s" "$pgpage" "$ncpage"
 row "long-poll waiters answered" "${pgcast_answered:-0}/$waiters" "${nchan_answered:-0}/$waiters" ""
 row "  of them 200 (before the publish)" "${pgcast_ok:-0} (${pgcast_early:-?})" "${nchan_ok:-0} (${nchan_early:-?})" ""

@@ -66,6 +66,7 @@ static const struct key keys[] = {
     {"poll_max_wait_s", K_INT, F(poll_max_wait_s), 0, 3600, "25"},
     {"poll_max_limit", K_INT, F(poll_max_limit), 1, 100000, "1000"},
     {"poll_page_bytes", K_SIZE, F(poll_page_bytes), 1024, 1LL << 30, "1MiB"},
+    {"poll_positions_cache", K_INT, F(poll_positions_cache), 0, 10000000, "65536"},
     {"catchup_read_bytes", K_SIZE, F(catchup_read_bytes), 1024, 1LL << 30, "1MiB"},
     {"retention_max_age_s", K_INT, F(retention_max_age_s), 0, 1 << 30, "604800"},
     {"retention_max_events", K_INT, F(retention_max_events), 0, 1 << 30, "10000"},

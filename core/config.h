@@ -52,6 +52,7 @@ typedef struct pgc_config {
     int poll_max_wait_s;       /* cap of ?wait= (25) */
     int poll_max_limit;        /* cap of ?limit= (1000) */
     size_t poll_page_bytes;    /* event payloads per poll page (1 MiB; one event always) */
+    int poll_positions_cache;  /* channel positions a poll process keeps for conditional polls (65536; 0 = off) */
     size_t catchup_read_bytes; /* event payloads per log read of the hub / a CGI stream (1 MiB) */
     int retention_max_age_s;   /* events older than this are pruned (7 days) */
     int retention_max_events;  /* per channel (10000) */

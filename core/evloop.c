@@ -38,6 +38,7 @@ struct pgc_evloop {
     /* loop thread */
     pgc_ev *all;
     pgc_ev *closed;
+    int64_t min_due; /* no object is due before this: a scan before it would find nothing */
 };
 
 static char evfd_tag; /* epoll data of the loop's own eventfd */
@@ -50,6 +51,7 @@ pgc_evloop *pgc_evloop_new(int tick_ms)
         return NULL;
     }
     l->tick_ms = tick_ms > 0 ? tick_ms : 50;
+    l->min_due = PGC_EV_NEVER;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     int rc = pthread_mutex_init(&l->mu, NULL);
@@ -205,7 +207,12 @@ int pgc_ev_set_events(pgc_ev *o, uint32_t events)
     return 0;
 }
 
-void pgc_ev_set_due(pgc_ev *o, int64_t when_ms) { o->due = when_ms; }
+void pgc_ev_set_due(pgc_ev *o, int64_t when_ms)
+{
+    o->due = when_ms;
+    if (when_ms < o->loop->min_due)
+        o->loop->min_due = when_ms;
+}
 
 void pgc_ev_close(pgc_ev *o)
 {
@@ -315,11 +322,24 @@ static void ready_pass(pgc_evloop *l)
     }
 }
 
+/* Calls the objects whose time has come. Skipped while nothing can be due (min_due):
+ * thousands of idle long-polls waiting for deadlines far off cost no pass over them
+ * every tick. A pass finds the earliest due time left (set_due during it lowers min_due
+ * too). */
 static void scan(pgc_evloop *l, int64_t now)
 {
-    for (pgc_ev *o = l->all; o; o = o->next)
+    if (now < l->min_due)
+        return;
+    l->min_due = PGC_EV_NEVER;
+    int64_t m = PGC_EV_NEVER;
+    for (pgc_ev *o = l->all; o; o = o->next) {
         if (!o->closing && o->due <= now && o->ops->timer)
             o->ops->timer(o, now);
+        if (!o->closing && o->ops->timer && o->due < m)
+            m = o->due;
+    }
+    if (m < l->min_due)
+        l->min_due = m;
 }
 
 static void begin_stop(pgc_evloop *l)

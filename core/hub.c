@@ -71,6 +71,7 @@
 #include "cursor.h"
 #include "db.h"
 #include "log.h"
+#include "positions.h"
 
 #define HUB_READ_BATCH 500         /* events per log read */
 #define HUB_READ_BYTES (1u << 20)  /* payload bytes per log read, by default */
@@ -141,6 +142,7 @@ struct pgc_sub {
     pthread_mutex_t wake_mu;
     bool dead;
 
+    size_t all_idx;       /* its place in the hub's all[] (under the hub's subs_mu) */
     struct cmd *free_cmd; /* CMD_FREE, allocated up front so that freeing cannot fail */
     pgc_sub *znext;       /* parked while the hub stops (under the hub's subs_mu) */
     hsub *subs; /* hub thread only */
@@ -256,8 +258,15 @@ struct pgc_hub {
 
     _Atomic uint64_t st_subscriptions, st_events_in, st_deliveries, st_overflows, st_reconnects;
     _Atomic int64_t st_lag_ms;
+
+    pgc_positions *positions; /* channel positions from the wake-ups; NULL when off */
+    bool positions_on;        /* hub thread: reset for this LISTEN connection and secret */
+    _Atomic uint64_t st_syncs;
 };
 
+
+static void positions_void(pgc_hub *h);
+static void positions_listening(pgc_hub *h, const unsigned char key[PGC_HUB_SECRET_LEN]);
 
 static void hub_signal(pgc_hub *h)
 {
@@ -367,14 +376,19 @@ static bool sub_feed_room(pgc_sub *s, size_t *events, size_t *bytes)
     return room;
 }
 
-static void enqueue_cmd(pgc_hub *h, struct cmd *c)
+/* Under cmd_mu. Returns whether the queue was empty: only then must the hub be
+ * signalled (it takes the whole queue at each wake-up, so a non-empty queue already has
+ * a wake-up on its way — thousands of long-polls ending at once cost one, not one each). */
+static bool enqueue_cmd(pgc_hub *h, struct cmd *c)
 {
+    bool was_empty = h->cmd_head == NULL;
     c->next = NULL;
     if (h->cmd_tail)
         h->cmd_tail->next = c;
     else
         h->cmd_head = c;
     h->cmd_tail = c;
+    return was_empty;
 }
 
 /* Returns 0, or -1 when the hub no longer takes commands. */
@@ -397,9 +411,10 @@ static int send_cmd(pgc_hub *h, enum cmd_kind kind, pgc_sub *s, const char *chan
         free(c);
         return -1;
     }
-    enqueue_cmd(h, c);
+    bool signal = enqueue_cmd(h, c);
     pthread_mutex_unlock(&h->cmd_mu);
-    hub_signal(h);
+    if (signal)
+        hub_signal(h);
     return 0;
 }
 
@@ -449,6 +464,7 @@ pgc_sub *pgc_sub_new(pgc_hub *h, const char *tenant, pgc_wake_fn wake, void *arg
         h->all = all;
         h->capall = cap;
     }
+    s->all_idx = h->nall;
     h->all[h->nall++] = s;
     if (h->phase != HUB_RUNNING)
         s->state = PGC_SUB_CLOSED; /* no command reaches the hub any more */
@@ -570,11 +586,11 @@ void pgc_sub_free(pgc_sub *s)
     s->dead = true;
     pthread_mutex_unlock(&s->wake_mu);
     pthread_mutex_lock(&h->subs_mu);
-    for (size_t i = 0; i < h->nall; i++) {
-        if (h->all[i] == s) {
-            h->all[i] = h->all[--h->nall];
-            break;
-        }
+    /* by its index, not a scan: thousands of long-polls end at once on one publish */
+    size_t i = s->all_idx;
+    if (i < h->nall && h->all[i] == s) {
+        h->all[i] = h->all[--h->nall];
+        h->all[i]->all_idx = i;
     }
     bool destroy = false, last = false;
     if (h->phase == HUB_RUNNING) {
@@ -584,9 +600,10 @@ void pgc_sub_free(pgc_sub *s)
         s->free_cmd = NULL;
         *c = (struct cmd){.kind = CMD_FREE, .sub = s};
         pthread_mutex_lock(&h->cmd_mu);
-        enqueue_cmd(h, c);
+        bool signal = enqueue_cmd(h, c);
         pthread_mutex_unlock(&h->cmd_mu);
-        hub_signal(h);
+        if (signal)
+            hub_signal(h);
     } else if (h->phase == HUB_STOPPING) {
         /* the hub thread may still push to it or wake it: pgc_hub_stop destroys it once
          * the thread has ended */
@@ -809,6 +826,7 @@ static void drop_conn(pgc_hub *h, const char *why)
     PQfinish(h->conn);
     h->conn = NULL;
     h->listening = false;
+    positions_void(h);
     atomic_store(&h->db_ok, false);
     atomic_fetch_add(&h->st_reconnects, 1);
     h->next_connect_ms = pgc_mono_ms() + h->backoff_ms;
@@ -945,6 +963,7 @@ static void load_secret(pgc_hub *h)
         return;
     }
     PQclear(r);
+    positions_listening(h, key);
     if (h->have_secret && memcmp(key, h->secret, sizeof(key)) == 0)
         return;
     bool rotated = h->have_secret;
@@ -1298,6 +1317,7 @@ static void on_event_notify(pgc_hub *h, const char *payload)
         warn_limited(h, "ignoring a malformed notification on realtime_events");
         return;
     }
+    pgc_positions_notify(h->positions, tag, seq);
     void *v = NULL;
     if (!lh_table_lookup_ex(h->tags, tag, &v))
         return; /* a channel not served here (or a made-up tag) */
@@ -1552,6 +1572,7 @@ static void relay_drop(pgc_hub *h, const char *why)
         return;
     }
     PGC_WARN("hub: the relay at %s is gone (%s): listening on its own connection", h->relay_path, why);
+    positions_void(h); /* wake-ups between its end and the own LISTEN were seen by no one */
     if (h->conn) {
         if (source_listen_own(h) != 0) {
             drop_conn(h, "LISTEN failed"); /* try_connect LISTENs and reads everything */
@@ -1956,6 +1977,9 @@ static void source_sync(pgc_hub *h)
         /* the answer comes after every notification committed before the query */
         current = hub_exec(h, "SELECT 1", 0, NULL) == 0;
         drain_notifications(h);
+        current = current && h->conn;
+        if (current)
+            atomic_fetch_add_explicit(&h->st_syncs, 1, memory_order_relaxed);
     }
     for (struct cmd *c = head; c; c = c->next)
         c->sync_id = 0;
@@ -2246,6 +2270,8 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
     h->tags = lh_kchar_table_new(256, NULL);
     h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     h->hb_default = (struct hb_entry){"default", 30000, 90000};
+    if (opt->positions_max && !(h->positions = pgc_positions_new(opt->positions_max)))
+        PGC_WARN("hub: no memory for tracking channel positions: conditional polls ask the database");
     h->backoff_ms = HUB_BACKOFF_MIN_MS;
     char host[64] = "";
     if (gethostname(host, sizeof(host) - 1) != 0)
@@ -2264,6 +2290,7 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
     }
     return h;
 fail:
+    pgc_positions_free(h->positions);
     if (h->efd >= 0)
         close(h->efd);
     if (h->chans)
@@ -2343,6 +2370,7 @@ static void hub_release(pgc_hub *h)
     free(h->all);
     free(h->batch);
     free(h->pending);
+    pgc_positions_free(h->positions);
     close(h->efd);
     pthread_mutex_destroy(&h->cmd_mu);
     pthread_mutex_destroy(&h->subs_mu);
@@ -2411,4 +2439,38 @@ void pgc_hub_get_stats(pgc_hub *h, pgc_hub_stats *out)
     out->overflows = atomic_load(&h->st_overflows);
     out->reconnects = atomic_load(&h->st_reconnects);
     out->lag_ms = atomic_load(&h->st_lag_ms);
+    out->syncs = atomic_load(&h->st_syncs);
 }
+
+/* ---------------------------------------------------------------- positions and sync
+ *
+ * Positions (positions.h): the hub voids them when its LISTEN connection goes, starts a
+ * new epoch once the connection listens and the secret is read on it (or the secret
+ * changes), and applies every wake-up on 'realtime_events' to them.
+ *
+ * The sync barrier: PostgreSQL sends a listening session the notifications of every
+ * transaction committed before a query of it began, before that query's result (the
+ * notifying backend signals its listeners at commit, before its own client hears of the
+ * commit; a listener signalled takes its queue before it reports ready). So a trivial
+ * query on the LISTEN connection, then the notifications libpq took with its result:
+ * everything committed before the query was sent has then been processed. Every sync
+ * asked for while one runs waits for the next one, and all those share it: one round
+ * trip per batch, however many ask. */
+
+static void positions_void(pgc_hub *h)
+{
+    h->positions_on = false;
+    pgc_positions_reset(h->positions, NULL);
+}
+
+/* The secret was read on the LISTEN connection: positions may be learnt (again). */
+static void positions_listening(pgc_hub *h, const unsigned char key[PGC_HUB_SECRET_LEN])
+{
+    bool same = h->positions_on && h->have_secret && memcmp(key, h->secret, PGC_HUB_SECRET_LEN) == 0;
+    if (same || !h->conn)
+        return;
+    pgc_positions_reset(h->positions, key);
+    h->positions_on = true;
+}
+
+pgc_positions *pgc_hub_positions(pgc_hub *h) { return h->positions; }

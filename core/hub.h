@@ -89,6 +89,9 @@ typedef struct pgc_hub_options {
      * (the relay filters by tag). true: every wake-up, as with an own LISTEN (for a
      * process that follows positions of channels it has no subscriber on). */
     bool relay_all;
+    /* Channel positions tracked from the wake-ups for conditional polls (positions.h):
+     * at most this many channels; 0: not tracked. */
+    size_t positions_max;
 } pgc_hub_options;
 
 /* Starts the hub thread; it connects (and reconnects, with backoff) by itself, so this
@@ -142,8 +145,18 @@ typedef struct pgc_hub_stats {
     uint64_t overflows;     /* subscribers ended by a full queue */
     uint64_t reconnects;    /* database reconnects */
     int64_t lag_ms;         /* now - publish time of the last live event, when it arrived */
+    uint64_t syncs;         /* sync barriers run (pgc_hub_sync), each for a batch of callers */
 } pgc_hub_stats;
 void pgc_hub_get_stats(pgc_hub *hub, pgc_hub_stats *out);
+
+/* ---- positions and the sync barrier ---- */
+
+struct pgc_positions;
+/* The positions the hub keeps current from its wake-ups (positions.h); NULL when
+ * positions_max was 0. */
+struct pgc_positions *pgc_hub_positions(pgc_hub *hub);
+/* They are current for a request once a barrier (pgc_hub_sync, above) asked after it
+ * arrived has passed. */
 
 /* ---- subscribers ---- */
 

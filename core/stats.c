@@ -32,6 +32,7 @@ struct pgc_stats_conn {
     int64_t row_id; /* 0 until written */
     uint64_t flushed_count;
     int64_t flushed_hb;
+    bool closed_in_snap; /* the flush under way took it closed: freed once written */
 };
 
 struct pgc_stats {
@@ -278,6 +279,7 @@ int pgc_stats_flush(pgc_stats *st)
     }
     size_t i = 0;
     for (pgc_stats_conn *c = st->conns; c; c = c->next, i++) {
+        c->closed_in_snap = c->closed;
         v[i].c = c;
         v[i].count = atomic_load_explicit(&c->count, memory_order_relaxed);
         v[i].hb_ms = atomic_load_explicit(&c->hb_ms, memory_order_relaxed);
@@ -318,13 +320,11 @@ int pgc_stats_flush(pgc_stats *st)
             c->flushed_count = v[i].count;
             c->flushed_hb = v[i].hb_ms;
         }
+        /* one pass (not one per snapshot entry: with thousands of connections that was
+         * quadratic, under the mutex every open and close takes) */
         for (pgc_stats_conn **pp = &st->conns; *pp;) {
             pgc_stats_conn *c = *pp;
-            bool written_closed = false;
-            for (i = 0; i < n; i++)
-                if (v[i].c == c && v[i].closed)
-                    written_closed = true;
-            if (written_closed) {
+            if (c->closed_in_snap) {
                 *pp = c->next;
                 conn_free(c);
             } else {

@@ -69,7 +69,11 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
                              .read_bytes = app->cfg.catchup_read_bytes,
                              .stall_ms = app->cfg.queue_stall_ms,
                              .relay_socket = app->cfg.relay_socket,
-                             .relay_retry_ms = app->cfg.relay_retry_ms};
+                             .relay_retry_ms = app->cfg.relay_retry_ms,
+                             /* conditional polls answer from positions learnt from every
+                              * wake-up, also of channels with no subscriber here */
+                             .relay_all = strcmp(kind, "poll") == 0 && app->cfg.poll_positions_cache > 0,
+                             .positions_max = strcmp(kind, "poll") == 0 ? (size_t)app->cfg.poll_positions_cache : 0};
         if (!(app->hub = pgc_hub_start(&o, err, sizeof(err)))) {
             PGC_ERROR("hub: %s", err);
             return 1;

@@ -12,7 +12,10 @@
  * costs a few hundred bytes and no thread. (A long-poll waits before it writes
  * anything: the stream then writes its whole answer, head included.)
  * The pool grows whenever every thread is busy and shrinks back to POOL_MAX_IDLE idle
- * threads as requests finish.
+ * threads as requests finish: a thread beyond them waits POOL_LINGER_MS for another
+ * request before it ends, so a steady load of requests that wait (polls on a shared
+ * positions read or sync barrier come in batches) reuses its threads instead of
+ * creating and ending dozens per batch.
  *
  * The main thread accepts (FCGI_FAIL_ACCEPT_ON_INTR, so SIGTERM interrupts it) and hands
  * each request to the pool; on SIGTERM/SIGINT it stops accepting, signals every request
@@ -34,6 +37,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -41,6 +45,7 @@
 
 #define THREAD_STACK_BYTES (128 * 1024)
 #define POOL_MAX_IDLE 16
+#define POOL_LINGER_MS 2000
 #define SHUTDOWN_GRACE_MS 10000
 
 static atomic_int active_requests;
@@ -104,14 +109,28 @@ static void *worker(void *arg)
     (void)arg;
     pthread_mutex_lock(&pool.mu);
     for (;;) {
-        while (!pool.head && !pool.stop) {
+        bool linger_over = false;
+        while (!pool.head && !pool.stop && !linger_over) {
+            bool extra = pool.idle >= POOL_MAX_IDLE;
             pool.idle++;
-            pthread_cond_wait(&pool.cv, &pool.mu);
+            if (extra) {
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until); /* the condition's clock */
+                until.tv_sec += POOL_LINGER_MS / 1000;
+                until.tv_nsec += (long)(POOL_LINGER_MS % 1000) * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000L;
+                }
+                linger_over = pthread_cond_timedwait(&pool.cv, &pool.mu, &until) == ETIMEDOUT;
+            } else {
+                pthread_cond_wait(&pool.cv, &pool.mu);
+            }
             pool.idle--;
         }
         struct job *j = pool.head;
         if (!j)
-            break; /* stopping, nothing left */
+            break; /* stopping, or an extra thread that found no work: it ends */
         pool.head = j->next;
         if (!pool.head)
             pool.tail = NULL;
@@ -125,8 +144,6 @@ static void *worker(void *arg)
         free(j);
 
         pthread_mutex_lock(&pool.mu);
-        if (pool.idle >= POOL_MAX_IDLE)
-            break; /* enough threads wait already: give this one back */
     }
     pthread_mutex_unlock(&pool.mu);
     return NULL;

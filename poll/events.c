@@ -24,6 +24,7 @@
 #include "pgarray.h"
 #include "log.h"
 #include "poll.h"
+#include "positions.h"
 #include "server.h"
 #include "stream.h"
 #include "strutil.h"
@@ -199,6 +200,10 @@ static void read_page(pgc_app *app, pgc_request *r, const char *tenant, struct p
         pgc_req_send_error(r, 503, "database_unavailable", "the events could not be read", "");
         return;
     }
+    /* nothing after all: a position known beyond what the log holds (a forged wake-up)
+     * is read again from the database at the next question */
+    for (size_t i = 0; p->text.len == 0 && app->hub && i < p->cur->n; i++)
+        pgc_positions_forget(pgc_hub_positions(app->hub), tenant, p->cur->v[i].channel);
     send_page(r, tenant, p);
 }
 
