@@ -36,6 +36,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "internal.h"
 #include "log.h"
 
@@ -78,6 +79,7 @@ static struct {
 
 static void finish_request(pgc_request *r)
 {
+    pgc_admit_release(r);
     FCGX_Finish_r(&r->fcgx);
     FCGX_Free(&r->fcgx, 1);
     free(r);
@@ -95,6 +97,7 @@ void pgc_fcgi_mark_detached(pgc_request *r)
 
 void pgc_fcgi_detached_done(pgc_request *r)
 {
+    pgc_admit_release(r);
     free(r);
     atomic_fetch_sub(&active_requests, 1);
 }
@@ -252,6 +255,7 @@ static int serve_cgi(pgc_handler_fn handler, void *ctx)
     if (!r->gone)
         fflush(stdout);
     pgc_req_drain_cgi_body(r);
+    pgc_admit_release(r);
     free(r);
     return 0;
 }
