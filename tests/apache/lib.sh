@@ -15,4 +15,4 @@ EOT
 }
 
 # A static page for the site (the capacity checks ask for it).
-static_page() { echo '<!doctype html><title>site</title><p>static page' >"$WEB_DIR/www/index.html"; }
+static_page() { mkdir -p "$WEB_DIR/www"; echo '<!doctype html><title>site</title><p>static page' >"$WEB_DIR/www/index.html"; }
