@@ -122,6 +122,11 @@ if module:
     lines = []
     threading.Thread(target=lambda: [lines.append(json.loads(x)) for x in proc.stdout], daemon=True).start()
     clients.append(("npm eventsource", proc, lines))
+    proc2 = subprocess.Popen(["node", os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgcast_client.mjs"),
+                              module, BASE, ch, tok], stdout=subprocess.PIPE, text=True)
+    lines2 = []
+    threading.Thread(target=lambda: [lines2.append(json.loads(x)) for x in proc2.stdout], daemon=True).start()
+    clients.append(("pgcast.js", proc2, lines2))
 page = None
 try:
     from browser import Browser
@@ -155,8 +160,13 @@ end = time.time() + 30
 while time.time() < end and not (node_busy() and page_busy()):
     time.sleep(0.2)
 t.ok(node_busy(), "the npm eventsource client was told busy", clients[0][2] if clients else "")
+pj = clients[1][2] if len(clients) > 1 else []
+end = time.time() + 20
+while clients and time.time() < end and not any(m["t"] == "busy" for m in pj):
+    time.sleep(0.2)
+t.ok(not clients or any(m["t"] == "busy" for m in pj), "pgcast.js was told busy", pj)
 t.ok(page_busy(), "Chromium's EventSource was told busy")
-for s in streams[-2:]:
+for s in streams[-3:]:  # room for the three clients
     s.close()
 for i in (2, 3):
     publish(BASE, tok, ch, i)
@@ -166,18 +176,29 @@ def node_seqs():
     return [m["seq"] for m in clients[0][2] if m.get("t") == "message" and m.get("seq")] if clients else [2, 3]
 
 
+def pj_seqs():
+    return [m["seq"] for m in pj if m["t"] == "event"] if clients else [2, 3]
+
+
 def page_seqs():
     return (page.eval("window.seqs") or []) if page else [2, 3]
 
 
 end = time.time() + 60
-while time.time() < end and not (node_seqs() == [2, 3] and page_seqs() == [2, 3]):
+while time.time() < end and not (node_seqs() == [2, 3] and page_seqs() == [2, 3] and pj_seqs() == [2, 3]
+                                 and sum(m["t"] == "es" for m in pj) > sum(m["t"] == "busy" for m in pj)):
     time.sleep(0.3)
 log = [s for s in log_seqs("t1", ch) if s > 1]
 t.ok(node_seqs() == log == [2, 3], "the npm eventsource client came back by itself and got every event once, "
      "in order (the event log)", f"{node_seqs()} log {log}")
 t.ok(page_seqs() == log == [2, 3], "Chromium's EventSource came back by itself and got every event once, in order",
      f"{page_seqs()} log {log} opens {page.eval('window.opens') if page else ''} busy {page.eval('window.busy') if page else ''}")
+if clients:
+    t.ok(pj_seqs() == log == [2, 3], "pgcast.js got every event once, in order (the event log)", f"{pj} log {log}")
+    t.ok(not [m for m in pj if m["t"] == "error" and m.get("code") == "busy"], "pgcast.js reports no error for busy",
+         pj)
+    t.ok(sum(m["t"] == "es" for m in pj) > sum(m["t"] == "busy" for m in pj) >= 1,
+         "pgcast.js opened its stream again after busy (and it stayed open)", pj)
 for _, proc, _ in clients:
     proc.kill()
     proc.wait()
