@@ -1,0 +1,68 @@
+#!/bin/bash
+# Capacity of a site: how many SSE streams, and how many WebSockets proxied to the
+# sidecar, Apache with the shipped configs (pgcast-proxy-fcgi.conf + pgcast-mpm-event.conf)
+# and lighttpd with the shipped config hold while the site's static page still answers
+# in < 100 ms. For each offered number of clients (bench/loadgen.c holding them open):
+# how many are held, the static page's and /health's median and slowest answer of 10 (curl) while
+# they are held; "page < 100 ms" judges the median (one slow answer on a busy machine is
+# noise; the slowest is printed too). Under Apache, streams beyond pgcast's share (PGCAST_SITE_MAX_STREAMS
+# in pgcast-mpm-event.conf) are told to come back later: the share caps the SSE figure
+# and keeps the workers left for the page.
+#   BENCH_CAP_SSE   offered SSE streams     (default "200 600 1000 1400")
+#   BENCH_CAP_WS    offered WebSockets      (default "200 600 1000 1400")
+#   BENCH_CAP_HOLD  seconds each level is held (default 12)
+source "$(dirname "$0")/lib.sh"
+sse_levels=${BENCH_CAP_SSE:-200 600 1000 1400}
+ws_levels=${BENCH_CAP_WS:-200 600 1000 1400}
+hold=${BENCH_CAP_HOLD:-12}
+LOADGEN=build/release/bench/loadgen
+bench_setup capacity
+tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"]}')
+pgcast_config_add "sse_keepalive_ms = 5000"
+static_page() { mkdir -p "$WEB_DIR/www"; echo '<!doctype html><title>static</title><p>static page' >"$WEB_DIR/www/index.html"; }
+static_page
+
+answers() { # URL -> "MEDIAN SLOWEST" of 10 answers in ms ("timeout" past 5 s or on an error)
+    local t all=()
+    for _ in $(seq 1 10); do
+        t=$(curl -s -o /dev/null -m 5 -w '%{http_code} %{time_total}' "$1") || { echo "timeout timeout"; return; }
+        [ "${t%% *}" = 200 ] || { echo "status-${t%% *} -"; return; }
+        all+=("$(awk -v s="${t#* }" 'BEGIN { printf "%d", s * 1000 }')")
+        sleep 0.2
+    done
+    printf '%s\n' "${all[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)], v[NR] }'
+}
+
+level() { # SERVER URL KIND N
+    local server=$1 url=$2 kind=$3 n=$4 port=${2##*:} args static health held
+    if [ "$kind" = sse ]; then args=(127.0.0.1 "$port" "/realtime/sse?channel=bench:cap&token=$tok")
+    else args=(--ws --subscribe bench:cap 127.0.0.1 "$port" "/realtime/ws?token=$tok"); fi
+    nice $LOADGEN "${args[@]}" "$n" "$hold" 0 idle >"$PGCAST_TEST_WORK/cap.out" 2>&1 &
+    local lg=$!
+    sleep $(( hold / 2 ))
+    read -r static static_max <<<"$(answers "$url/index.html")"
+    read -r health health_max <<<"$(answers "$url/realtime/health")"
+    wait $lg
+    held=$(grep -o 'streams=[0-9]*' "$PGCAST_TEST_WORK/cap.out" | cut -d= -f2)
+    local okmark="yes"
+    [[ "$static" =~ ^[0-9]+$ ]] && [ "$static" -lt 100 ] || okmark="NO"
+    printf '%-8s %-4s offered %5d held %5s   static page median %5s ms (slowest %5s)   /health median %5s ms (slowest %5s)   page < 100 ms: %s\n' \
+        "$server" "$kind" "$n" "${held:-?}" "$static" "$static_max" "$health" "$health_max" "$okmark"
+    sleep 3 # the departures reach the servers
+}
+
+echo "Capacity benchmark: $(nproc) cores, load generator on the same machine (nice), hold ${hold}s per level"
+echo
+APACHE_SITE_CONF="Include \"$PGCAST_ROOT/apache-conf/pgcast-mpm-event.conf\"" apache_start proxy-fcgi || { web_logs; exit 1; }
+for n in $sse_levels; do level apache "$APACHE_URL" sse "$n"; done
+for n in $ws_levels; do level apache "$APACHE_URL" ws "$n"; done
+web_stop_all
+web_init
+pgcast_config_add "sse_keepalive_ms = 5000"
+static_page
+lighttpd_start || { web_logs; exit 1; }
+for n in $sse_levels; do level lighttpd "$LIGHTTPD_URL" sse "$n"; done
+for n in $ws_levels; do level lighttpd "$LIGHTTPD_URL" ws "$n"; done
+echo
+echo "Apache: pgcast-mpm-event.conf gives 1024 workers and pgcast a share of 768 (streams beyond are told to"
+echo "come back later); WebSockets are not counted in pgcast's share (the sidecar holds them)."
