@@ -11,6 +11,9 @@
 #   BENCH_CAP_SSE   offered SSE streams     (default "200 600 1000 1400")
 #   BENCH_CAP_WS    offered WebSockets      (default "200 600 1000 1400")
 #   BENCH_CAP_HOLD  seconds each level is held (default 12)
+#   BENCH_CAP_DEFAULT  SSE streams offered to Debian's stock MPM (150 workers) with
+#                   pgcast's automatic share ("stock-auto") and without a share
+#                   ("stock-0", the site before the share)  (default "160 300")
 source "$(dirname "$0")/lib.sh"
 sse_levels=${BENCH_CAP_SSE:-200 600 1000 1400}
 ws_levels=${BENCH_CAP_WS:-200 600 1000 1400}
@@ -18,7 +21,7 @@ hold=${BENCH_CAP_HOLD:-12}
 LOADGEN=build/release/bench/loadgen
 bench_setup capacity
 tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"]}')
-pgcast_config_add "sse_keepalive_ms = 5000"
+pgcast_config_add "ws_max_conns_per_ip = 0"
 static_page() { mkdir -p "$WEB_DIR/www"; echo '<!doctype html><title>static</title><p>static page' >"$WEB_DIR/www/index.html"; }
 static_page
 
@@ -46,19 +49,30 @@ level() { # SERVER URL KIND N
     held=$(grep -o 'streams=[0-9]*' "$PGCAST_TEST_WORK/cap.out" | cut -d= -f2)
     local okmark="yes"
     [[ "$static" =~ ^[0-9]+$ ]] && [ "$static" -lt 100 ] || okmark="NO"
-    printf '%-8s %-4s offered %5d held %5s   static page median %5s ms (slowest %5s)   /health median %5s ms (slowest %5s)   page < 100 ms: %s\n' \
+    printf '%-10s %-4s offered %5d held %5s   static page median %5s ms (slowest %5s)   /health median %5s ms (slowest %5s)   page < 100 ms: %s\n' \
         "$server" "$kind" "$n" "${held:-?}" "$static" "$static_max" "$health" "$health_max" "$okmark"
     sleep 3 # the departures reach the servers
 }
 
 echo "Capacity benchmark: $(nproc) cores, load generator on the same machine (nice), hold ${hold}s per level"
 echo
+# Debian's stock event MPM (150 workers) with pgcast's automatic share (100 under Apache),
+# then without any share (site_max_streams = 0): what the site did before
+for share in auto 0; do
+    [ $share = 0 ] && pgcast_config_add "site_max_streams = 0"
+    APACHE_SITE_CONF="Include /etc/apache2/mods-available/mpm_event.conf" apache_start proxy-fcgi || { web_logs; exit 1; }
+    for n in ${BENCH_CAP_DEFAULT:-160 300}; do level "stock-$share" "$APACHE_URL" sse "$n"; done
+    web_stop_all
+    web_init
+    pgcast_config_add "ws_max_conns_per_ip = 0"
+    static_page
+done
 APACHE_SITE_CONF="Include \"$PGCAST_ROOT/apache-conf/pgcast-mpm-event.conf\"" apache_start proxy-fcgi || { web_logs; exit 1; }
 for n in $sse_levels; do level apache "$APACHE_URL" sse "$n"; done
 for n in $ws_levels; do level apache "$APACHE_URL" ws "$n"; done
 web_stop_all
 web_init
-pgcast_config_add "sse_keepalive_ms = 5000"
+pgcast_config_add "ws_max_conns_per_ip = 0"
 static_page
 lighttpd_start || { web_logs; exit 1; }
 for n in $sse_levels; do level lighttpd "$LIGHTTPD_URL" sse "$n"; done
