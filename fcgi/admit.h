@@ -21,7 +21,7 @@
 #include "request.h"
 
 /* The bound for this request: the smaller of the web server's PGCAST_SITE_MAX_STREAMS
- * parameter (apache-conf/pgcast-mpm-event.conf sets it next to MaxRequestWorkers) and
+ * parameter (apache-conf/pgcast-capacity.conf sets it next to MaxRequestWorkers) and
  * site_max_streams (0 there: none); when neither is set (site_max_streams -1, auto) 100 under
  * Apache (two thirds of Debian's MaxRequestWorkers 150) and none under other servers
  * (lighttpd holds streams without a worker each). 0 = no bound. */
