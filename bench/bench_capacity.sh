@@ -47,7 +47,10 @@ level() { # SERVER URL KIND N
     read -r static static_max <<<"$(answers "$url/index.html")"
     read -r health health_max <<<"$(answers "$url/realtime/health")"
     wait $lg
-    held=$(grep -o 'streams=[0-9]*' "$PGCAST_TEST_WORK/cap.out" | cut -d= -f2)
+    # SSE: streams still open at the end; WebSocket: upgraded (the rest were refused or
+    # never answered)
+    if [ "$kind" = sse ]; then held=$(grep -o 'streams=[0-9]*' "$PGCAST_TEST_WORK/cap.out" | cut -d= -f2)
+    else held=$(grep -o 'ready open=[0-9]*' "$PGCAST_TEST_WORK/cap.out" | cut -d= -f2); fi
     local okmark="yes"
     [[ "$static" =~ ^[0-9]+$ ]] && [ "$static" -lt 100 ] || okmark="NO"
     printf '%-10s %-4s offered %5d held %5s   static page median %5s ms (slowest %5s)   /health median %5s ms (slowest %5s)   page < 100 ms: %s\n' \
@@ -92,5 +95,4 @@ fi
 echo
 echo "Apache: pgcast-capacity.conf gives 1024 workers, pgcast a share of 640 SSE streams + long-polls (beyond it"
 echo "streams are told to come back later) and proxied WebSockets at most 16 per child (256; beyond, 503 after 2 s)."
-echo "held = connections the load generator still had open at the end; WebSockets beyond the bound stay open"
-echo "unanswered until refused, so 'held' for ws counts those too: see the static page's figure."
+echo "held: SSE streams still open at the end (the others were told to come back later), WebSockets upgraded."

@@ -24,6 +24,8 @@ log_level = info
 publish_rate = 0
 ws_max_conns_per_subject = 0
 presence_max_per_subject = 0
+# the site's stream-slot file in the test's own dir (not one per test in /dev/shm)
+site_streams_file = $WEB_DIR/run/streams
 EOT
     chmod 0644 "$PGCAST_TEST_CONFIG"
     trap web_stop_all EXIT
