@@ -106,6 +106,7 @@ static void open_file(const pgc_config *cfg)
         return;
     }
     adm.fd = fd;
+    adm.next = (unsigned)getpid() * 2654435761u; /* CGI: processes do not all scan from 0 */
 }
 
 static int lock_byte(int slot, short type)
