@@ -7,7 +7,7 @@
 # mod_proxy_fcgi (the SSE and poll daemons share the count).
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
-source "$PGCAST_ROOT/tests/apache/lib.sh"
+source "$PGCAST_ROOT/tests/apache/common.bash"
 npm_dir="$PGCAST_TEST_WORK/npm-eventsource"
 mkdir -p "$npm_dir"
 if ! (cd "$npm_dir" && npm install --no-save --no-audit --no-fund --silent eventsource@5.1.5 >npm.log 2>&1); then

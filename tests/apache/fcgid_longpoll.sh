@@ -4,7 +4,7 @@
 # answer promptly after a publish. Prints the times.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
-source "$PGCAST_ROOT/tests/apache/lib.sh"
+source "$PGCAST_ROOT/tests/apache/common.bash"
 web_init
 APACHE_SITE_CONF=$(fcgid_enabled_conf)
 apache_start fcgid || { web_logs; exit 1; }

@@ -11,7 +11,7 @@
 # and a second pgcast config stops Apache with a message instead of being unused.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
-source "$PGCAST_ROOT/tests/apache/lib.sh"
+source "$PGCAST_ROOT/tests/apache/common.bash"
 rc=0
 smoke() { # VARIANT LABEL
     if ! apache_start "$1"; then

@@ -1,4 +1,5 @@
-# What tests/apache/*.sh share (source after tests/lib/tap.sh and tests/lib/webserver.sh).
+# What tests/apache/*.sh share (source after tests/lib/tap.sh and tests/lib/webserver.sh;
+# not named .sh: tests/run.sh runs every .sh as a test).
 
 # Debian's mod_fcgid as a2enmod enables it (fcgid.load + fcgid.conf: the module and
 # "AddHandler fcgid-script .fcgi" for every .fcgi), its state in the test's dir.
