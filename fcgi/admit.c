@@ -22,6 +22,7 @@
 static struct {
     pthread_mutex_t mu;
     bool tried;
+    pid_t owner;          /* the process that opened fd (a forked child opens its own) */
     int fd;               /* the slot file, -1 when it cannot be used */
     unsigned char *held;  /* slots this process holds (its own locks do not conflict) */
     int cap;              /* bits in held */
@@ -81,6 +82,7 @@ static uint64_t fnv1a(const char *s)
 static void open_file(const pgc_config *cfg)
 {
     adm.tried = true;
+    adm.owner = getpid();
     char path[4096];
     if (cfg->site_streams_file && *cfg->site_streams_file) {
         snprintf(path, sizeof(path), "%s", cfg->site_streams_file);
@@ -144,6 +146,16 @@ bool pgc_admit_take(const pgc_config *cfg, pgc_request *r)
         return true;
     bool ok = true;
     pthread_mutex_lock(&adm.mu);
+    if (adm.tried && adm.owner != getpid()) {
+        /* forked: the inherited descriptor shares the parent's open file description,
+         * whose locks are the parent's (they would not count against each other) */
+        if (adm.fd >= 0)
+            close(adm.fd);
+        adm.fd = -1;
+        adm.tried = false;
+        if (adm.held)
+            memset(adm.held, 0, (size_t)adm.cap / 8);
+    }
     if (!adm.tried)
         open_file(cfg);
     if (adm.fd >= 0) {
