@@ -188,6 +188,8 @@ export declare class Optimistic<S = unknown, P = any> extends Emitter<Optimistic
 export declare function optimistic<S, P = any>(client: PgcastClient, channel: string, options: OptimisticOptions<S, P>): Optimistic<S, P>;
 
 export declare function backoffDelay(attempt: number, opts?: ReconnectOptions): number;
+/** A response's Retry-After (seconds) in milliseconds, 0 without one. */
+export declare function retryAfterMs(res: { headers?: { get(name: string): string | null } } | null | undefined): number;
 export declare function parseCursor(text: string | null | undefined): Map<string, number>;
 export declare function formatCursor(entries: Iterable<[string, number | null | undefined]>): string;
 

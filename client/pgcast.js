@@ -48,6 +48,14 @@ export const STATUS = Object.freeze({
   ERROR: 'error',
 });
 
+// A 503's Retry-After (seconds) in ms, 0 without one: a site at its share of streams
+// (busy) says when to come back.
+export function retryAfterMs(res) {
+  const v = res && res.headers && typeof res.headers.get === 'function' ? res.headers.get('Retry-After') : null;
+  const s = v === null || v === undefined ? NaN : Number(v);
+  return Number.isFinite(s) && s >= 0 ? Math.min(s, 3600) * 1000 : 0;
+}
+
 // Delay before reconnect attempt `attempt` (0-based): 1000, 1500, 2250, … capped.
 export function backoffDelay(attempt, opts = DEFAULTS.reconnect) {
   return Math.min(opts.initialDelayMs * Math.pow(opts.multiplier, attempt), opts.maxDelayMs);
@@ -638,6 +646,7 @@ export class Connection {
       this.timers.clear('sseSilence'); // it delivers
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { this.onerror(e); return; }
+      if (msg.type === 'error' && msg.code === 'busy') { this._sseBusy(es, msg); return; } else this._sseBusyN = 0;
       this._handle(msg);
       if (ev.lastEventId) this._applyCursor(ev.lastEventId);
       if (msg.type === 'error' && msg.code === 'token_expired' && typeof this.opts.token === 'function') {
@@ -686,6 +695,21 @@ export class Connection {
       this.timers.set('sseRetry', this.opts.sseSilenceRetryMs, () => { this._sseBlocked = false; this._reconcile(); });
       this._reconcile();
     });
+  }
+
+  // The server holds as many streams as the site allows ("busy": a 200 stream with
+  // retry:, this message, then its end). Not an error: close it, let polling deliver
+  // meanwhile (it is refused or slowed the same way when the site is full), and open
+  // the stream again after the server's hint, later with each refusal in a row.
+  _sseBusy(es, msg) {
+    if (this._es !== es) return;
+    this._stopSse();
+    this._sseBlocked = true;
+    const hint = Number.isFinite(msg.retryMs) && msg.retryMs > 0 ? msg.retryMs : this.opts.reconnect.initialDelayMs;
+    this._sseBusyN = (this._sseBusyN || 0) + 1;
+    const delay = Math.max(hint, backoffDelay(this._sseBusyN - 1, this.opts.reconnect));
+    this.timers.set('sseRetry', delay * (0.75 + Math.random() / 2), () => { this._sseBlocked = false; this._reconcile(); });
+    this._reconcile();
   }
 
   _stopSse() {
@@ -779,6 +803,7 @@ export class Connection {
         this._pollOk = true;
         this._httpOk = true;
       } else if (res.status !== 304) {
+        this._pollRetryAfter = retryAfterMs(res);
         throw Object.assign(new Error(`pgcast: polling answered ${res.status}`), { status: res.status });
       }
     } catch (e) {
@@ -790,7 +815,8 @@ export class Connection {
     }
     if (!this._polling) return;
     this._updateStatus();
-    const wait = this._pollOk ? this.opts.pollSilenceMs : Math.max(this.opts.pollSilenceMs, backoffDelay(this._pollAttempt - 1, this.opts.reconnect));
+    const wait = this._pollOk ? this.opts.pollSilenceMs : Math.max(this.opts.pollSilenceMs, backoffDelay(this._pollAttempt - 1, this.opts.reconnect), this._pollRetryAfter || 0);
+    this._pollRetryAfter = 0;
     if (!this._terminal) this.timers.set('poll', wait, () => this._pollOnce());
   }
 

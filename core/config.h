@@ -48,6 +48,9 @@ typedef struct pgc_config {
     int sse_retry_ms;          /* retry: line (3000) */
     int sse_keepalive_ms;      /* an SSE comment line this often: departures noticed (5000; 0 = off) */
     int sse_max_streams;       /* SSE streams per FastCGI process; beyond, 503 (10000; 0 = no bound) */
+    int site_max_streams;      /* SSE streams + long-polls of the whole site (-1 auto: 100 under Apache; 0 = no bound) */
+    char *site_streams_file;   /* the slot file the site's processes share ("" = /dev/shm/pgcast-UID-HASH.streams) */
+    int site_busy_retry_s;     /* a client refused for the site's bound comes back after about this long (10) */
     int cgi_poll_interval_ms;  /* plain-CGI streams read the log this often (1000) */
     int poll_max_wait_s;       /* cap of ?wait= (25) */
     int poll_max_limit;        /* cap of ?limit= (1000) */

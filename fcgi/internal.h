@@ -22,6 +22,7 @@ struct pgc_request {
     bool head_started; /* the first bytes of the response are written */
     char head_extra[640]; /* header lines added to the response's head (CORS) */
     char id[24];
+    int admit_slot; /* the site's stream slot it holds + 1, 0 = none (admit.c) */
 };
 
 /* Called before each write of a response: for its first write (the head, which starts

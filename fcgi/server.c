@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "admit.h"
 #include "internal.h"
 #include "log.h"
 
@@ -83,6 +84,7 @@ static struct {
 
 static void finish_request(pgc_request *r)
 {
+    pgc_admit_release(r);
     FCGX_Finish_r(&r->fcgx);
     FCGX_Free(&r->fcgx, 1);
     free(r);
@@ -100,6 +102,7 @@ void pgc_fcgi_mark_detached(pgc_request *r)
 
 void pgc_fcgi_detached_done(pgc_request *r)
 {
+    pgc_admit_release(r);
     free(r);
     atomic_fetch_sub(&active_requests, 1);
 }
@@ -269,6 +272,7 @@ static int serve_cgi(pgc_handler_fn handler, void *ctx)
     if (!r->gone)
         fflush(stdout);
     pgc_req_drain_cgi_body(r);
+    pgc_admit_release(r);
     free(r);
     return 0;
 }

@@ -26,6 +26,7 @@
 #include "poll.h"
 #include "positions.h"
 #include "server.h"
+#include "admit.h"
 #include "stream.h"
 #include "strutil.h"
 
@@ -472,6 +473,14 @@ void poll_events(pgc_app *app, pgc_request *r, const char *path_channel)
             pgc_req_send_error(r, 500, "internal", "out of memory", "");
         } else if (news == 1) {
             read_page(app, r, tok.tenant, &p);
+        } else if (news == 0 && wait_s > 0 && !pgc_admit_take(&app->cfg, r)) {
+            /* a waiting long-poll holds a web server worker like a stream: the site's
+             * share (site_max_streams) is taken, come back later (held until r ends) */
+            char hdr[64];
+            int ms = pgc_admit_retry_ms(&app->cfg);
+            snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", (ms + 999) / 1000);
+            pgc_req_send_error(r, 503, "busy", "the site holds as many long-polls and streams as it may; come back later",
+                               hdr);
         } else if (news == 0 && wait_s > 0 && app->hub) {
             /* nothing new yet: wait for it, whatever If-None-Match says (a matching tag
              * gets 304 at the deadline, not at once) */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admit.h"
 #include "channel.h"
 #include "log.h"
 #include "pgarray.h"
@@ -97,6 +98,25 @@ static int max_duration_s(pgc_app *app, pgc_request *r)
 
 #define SSE_HEAD "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n"
 
+/* "Come back later" for a stream over the site's or the process's bound. Not a 503:
+ * EventSource gives up for good on any status but 200. A 200 event stream that sets
+ * retry:, says why and ends makes EventSource reconnect after that long by itself, with
+ * the Last-Event-ID it had (no id: line here: the resume point is unchanged); pgcast.js
+ * reads the message and backs off (client/pgcast.js, _sseBusy). */
+static void answer_busy(pgc_app *app, pgc_request *r, const char *why)
+{
+    int ms = pgc_admit_retry_ms(&app->cfg);
+    pgc_req_printf(r,
+                   "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                   "X-Accel-Buffering: no\r\nRetry-After: %d\r\n\r\n"
+                   ": busy: %s; come back later\n"
+                   "retry: %d\n"
+                   "data: {\"type\":\"error\",\"code\":\"busy\",\"message\":\"%s; come back later\","
+                   "\"retryMs\":%d}\n\n",
+                   (ms + 999) / 1000, why, ms, why, ms);
+    pgc_req_flush(r);
+}
+
 static void handle(pgc_app *app, pgc_request *r)
 {
     if (pgc_app_origin(app, r, "GET, HEAD") != 0)
@@ -105,12 +125,6 @@ static void handle(pgc_app *app, pgc_request *r)
         return;
     const char *method = pgc_req_param(r, "REQUEST_METHOD");
     bool head = method && strcmp(method, "HEAD") == 0;
-    int max = app->cfg.sse_max_streams;
-    if (!app->cgi && !head && max > 0 && pgc_stream_count() >= max) {
-        pgc_log(PGC_LOG_WARN, pgc_req_id(r), "503: %d streams open (sse_max_streams)", pgc_stream_count());
-        pgc_req_send_error(r, 503, "unavailable", "too many open streams; retry later", "Retry-After: 5\r\n");
-        return;
-    }
     sse_stream *s = calloc(1, sizeof(*s));
     if (!s) {
         pgc_req_send_error(r, 503, "unavailable", "out of memory", "");
@@ -143,6 +157,18 @@ static void handle(pgc_app *app, pgc_request *r)
     if (head) { /* the head a GET would have, without a stream */
         pgc_req_puts(r, SSE_HEAD);
         pgc_req_flush(r);
+        sse_stream_free(s);
+        return;
+    }
+    int max = app->cfg.sse_max_streams;
+    if (!app->cgi && max > 0 && pgc_stream_count() >= max) {
+        pgc_log(PGC_LOG_WARN, pgc_req_id(r), "busy: %d streams open (sse_max_streams)", pgc_stream_count());
+        answer_busy(app, r, "this server holds as many streams as it may");
+        sse_stream_free(s);
+        return;
+    }
+    if (!pgc_admit_take(&app->cfg, r)) { /* the site's share (site_max_streams) is taken */
+        answer_busy(app, r, "the site holds as many streams as it may");
         sse_stream_free(s);
         return;
     }

@@ -24,6 +24,8 @@ log_level = info
 publish_rate = 0
 ws_max_conns_per_subject = 0
 presence_max_per_subject = 0
+# the site's stream-slot file in the test's own dir (not one per test in /dev/shm)
+site_streams_file = $WEB_DIR/run/streams
 EOT
     chmod 0644 "$PGCAST_TEST_CONFIG"
     trap web_stop_all EXIT
@@ -83,8 +85,12 @@ EOT
     LIGHTTPD_URL="http://127.0.0.1:$port"
 }
 
-# apache_start VARIANT: proxy-fcgi (handlers as FastCGI daemons on their own ports) or
-# cgi (plain CGI, the shared-hosting case); includes apache-conf/pgcast-VARIANT.conf.
+# apache_start VARIANT: proxy-fcgi (handlers as FastCGI daemons on their own ports),
+# cgi (plain CGI, the shared-hosting case) or fcgid (Apache spawns the handlers);
+# includes apache-conf/pgcast-VARIANT.conf.
+#   APACHE_SITE_CONF="lines"  the site's own settings, before pgcast's include (modules
+#                             a distribution enables, e.g. mod_fcgid with its AddHandler)
+#   APACHE_MPM=event|worker|prefork, APACHE_CGI=cgid|cgi   (default: event, cgid)
 apache_start() {
     local variant=$1 port sse_port poll_port
     WS_PORT=
@@ -103,16 +109,19 @@ PidFile "$WEB_DIR/run/apache.pid"
 ErrorLog "$WEB_DIR/log/apache-error.log"
 LogLevel warn
 Mutex file:$WEB_DIR/run default
-ScriptSock "$WEB_DIR/run/cgid.sock"
-LoadModule mpm_event_module $mods/mod_mpm_event.so
+LoadModule mpm_${APACHE_MPM:-event}_module $mods/mod_mpm_${APACHE_MPM:-event}.so
 LoadModule authz_core_module $mods/mod_authz_core.so
 LoadModule mime_module $mods/mod_mime.so
 TypesConfig /etc/mime.types
 LoadModule alias_module $mods/mod_alias.so
 LoadModule env_module $mods/mod_env.so
-LoadModule cgid_module $mods/mod_cgid.so
+LoadModule ${APACHE_CGI:-cgid}_module $mods/mod_${APACHE_CGI:-cgid}.so
+<IfModule cgid_module>
+    ScriptSock "$WEB_DIR/run/cgid.sock"
+</IfModule>
 $user
 DocumentRoot "$WEB_DIR/www"
+${APACHE_SITE_CONF:-}
 Define PGCAST_BINDIR "$PGCAST_BIN"
 Define PGCAST_CONFIG "$PGCAST_TEST_CONFIG"
 Define PGCAST_SSE_ADDR 127.0.0.1:$sse_port
@@ -131,7 +140,10 @@ EOT
         fi
         _wait_port "$sse_port" || { echo "# pgcast-sse.fcgi did not listen"; return 1; }
     fi
-    apache2 -f "$WEB_DIR/apache.conf" -D FOREGROUND >"$WEB_DIR/log/apache.out" 2>&1 &
+    # prefork signals its whole process group when it stops: a session of its own
+    local own_session=()
+    [ "${APACHE_MPM:-event}" = prefork ] && own_session=(setsid)
+    "${own_session[@]}" apache2 -f "$WEB_DIR/apache.conf" -D FOREGROUND >"$WEB_DIR/log/apache.out" 2>&1 &
     _web_pids+=($!)
     if ! _wait_port "$port"; then
         echo "# apache did not start:"; sed 's/^/# /' "$WEB_DIR/log/apache.out" "$WEB_DIR/log/apache-error.log" 2>/dev/null
