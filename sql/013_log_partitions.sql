@@ -146,28 +146,30 @@ BEGIN
     END IF;
 
     PERFORM pg_advisory_xact_lock(hashtextextended('pgcast.realtime_events_log partitions', 7213));
-    -- registry rows of partitions dropped by hand are stale
-    DELETE FROM realtime.realtime_log_partitions p WHERE to_regclass('realtime.' || quote_ident(p.part_name)) IS NULL;
+    -- (rows of partitions dropped by hand are stale: ignored here, removed by log_maintain)
     SELECT p.lo, p.hi, p.part_name INTO lo, hi, v_name
       FROM realtime.realtime_log_partitions p
-     WHERE (p.lo IS NULL OR p.lo <= p_ts) AND p_ts < p.hi
+     WHERE (p.lo IS NULL OR p.lo <= p_ts) AND p_ts < p.hi AND to_regclass('realtime.' || quote_ident(p.part_name)) IS NOT NULL
      ORDER BY p.hi LIMIT 1;
     IF NOT FOUND THEN
         -- on the interval's grid, clipped to the neighbours (the interval may have changed)
         v_lo := date_bin(v_iv, p_ts, timestamptz '2000-01-01 00:00+00');
         v_hi := v_lo + v_iv;
-        v_lo := greatest(v_lo, (SELECT max(p.hi) FROM realtime.realtime_log_partitions p WHERE p.hi <= p_ts));
-        v_hi := least(v_hi, (SELECT min(p.lo) FROM realtime.realtime_log_partitions p WHERE p.lo > p_ts));
+        v_lo := greatest(v_lo, (SELECT max(p.hi) FROM realtime.realtime_log_partitions p
+                                 WHERE p.hi <= p_ts AND to_regclass('realtime.' || quote_ident(p.part_name)) IS NOT NULL));
+        v_hi := least(v_hi, (SELECT min(p.lo) FROM realtime.realtime_log_partitions p
+                              WHERE p.lo > p_ts AND to_regclass('realtime.' || quote_ident(p.part_name)) IS NOT NULL));
         v_name := 'realtime_events_log_' || to_char(v_lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MISS');
         BEGIN
             EXECUTE format('CREATE TABLE realtime.%I (LIKE realtime.realtime_events_log INCLUDING DEFAULTS, '
                            'CONSTRAINT %I PRIMARY KEY (tenant_id, channel, seq))', v_name, v_name || '_pkey');
             EXECUTE format('ALTER TABLE realtime.realtime_events_log ATTACH PARTITION realtime.%I '
                            'FOR VALUES FROM (%L) TO (%L)', v_name, v_lo, v_hi);
-            INSERT INTO realtime.realtime_log_partitions (part_name, lo, hi) VALUES (v_name, v_lo, v_hi);
+            INSERT INTO realtime.realtime_log_partitions AS p (part_name, lo, hi) VALUES (v_name, v_lo, v_hi)
+            ON CONFLICT (part_name) DO UPDATE SET lo = excluded.lo, hi = excluded.hi, created_at = now();
             lo := v_lo;
             hi := v_hi;
-        EXCEPTION WHEN duplicate_table OR invalid_object_definition OR unique_violation THEN
+        EXCEPTION WHEN duplicate_table OR invalid_object_definition THEN
             -- made meanwhile by a transaction this one's snapshot does not show
             lo := NULL;
             hi := NULL;
@@ -297,6 +299,8 @@ BEGIN
      WHERE auto_interval IS DISTINCT FROM v_auto AND partition_interval IS NULL;
     v_iv := realtime.log_interval();
     SELECT premake INTO v_ahead FROM realtime.realtime_log_config;
+    -- rows of partitions dropped by hand
+    DELETE FROM realtime.realtime_log_partitions p WHERE to_regclass('realtime.' || quote_ident(p.part_name)) IS NULL;
     FOR i IN 0 .. v_ahead LOOP
         PERFORM realtime.log_partition_for(clock_timestamp() + i * v_iv);
     END LOOP;
@@ -309,18 +313,17 @@ BEGIN
               WHERE p.hi <= clock_timestamp() ORDER BY p.hi
     LOOP
         BEGIN
-            IF to_regclass('realtime.' || quote_ident(r.part_name)) IS NULL THEN
-                DELETE FROM realtime.realtime_log_partitions WHERE part_name = r.part_name;
-                CONTINUE;
-            END IF;
             EXECUTE format('LOCK TABLE realtime.%I IN SHARE MODE', r.part_name);
             IF NOT realtime.log_partition_live(r.part_name) THEN
                 EXECUTE format('DROP TABLE realtime.%I', r.part_name);
                 DELETE FROM realtime.realtime_log_partitions WHERE part_name = r.part_name;
                 v_dropped := v_dropped + 1;
             END IF;
-        EXCEPTION WHEN lock_not_available THEN
-            RAISE NOTICE 'pgcast: log partition % is busy; left for the next run', r.part_name;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE NOTICE 'pgcast: log partition % is busy; left for the next run', r.part_name;
+            WHEN undefined_table THEN
+                NULL;  -- dropped meanwhile by another run
         END;
     END LOOP;
     RETURN v_dropped;
