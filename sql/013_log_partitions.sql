@@ -302,7 +302,12 @@ BEGIN
     -- rows of partitions dropped by hand
     DELETE FROM realtime.realtime_log_partitions p WHERE to_regclass('realtime.' || quote_ident(p.part_name)) IS NULL;
     FOR i IN 0 .. v_ahead LOOP
-        PERFORM realtime.log_partition_for(clock_timestamp() + i * v_iv);
+        BEGIN
+            PERFORM realtime.log_partition_for(clock_timestamp() + i * v_iv);
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'pgcast: log partitions are being made by another transaction; left for the next run';
+            EXIT;
+        END;
     END LOOP;
 
     IF current_setting('transaction_isolation') <> 'read committed' THEN

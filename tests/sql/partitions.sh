@@ -107,6 +107,15 @@ listed() {
 is "the partitions listed (but those dropped by hand) are those attached, and none overlap" \
    "$(listed "WHERE to_regclass('realtime.' || quote_ident(p.part_name)) IS NOT NULL")" t
 
+# --- prune never waits long for a transaction that is making a partition
+m "UPDATE realtime.realtime_log_config SET premake = 3" >/dev/null
+m "SELECT pg_advisory_xact_lock(hashtextextended('pgcast.realtime_events_log partitions', 7213)), pg_sleep(3)" >/dev/null &
+holder=$!
+sleep 0.5
+out=$(psql -qXAt -d "$db" -U app_$u -c "SET statement_timeout = '2s'; SELECT realtime.prune(NULL, NULL)" 2>&1)
+like "prune skips making partitions while another transaction makes one" "$out" "being made by another transaction.*"$'\n'"0$"
+wait $holder
+
 # --- reads use the primary key of every partition
 plan=$(m "SET plan_cache_mode = force_generic_plan;
           PREPARE q(text, text, bigint, int) AS SELECT * FROM realtime.realtime_events_log l
