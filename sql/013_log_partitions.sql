@@ -57,6 +57,13 @@ CREATE TABLE realtime.realtime_log_partitions (
 CREATE INDEX realtime_log_partitions_hi ON realtime.realtime_log_partitions (hi);
 REVOKE ALL ON realtime.realtime_log_config, realtime.realtime_log_partitions FROM PUBLIC;
 
+-- The start of the interval p_iv (whole seconds, no months) holding p_ts, on a grid from
+-- the epoch: days start at 00:00 UTC. (date_bin would need PostgreSQL 14.)
+CREATE OR REPLACE FUNCTION realtime.log_bin(p_ts timestamptz, p_iv interval) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT to_timestamp(floor(extract(epoch FROM p_ts) / extract(epoch FROM p_iv)) * extract(epoch FROM p_iv))
+$$;
+
 -- The table becomes the first partition ------------------------------------------------
 DO $$
 DECLARE
@@ -77,8 +84,7 @@ BEGIN
         END IF;
     ELSE
         SELECT max(published_at) INTO v_maxts FROM realtime.realtime_events_log;
-        v_bound := date_bin(interval '1 day', greatest(now(), coalesce(v_maxts, now())), timestamptz '2000-01-01 00:00+00')
-                   + interval '1 day';
+        v_bound := realtime.log_bin(greatest(now(), coalesce(v_maxts, now())), interval '1 day') + interval '1 day';
     END IF;
 
     ALTER TABLE realtime.realtime_events_log RENAME TO realtime_events_log_initial;
@@ -153,7 +159,7 @@ BEGIN
      ORDER BY p.hi LIMIT 1;
     IF NOT FOUND THEN
         -- on the interval's grid, clipped to the neighbours (the interval may have changed)
-        v_lo := date_bin(v_iv, p_ts, timestamptz '2000-01-01 00:00+00');
+        v_lo := realtime.log_bin(p_ts, v_iv);
         v_hi := v_lo + v_iv;
         v_lo := greatest(v_lo, (SELECT max(p.hi) FROM realtime.realtime_log_partitions p
                                  WHERE p.hi <= p_ts AND to_regclass('realtime.' || quote_ident(p.part_name)) IS NOT NULL));
