@@ -301,12 +301,18 @@ DECLARE
 BEGIN
     v_auto := CASE WHEN p_max_age IS NOT NULL AND p_max_age <= interval '2 days'
                    THEN interval '1 hour' ELSE interval '1 day' END;
+    -- (several hosts prune at once: none waits for another's row)
     UPDATE realtime.realtime_log_config SET auto_interval = v_auto
-     WHERE auto_interval IS DISTINCT FROM v_auto AND partition_interval IS NULL;
+     WHERE id IN (SELECT c.id FROM realtime.realtime_log_config c
+                   WHERE c.auto_interval IS DISTINCT FROM v_auto AND c.partition_interval IS NULL
+                     FOR UPDATE SKIP LOCKED);
     v_iv := realtime.log_interval();
     SELECT premake INTO v_ahead FROM realtime.realtime_log_config;
     -- rows of partitions dropped by hand
-    DELETE FROM realtime.realtime_log_partitions p WHERE to_regclass('realtime.' || quote_ident(p.part_name)) IS NULL;
+    DELETE FROM realtime.realtime_log_partitions
+     WHERE part_name IN (SELECT p.part_name FROM realtime.realtime_log_partitions p
+                          WHERE to_regclass('realtime.' || quote_ident(p.part_name)) IS NULL
+                            FOR UPDATE SKIP LOCKED);
     FOR i IN 0 .. v_ahead LOOP
         BEGIN
             PERFORM realtime.log_partition_for(clock_timestamp() + i * v_iv);
