@@ -111,7 +111,7 @@ reads_same=$(diff <(q -d del -c "SELECT kind, channel, seq, gap_to, event_type, 
 
 # Publish and read on both, after the prune: the backend's CPU time per publish (30,000
 # in one transaction, after 2,000 to warm up) and per realtime.read of one channel (100
-# events after a position, 2,000 calls), from /proc of the backend.
+# events after a position, 2,000 calls), from /proc of the backend, the best of three.
 cpu_per() { # DB WARM_SQL SQL N
     /usr/bin/python3 - "$@" <<'PY'
 import subprocess, sys
@@ -125,8 +125,11 @@ def cpu():
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(f[11]) + int(f[12])
 q(warm)
-c0 = cpu(); q(sql); c1 = cpu()
-print(round((c1 - c0) * 1e6 / 100 / n, 1))
+best = None
+for _ in range(3):  # the best of three: other work on the machine only adds
+    c0 = cpu(); q(sql); c1 = cpu()
+    best = c1 - c0 if best is None else min(best, c1 - c0)
+print(round(best * 1e6 / 100 / n, 1))
 PY
 }
 pubsql() { echo "SELECT count(realtime.publish('bench', 'project:c' || (g % $chans + 1), 'e', '{\"a\": 1}')) FROM generate_series(1, $1) g;"; }
@@ -136,6 +139,32 @@ pub_part=$(cpu_per part "$(pubsql 2000)" "$(pubsql 30000)" 30000)
 read_del=$(cpu_per del "$(readsql 200)" "$(readsql 2000)" 2000)
 read_part=$(cpu_per part "$(readsql 200)" "$(readsql 2000)" 2000)
 nparts=$(q -d part -c "SELECT count(*) FROM pg_inherits WHERE inhparent = 'realtime.realtime_events_log'::regclass")
+# read cost against the number of partitions: empty daily partitions added after the
+# last one (a read probes every partition)
+parts_to() {
+    q -d part <<SQL
+DO \$\$
+DECLARE
+    lo timestamptz;
+    n  name;
+BEGIN
+    WHILE (SELECT count(*) FROM pg_inherits WHERE inhparent = 'realtime.realtime_events_log'::regclass) < $1 LOOP
+        SELECT max(hi) INTO lo FROM realtime.realtime_log_partitions;
+        n := 'realtime_events_log_' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"_"HH24MISS');
+        EXECUTE format('CREATE TABLE realtime.%I (LIKE realtime.realtime_events_log INCLUDING DEFAULTS, '
+                       'CONSTRAINT %I PRIMARY KEY (tenant_id, channel, seq))', n, n || '_pkey');
+        EXECUTE format('ALTER TABLE realtime.realtime_events_log ATTACH PARTITION realtime.%I FOR VALUES FROM (%L) TO (%L)',
+                       n, lo, lo + interval '1 day');
+        INSERT INTO realtime.realtime_log_partitions (part_name, lo, hi) VALUES (n, lo, lo + interval '1 day');
+    END LOOP;
+END \$\$;
+SQL
+}
+read_by_parts=""
+for np in 10 15 20 30 50; do
+    parts_to "$np" || exit 1
+    read_by_parts="$read_by_parts $np:$(cpu_per part "$(readsql 200)" "$(readsql 2000)" 2000)"
+done
 
 # Migrating an existing log: 013 on the 012 log left above (ATTACH reads it once to
 # check the bound), and on a fresh copy whose bound was checked beforehand, online.
@@ -167,6 +196,7 @@ echo "reads after the prune give the same events and gaps (timestamps aside): $r
 echo "(012's freed space stays in the table for reuse; 013 gives the partition's files back)"
 printf '%-28s %11s us %11s us\n' "publish, backend CPU" "$pub_del" "$pub_part"
 printf '%-28s %11s us %11s us   (013: %s partitions)\n' "read of 100 events, CPU" "$read_del" "$read_part" "$nparts"
+echo "013, read of 100 events, CPU by number of partitions (partitions:us):$read_by_parts"
 printf '\nmigrating an existing log to 013 (the table is attached, not rewritten):\n'
 printf '  %s rows, %s: pgcast-migrate %s ms (ATTACH reads the table once to check the bound)\n' \
     "$check_del" "$(mb "$mig_bytes")" "$mig_plain"
