@@ -355,8 +355,60 @@ BEGIN
     RETURN v_dropped;
 END $$;
 
+-- A channel's age cut: the last seq in (p_after, p_last] published before p_time, NULL if
+-- none. 010 asked max(seq) with published_at < p_time, which walks the channel's index
+-- back over every event newer than the cut, heap row by heap row: a whole retention
+-- window of a busy channel, at every prune run. Timestamps rise with seq within a
+-- channel (publish takes them after the channel row's lock), so this bisects on seq
+-- instead: about log2(events kept) lookups by primary key. Should an event be missing (a
+-- row deleted by hand), it falls back to 010's query.
+CREATE OR REPLACE FUNCTION realtime.log_age_cut(p_tenant text, p_channel text, p_after bigint, p_last bigint,
+                                                p_time timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_lo  bigint := p_after + 1;
+    v_hi  bigint := p_last;
+    v_mid bigint;
+    v_ts  timestamptz;
+BEGIN
+    IF v_lo > v_hi THEN
+        RETURN NULL;
+    END IF;
+    SELECT l.published_at INTO v_ts FROM realtime.realtime_events_log l
+     WHERE l.tenant_id = p_tenant AND l.channel = p_channel AND l.seq = v_hi;
+    IF FOUND AND v_ts < p_time THEN
+        RETURN v_hi;
+    END IF;
+    IF FOUND THEN
+        SELECT l.published_at INTO v_ts FROM realtime.realtime_events_log l
+         WHERE l.tenant_id = p_tenant AND l.channel = p_channel AND l.seq = v_lo;
+        IF FOUND AND v_ts >= p_time THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    -- published_at(v_lo) < p_time <= published_at(v_hi)
+    WHILE FOUND AND v_hi - v_lo > 1 LOOP
+        v_mid := v_lo + (v_hi - v_lo) / 2;
+        SELECT l.published_at INTO v_ts FROM realtime.realtime_events_log l
+         WHERE l.tenant_id = p_tenant AND l.channel = p_channel AND l.seq = v_mid;
+        IF v_ts < p_time THEN
+            v_lo := v_mid;
+        ELSE
+            v_hi := v_mid;
+        END IF;
+    END LOOP;
+    IF FOUND THEN
+        RETURN v_lo;
+    END IF;
+    RETURN (SELECT max(l.seq) FROM realtime.realtime_events_log l
+             WHERE l.tenant_id = p_tenant AND l.channel = p_channel
+               AND l.seq > p_after AND l.seq <= p_last AND l.published_at < p_time);
+END $$;
+
 -- 010's prune (a bad row or config stops nothing; channels a publisher holds are skipped
--- this run), with the same cuts, but the events at or below a cut are no longer deleted
+-- this run), with the same cuts (the age cut found by bisection, log_age_cut, and only
+-- above the count cut), but the events at or below a cut are no longer deleted
 -- one by one: moving pruned_through removes them for every reader, and their storage
 -- goes with their partition (log_maintain, called at the end). Returns the number of
 -- positions newly pruned.
@@ -391,11 +443,7 @@ BEGIN
             v_cut := greatest(v_cut, r.last_seq - v_count);
         END IF;
         IF v_age IS NOT NULL THEN
-            SELECT max(l.seq) INTO v_agecut
-              FROM realtime.realtime_events_log l
-             WHERE l.tenant_id = r.tenant_id AND l.channel = r.channel_name
-               AND l.seq > r.pruned_through AND l.seq <= r.last_seq
-               AND l.published_at < now() - v_age;
+            v_agecut := realtime.log_age_cut(r.tenant_id, r.channel_name, v_cut, r.last_seq, now() - v_age);
             v_cut := greatest(v_cut, coalesce(v_agecut, 0));
         END IF;
         v_cut := least(v_cut, r.last_seq);

@@ -169,4 +169,19 @@ like "nor make partitions" "$(as pub_$u "SELECT realtime.log_partition_for(now()
 like "the runtime role cannot make partitions far from now" \
    "$(as app_$u "SELECT realtime.log_partition_for(now() + interval '30 days')")" "only near the current time"
 like "nor touch the partition list" "$(as app_$u "DELETE FROM realtime.realtime_log_partitions")" "permission denied"
+# --- the age cut by bisection is the walk's answer (in the test's own database)
+psql_q "SELECT realtime.publish('t1','age:x','e', jsonb_build_object('i', g)) FROM generate_series(1,50) g;
+        UPDATE realtime.realtime_events_log SET published_at = now() - (50 - seq) * interval '1 minute'
+         WHERE tenant_id = 't1' AND channel = 'age:x'" >/dev/null
+agecmp() {
+    psql_q "SELECT count(*) FILTER (WHERE b IS DISTINCT FROM w), count(*) FROM (
+              SELECT realtime.log_age_cut('t1', 'age:x', a, 50, tm) AS b,
+                     (SELECT max(seq) FROM realtime.realtime_events_log
+                       WHERE tenant_id = 't1' AND channel = 'age:x' AND seq > a AND seq <= 50 AND published_at < tm) AS w
+                FROM generate_series(0, 52) k, (VALUES (0), (10), (49), (50)) v(a),
+                     LATERAL (SELECT now() - k * interval '1 minute' + interval '30 seconds' AS tm) t) s"
+}
+is "the age cut found by bisection is the last event before the cut, for every cut" "$(agecmp)" "0|212"
+psql_q "DELETE FROM realtime.realtime_events_log WHERE tenant_id = 't1' AND channel = 'age:x' AND seq = 25" >/dev/null
+is "also with an event deleted by hand" "$(agecmp)" "0|212"
 tap_done
