@@ -128,8 +128,9 @@ $$;
 -- CREATE TABLE + ATTACH PARTITION: SHARE UPDATE EXCLUSIVE on the log, which neither
 -- reads nor inserts wait for. Two creators are serialised by an advisory lock; one that
 -- cannot see the other's committed partition (a REPEATABLE READ transaction) gets the
--- duplicate error, which is caught. Locking the partition at the end makes this
--- session take in the new partition before its insert is routed.
+-- duplicate error, which is caught. Locking the partition found or made makes this
+-- session take it in before its insert is routed (a partition attached after this
+-- transaction first touched the log would otherwise be unknown to it).
 CREATE OR REPLACE FUNCTION realtime.log_partition_for(p_ts timestamptz, OUT lo timestamptz, OUT hi timestamptz)
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
@@ -146,6 +147,8 @@ BEGIN
      WHERE (p.lo IS NULL OR p.lo <= p_ts) AND p_ts < p.hi AND to_regclass('realtime.' || quote_ident(p.part_name)) IS NOT NULL
      ORDER BY p.hi LIMIT 1;
     IF FOUND THEN
+        -- (attached after this transaction first touched the log, maybe: take it in)
+        EXECUTE format('LOCK TABLE realtime.%I IN ROW EXCLUSIVE MODE', v_name);
         RETURN;
     END IF;
     SELECT premake INTO v_ahead FROM realtime.realtime_log_config;
