@@ -3,7 +3,7 @@
 pruned by 012's prune (DELETE) through 15; live clients on every transport from 15; a
 steady publisher; pgcast-migrate brings the database to 013 meanwhile. Then resumers
 from 0, 10, 15 and 18 on every transport. Everything is checked against the log."""
-import asyncio, glob, os, subprocess, sys, time
+import asyncio, glob, os, subprocess, sys
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
 import resume_clients as rc  # noqa: E402
@@ -11,14 +11,6 @@ import resume_clients as rc  # noqa: E402
 BASE, WEB = os.environ["LIGHTTPD_URL"], os.environ["WEB_DIR"]
 WS_URL = f"ws://127.0.0.1:{os.environ['WS_PORT']}/ws"
 t = rc.Tap("013 while running")
-
-
-def clients(chans, since, tag):
-    tok = rc.token()
-    s = {c: since for c in chans}
-    return [rc.SSEClient(BASE, tok, chans, since=s, name=f"sse{tag}").start(),
-            rc.PollClient(BASE, tok, chans, since=s, wait=5, name=f"poll{tag}").start(),
-            rc.WSClient(WS_URL, tok, chans, since=s, name=f"ws{tag}").start()]
 
 
 async def main():
@@ -30,7 +22,7 @@ async def main():
          and {c: rc.pruned_through("t1", c) for c in chans} == {c: 15 for c in chans},
          "a database at 012, both channels pruned through 15 by DELETE")
 
-    live = clients(chans, 15, "-live")
+    live = rc.all_transports(BASE, WS_URL, chans, 15, "-live")
     ok = await rc.wait_delivered(live, {c: 20 for c in chans}, stall=30, cap=120)
     t.ok(ok, "live clients on SSE, long-poll and WebSocket read from 15", [c.summary() for c in live])
 
@@ -46,23 +38,8 @@ async def main():
     final = rc.last_seqs("t1", chans)
     t.ok(final == {c: 80 for c in chans}, "every publish committed", final)
 
-    resumers = []
-    for since in (0, 10, 15, 18):
-        resumers += clients(chans, since, f"-from{since}")
-    everyone = live + resumers
-    ok = await rc.wait_delivered(everyone, final, stall=30, cap=120)
-    t.ok(ok, "every client reached the last event", [c.summary() for c in everyone if not c.reached(final)])
-    for c in everyone:
-        await c.stop()
-    want = {0: [(1, 15)], 10: [(11, 15)], 15: [], 18: []}
-    bad = []
-    for c in resumers:
-        since = next(s for s in want if c.name.endswith(f"from{s}"))
-        for ch in chans:
-            g = [(f, to) for cc, f, to in c.gaps if cc == ch]
-            if g != want[since]:
-                bad.append(f"{c.name} {ch}: gaps {g}, want {want[since]}")
-    t.ok(not bad, "resumes from positions 012 pruned get the same gaps after 013", "\n".join(bad))
+    everyone = await rc.check_resumes(t, BASE, WS_URL, live, chans, final, {0: [(1, 15)], 10: [(11, 15)], 15: [], 18: []},
+                                      "resumes from positions 012 pruned get the same gaps after 013")
     problems = rc.check_all(everyone, "t1")
     t.ok(not problems, "every client got each event once, in order, as in realtime_events_log", "\n".join(problems))
     t.ok(all(not c.gaps for c in live), "the live clients saw no gap", [c.gaps for c in live])

@@ -19,14 +19,6 @@ RUNTIME = dict(os.environ, PGUSER=os.environ.get("PGCAST_TEST_DB_USER", "pgcast_
 t = rc.Tap("partition drop")
 
 
-def clients(chans, since, tag):
-    tok = rc.token()
-    s = {c: since for c in chans}
-    return [rc.SSEClient(BASE, tok, chans, since=s, name=f"sse{tag}").start(),
-            rc.PollClient(BASE, tok, chans, since=s, wait=5, name=f"poll{tag}").start(),
-            rc.WSClient(WS_URL, tok, chans, since=s, name=f"ws{tag}").start()]
-
-
 async def main():
     # yesterday's partition, in place of the empty first one
     rc.psql("""
@@ -54,7 +46,7 @@ async def main():
     where = rc.psql(f"SELECT count(*) FROM realtime.realtime_events_log_yesterday WHERE channel IN ('{chans[0]}', '{chans[1]}')")
     t.ok(moved == "40" and where == "40", "40 events are in yesterday's partition", (moved, where))
 
-    live = clients(chans, 25, "-live")
+    live = rc.all_transports(BASE, WS_URL, chans, 25, "-live")
     ok = await rc.wait_delivered(live, {c: 30 for c in chans}, stall=30, cap=120)
     t.ok(ok, "live clients on SSE, long-poll and WebSocket read from 25", [c.summary() for c in live])
 
@@ -78,23 +70,8 @@ async def main():
     cut = {c: rc.pruned_through("t1", c) for c in chans}
     t.ok(cut == {c: 20 for c in chans}, "pruned_through is 20 on both channels", cut)
 
-    resumers = []
-    for since in (0, 10, 20, 25):
-        resumers += clients(chans, since, f"-from{since}")
-    everyone = live + resumers
-    ok = await rc.wait_delivered(everyone, final, stall=30, cap=120)
-    t.ok(ok, "every client reached the last event", [c.summary() for c in everyone if not c.reached(final)])
-    for c in everyone:
-        await c.stop()
-    want = {0: [(1, 20)], 10: [(11, 20)], 20: [], 25: []}
-    bad = []
-    for c in resumers:
-        since = next(s for s in want if c.name.endswith(f"from{s}"))
-        for ch in chans:
-            g = [(f, to) for cc, f, to in c.gaps if cc == ch]
-            if g != want[since]:
-                bad.append(f"{c.name} {ch}: gaps {g}, want {want[since]}")
-    t.ok(not bad, "a resume from a dropped position gets the gap exactly (none from the cut or later)", "\n".join(bad))
+    everyone = await rc.check_resumes(t, BASE, WS_URL, live, chans, final, {0: [(1, 20)], 10: [(11, 20)], 20: [], 25: []},
+                                      "a resume from a dropped position gets the gap exactly (none from the cut or later)")
     problems = rc.check_all(everyone, "t1")
     t.ok(not problems, "every client got each remaining event once, in order, as in realtime_events_log",
          "\n".join(problems))

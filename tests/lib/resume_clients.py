@@ -850,5 +850,38 @@ def sanitizer_excerpt(paths, limit=60):
     return ""
 
 
+def all_transports(base, ws_url, chans, since, tag):
+    """An SSE, a long-poll and a WebSocket client on chans, each from position since."""
+    tok = token()
+    s = {c: since for c in chans}
+    return [SSEClient(base, tok, chans, since=s, name=f"sse{tag}").start(),
+            PollClient(base, tok, chans, since=s, wait=5, name=f"poll{tag}").start(),
+            WSClient(ws_url, tok, chans, since=s, name=f"ws{tag}").start()]
+
+
+async def check_resumes(t, base, ws_url, live, chans, final, want, what):
+    """Clients on all three transports resuming from each position in want, next to the
+    live ones: every client reaches final; each resumer gets exactly the gaps want[since]
+    ([(from, to)]) on every channel (what: the check's text). Returns every client,
+    stopped, for rc.check_all."""
+    resumers = []
+    for since in want:
+        resumers += all_transports(base, ws_url, chans, since, f"-from{since}")
+    everyone = live + resumers
+    ok = await wait_delivered(everyone, final, stall=30, cap=120)
+    t.ok(ok, "every client reached the last event", [c.summary() for c in everyone if not c.reached(final)])
+    for c in everyone:
+        await c.stop()
+    bad = []
+    for c in resumers:
+        since = next(s for s in want if c.name.endswith(f"from{s}"))
+        for ch in chans:
+            g = [(f, to) for cc, f, to in c.gaps if cc == ch]
+            if g != want[since]:
+                bad.append(f"{c.name} {ch}: gaps {g}, want {want[since]}")
+    t.ok(not bad, what, "\n".join(bad))
+    return everyone
+
+
 def random_name(prefix):
     return f"{prefix}{os.getpid()}{random.randrange(1000, 9999)}"
