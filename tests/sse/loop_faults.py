@@ -40,16 +40,6 @@ def slow_read(s, want, per_read, pause, timeout):
     return s.seqs()
 
 
-def small_buffer_connection(addr, timeout=None):
-    """A client socket with a small receive buffer: the pace is the reader's, not the
-    kernel's (an autotuned buffer would take megabytes before the reader reads any)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    sock.settimeout(timeout)
-    sock.connect(addr)
-    return sock
-
-
 def check_resume_far_behind():
     sc.psql("INSERT INTO realtime.realtime_heartbeat_config VALUES ('lf', 100, 1000) "
             "ON CONFLICT (channel_type) DO UPDATE SET heartbeat_interval_ms = 100, timeout_ms = 1000")
@@ -61,8 +51,8 @@ def check_resume_far_behind():
     expect = log_seqs(ch)
     tok = sc.mint(sc.SECRET, {"sub": "u1", "tenant": "t1", "exp": "+3600", "channels": ["lf:*"]})
     readers = int(os.environ.get("LF_READERS", "12"))
-    sc.socket.create_connection = small_buffer_connection
-    streams = [sc.Stream(f"channel={ch}&since={urllib.parse.quote(f'{ch}=0')}&token={tok}") for _ in range(readers)]
+    streams = [sc.Stream(f"channel={ch}&since={urllib.parse.quote(f'{ch}=0')}&token={tok}", rcvbuf=16384)
+               for _ in range(readers)]
     t0 = time.time()
     got = [None] * readers
 

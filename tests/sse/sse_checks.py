@@ -4,10 +4,11 @@
 Run by tests/sse/*.sh once they started a server; prints TAP lines. Uses only the
 standard library (raw sockets, HTTP/1.0), psql for publishing, scripts/jwt.py for tokens.
 """
-import json, os, select, socket, sys, time, urllib.parse
+import json, os, select, sys, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import sse_raw  # noqa: E402
 import tap  # noqa: E402
 from tap import ok, psql  # noqa: E402
 from flow import exited  # noqa: E402
@@ -32,96 +33,9 @@ def token(**claims):
     return mint(SECRET, c)
 
 
-class Stream:
-    """An SSE stream over a raw socket: headers, then events parsed as they arrive."""
-
-    def __init__(self, query, headers=None, method="GET"):
-        self.sock = socket.create_connection((HOST, PORT), timeout=10)
-        lines = [f"{method} {PREFIX}/sse?{query} HTTP/1.0", f"Host: {HOST}:{PORT}", "Accept: text/event-stream",
-                 "Accept-Encoding: gzip, deflate, br"]
-        if method != "GET":
-            lines.append("Content-Length: 0")
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.buf = b""
-        self.status, self.headers, self.body = 0, {}, b""
-        self.events = []  # (id or None, parsed data)
-        self.retry = None
-        self.closed = False
-        self._read_head()
-
-    def _read_head(self):
-        while b"\r\n\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                break
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        self.status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-        for l in lines[1:]:
-            k, _, v = l.partition(":")
-            self.headers[k.strip().lower()] = v.strip()
-        self.sock.setblocking(False)
-
-    def read_body(self, timeout=5):
-        end = time.time() + timeout
-        while not self.closed and time.time() < end:
-            self.pump(0.2)
-        return self.buf
-
-    def pump(self, timeout=0.0):
-        """Reads what is there (waiting up to timeout) and parses complete events."""
-        if self.closed:
-            return
-        r, _, _ = select.select([self.sock], [], [], timeout)
-        if r:
-            try:
-                chunk = self.sock.recv(1 << 20)
-            except BlockingIOError:
-                chunk = None
-            except OSError:
-                chunk = b""
-            if chunk == b"":
-                self.closed = True
-            elif chunk:
-                self.buf += chunk
-        self.parse()
-
-    def parse(self):
-        """Parses the complete events in what was read."""
-        while b"\n\n" in self.buf:
-            block, _, self.buf = self.buf.partition(b"\n\n")
-            eid, data = None, []
-            for line in block.decode().split("\n"):
-                if line.startswith("id: "):
-                    eid = line[4:]
-                elif line.startswith("data: "):
-                    data.append(line[6:])
-                elif line.startswith("retry: "):
-                    self.retry = int(line[7:])
-            if data:
-                self.events.append((eid, json.loads("\n".join(data))))
-
-    def wait_for(self, pred, timeout=10):
-        end = time.time() + timeout
-        while time.time() < end:
-            if pred(self):
-                return True
-            if self.closed:
-                return pred(self)
-            self.pump(0.1)
-        return pred(self)
-
-    def data(self, kind=None):
-        return [d for _, d in self.events if kind is None or d.get("type") == kind]
-
-    def seqs(self, channel=None):
-        return [d["seq"] for _, d in self.events if "seq" in d and (channel is None or d["channel"] == channel)]
-
-    def close(self):
-        self.sock.close()
-        self.closed = True
+def Stream(query, headers=None, method="GET", rcvbuf=None):
+    """An SSE stream of the server under test (tests/lib/sse_raw.py)."""
+    return sse_raw.Stream(BASE, query, headers, method, timeout=10, rcvbuf=rcvbuf)
 
 
 def check_errors():
