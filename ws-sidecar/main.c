@@ -688,11 +688,12 @@ int main(int argc, char **argv)
         }
     }
     char err[256];
+    pgc_log_init("pgcast-ws", PGC_LOG_INFO); /* what loading the configuration says is named */
     if (pgc_config_load(&g_cfg, config, err, sizeof err) != 0) {
         fprintf(stderr, "pgcast-ws: %s\n", err);
         return 2;
     }
-    pgc_log_init("pgcast-ws", (enum pgc_log_level)g_cfg.log_level);
+    pgc_log_set_level((enum pgc_log_level)g_cfg.log_level);
     if (pgc_crypto_init() != 0)
         return 1;
     if (!listen) listen = g_cfg.ws_listen;
