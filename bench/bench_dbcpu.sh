@@ -1,0 +1,180 @@
+#!/bin/bash
+# Database CPU per publish and per poll: the constants of docs/scaling.md's model.
+# PostgreSQL's CPU is read from /proc (utime+stime of every process of the private
+# cluster, plus what its exited backends left in the postmaster's cutime+cstime), over a
+# fixed run, minus the idle cluster's CPU over the same time.
+#
+#   publish   realtime.publish from 2 pgbench clients at BENCH_RATE publishes/s (200) for
+#             BENCH_SECONDS (10), synchronous_commit=off, while L connections LISTEN on
+#             realtime_events and drain their notifications as a hub does
+#             (build/release/bench/pg_listeners), L in BENCH_LISTENERS ("0 1 3 10 50 200"):
+#             database CPU per publish in all, and the part spent in the listening
+#             backends (per listener)
+#   poll      GET {prefix}/events through lighttpd + pgcast-poll (release build), wrk -t1
+#             -c8 for BENCH_SECONDS: a conditional poll answered 304, a poll with nothing
+#             new (200, no events), a page of 10 events: database CPU per request
+#   conns     database connections one host holds (lighttpd with both handlers and the
+#             sidecar, each with a client), by application_name
+# Run it on a quiet machine for figures to quote; it prints the load average with them.
+source "$(dirname "$0")/lib.sh"
+secs=${BENCH_SECONDS:-10}
+rate=${BENCH_RATE:-200}
+listeners=${BENCH_LISTENERS:-0 1 3 10 50 200}
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+LISTEN_BIN=build/release/bench/pg_listeners
+[ -x "$LISTEN_BIN" ] || { echo "bench_dbcpu: $LISTEN_BIN missing (make)" >&2; exit 1; }
+lst_pid=
+stop_listeners() { [ -n "$lst_pid" ] && kill -TERM "$lst_pid" 2>/dev/null && wait "$lst_pid" 2>/dev/null; lst_pid=; }
+bench_on_exit=stop_listeners
+PGCAST_PG_MAX_CONNECTIONS=$(( $(echo $listeners | tr ' ' '\n' | sort -n | tail -n1) + 100 )) bench_setup dbcpu
+pm=$(head -n1 "$PGCAST_TEST_WORK/pg/data/postmaster.pid")
+
+# CPU ticks of the whole cluster: every live process, and the exited ones (reaped by the
+# postmaster: its cutime + cstime)
+pg_ticks() {
+    local t
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+    echo $((t + $(cpu_ticks $(pgrep -P "$pm"))))
+}
+# per-event figures in microseconds: us TICKS COUNT
+us() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN{ if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }'; }
+idle_ticks() { # CPU of the idle cluster over $secs s
+    local a b
+    a=$(pg_ticks); sleep "$secs"; b=$(pg_ticks)
+    echo $((b - a))
+}
+
+echo "Database CPU per publish and per poll; ${secs}s per figure, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+idle=$(idle_ticks)
+echo "idle cluster: $(us "$idle" "$secs") us of CPU a second (subtracted below)"
+echo
+
+# ---- publish
+s="$PGCAST_TEST_WORK/publish.sql"
+echo "SELECT realtime.publish('bench', 'bench:c' || :client_id, 'e', '{\"i\": 1}');" >"$s"
+psql -qXAt -c "SELECT realtime.publish('bench', 'bench:c' || g, 'e', '{}') FROM generate_series(0, 1) g" >/dev/null
+printf '%-10s %10s %12s %16s %18s %16s %14s\n' listeners publishes "publishes/s" "DB CPU us/pub" "in listeners us" "per listener us" "notifications"
+for l in $listeners; do
+    lpids=
+    if [ "$l" -gt 0 ]; then
+        "$LISTEN_BIN" "host=$PGHOST port=$PGPORT user=postgres dbname=postgres" "$l" >"$PGCAST_TEST_WORK/lst.out" &
+        lst_pid=$!
+        wait_for "$PGCAST_TEST_WORK/lst.out" ready 60 || { echo "pg_listeners did not start" >&2; exit 1; }
+        lpids=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_listeners'")
+    fi
+    sleep 1
+    a=$(pg_ticks); la=$(cpu_ticks $lpids)
+    out=$(PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -f "$s" -c 2 -j 1 -R "$rate" -T "$secs" 2>&1)
+    b=$(pg_ticks); lb=$(cpu_ticks $lpids)
+    n=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
+    notes=
+    if [ -n "$lst_pid" ]; then
+        stop_listeners
+        notes=$(field notifications "$(cat "$PGCAST_TEST_WORK/lst.out")")
+    fi
+    lt=$((lb - la))
+    printf '%-10s %10s %12s %16s %18s %16s %14s\n' "$l" "$n" "$(awk -v n="$n" -v s="$secs" 'BEGIN{printf "%.0f", n/s}')" \
+        "$(us $((b - a - idle)) "$n")" "$(us "$lt" "$n")" \
+        "$( [ "$l" -gt 0 ] && awk -v t="$lt" -v n="$n" -v l="$l" -v hz="$hz" 'BEGIN{printf "%.2f", t/hz*1e6/n/l}' || echo -)" \
+        "${notes:--}"
+    sleep 1
+done
+echo "(2 pgbench clients at ${rate}/s in all, synchronous_commit=off; a listener that falls behind"
+echo " holds back every listener's queue: past ~50,000 deliveries/s publishes/s falls below the rate)"
+echo
+
+# ---- poll
+lighttpd_start || { web_logs; exit 1; }
+tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"],"publish":["bench:*"]}')
+header() { awk -F': ' -v h="$1" 'tolower($1)==h {print $2}' | tr -d '\r'; }
+psql -qXAt -c "SELECT realtime.publish('bench', 'bench:page', 'e', jsonb_build_object('i', g)) FROM generate_series(1, 10) g" >/dev/null
+p304="$LIGHTTPD_URL/realtime/events?channel=bench:page&since=bench:page%3D10"
+pnew="$LIGHTTPD_URL/realtime/events?channel=bench:page&since=bench:page%3D10&wait=0"
+ppage="$LIGHTTPD_URL/realtime/events?channel=bench:page&since=bench:page%3D0"
+etag=$(curl -s -D - -o /dev/null -H "Authorization: Bearer $tok" "$p304" | header etag)
+st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" -H "If-None-Match: $etag" "$p304")
+[ "$st" = 304 ] || { echo "bench_dbcpu: the conditional poll answers $st, not 304" >&2; exit 1; }
+poll_cpu() { # what URL [ETAG]
+    local a b out n
+    a=$(pg_ticks)
+    out=$(BENCH_TOKEN=$tok BENCH_ETAG=${3:-} wrk -t1 -c8 -d"${secs}s" -s bench/poll_header.lua "$2")
+    b=$(pg_ticks)
+    n=$(echo "$out" | awk '/requests in/ {print $1}')
+    bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    printf '%-36s %10s %12s %16s\n' "$1" "$n" "$(awk -v n="$n" -v s="$secs" 'BEGIN{printf "%.0f", n/s}')" \
+        "$(us $((b - a - idle)) "$n")"
+    [ -n "$bad" ] && [ "$1" != "conditional poll (304)" ] && echo "  ($bad answers were not 2xx)"
+    sleep 1
+}
+printf '%-36s %10s %12s %16s\n' "poll request" requests "requests/s" "DB CPU us/req"
+poll_cpu "conditional poll (304)" "$p304" "$etag"
+poll_cpu "nothing new (200, no events)" "$pnew"
+poll_cpu "page of 10 events (200)" "$ppage"
+echo "(wrk -t1 -c8 through lighttpd + one pgcast-poll process, on the same cores as PostgreSQL)"
+echo
+
+# long-polls woken by publishes: W clients each holding GET …&wait=25 and asking again
+# with the returned cursor (tests/lib/resume_clients.py), 4 publishes/s on their channel
+waiters_py='
+import asyncio, os, sys
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
+import resume_clients as rc
+base, tok, n, since, work = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+async def main():
+    cs = [rc.PollClient(base, tok, ["bench:lp"], since={"bench:lp": since}, wait=25).start() for _ in range(n)]
+    await asyncio.sleep(3)
+    open(work + "/lp.ready", "w").close()
+    while not os.path.exists(work + "/lp.stop"):
+        await asyncio.sleep(0.1)
+    print(f"requests={sum(c.requests for c in cs)} events={sum(c.count() for c in cs)}", flush=True)
+    for c in cs:
+        await c.stop()
+asyncio.run(main())
+'
+echo "SELECT realtime.publish('bench', 'bench:lp', 'e', '{\"i\": 1}');" >"$PGCAST_TEST_WORK/lp.sql"
+lp_since=$(psql -qXAt -c "SELECT realtime.publish('bench', 'bench:lp', 'e', '{}')")
+printf '%-36s %10s %12s %16s %18s\n' "long-poll waiters" publishes deliveries "DB CPU us/pub" "per waiter us/pub"
+lp_base=
+for w in 0 ${BENCH_WAITERS:-100 400}; do
+    rm -f "$PGCAST_TEST_WORK/lp.ready" "$PGCAST_TEST_WORK/lp.stop"
+    /usr/bin/python3 -c "$waiters_py" "$LIGHTTPD_URL" "$tok" "$w" "$lp_since" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/lp.out" 2>&1 &
+    py=$!
+    wait_for "$PGCAST_TEST_WORK/lp.ready" "" 120 2>/dev/null || [ -f "$PGCAST_TEST_WORK/lp.ready" ] || { echo "waiters did not start" >&2; cat "$PGCAST_TEST_WORK/lp.out" >&2; exit 1; }
+    a=$(pg_ticks)
+    out=$(PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -f "$PGCAST_TEST_WORK/lp.sql" -c 1 -R 4 -T "$secs" 2>&1)
+    b=$(pg_ticks)
+    touch "$PGCAST_TEST_WORK/lp.stop"
+    wait $py
+    n=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
+    lp_since=$(psql -qXAt -c "SELECT last_seq FROM realtime.realtime_channels WHERE tenant_id = 'bench' AND channel_name = 'bench:lp'")
+    per=$(us $((b - a - idle)) "$n")
+    [ "$w" = 0 ] && lp_base=$per
+    printf '%-36s %10s %12s %16s %18s\n' "$w" "$n" "$(field events "$(cat "$PGCAST_TEST_WORK/lp.out")")" "$per" \
+        "$( [ "$w" -gt 0 ] && awk -v a="$per" -v b="$lp_base" -v w="$w" 'BEGIN{printf "%.2f", (a-b)/w}' || echo -)"
+    sleep 1
+done
+echo "(one pgcast-poll process; per waiter: the extra database CPU per publish over no waiters, divided by W)"
+echo
+
+# ---- connections of one host
+curl -s -o /dev/null -m 2 -H "Authorization: Bearer $tok" "$LIGHTTPD_URL/realtime/sse?channel=bench:page" &
+sse=$!
+/usr/bin/python3 - "$WS_PORT" "$tok" <<'EOF' &
+import asyncio, json, sys, websockets
+async def main():
+    async with websockets.connect(f"ws://127.0.0.1:{sys.argv[1]}/ws?token={sys.argv[2]}") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channel": "bench:page", "since": 0}))
+        await asyncio.sleep(1.5)
+asyncio.run(main())
+EOF
+ws=$!
+sleep 1
+echo "database connections of one host (lighttpd: pgcast-sse + pgcast-poll, and pgcast-ws; one client each):"
+# which program holds each connection: its client port, looked up with ss
+declare -A prog
+while read -r port name; do prog[$port]=$name; done < <(ss -Htnp state established "( dport = :$PGPORT )" |
+    sed -n 's/.*127\.0\.0\.1:\([0-9]*\) *127\.0\.0\.1:[0-9]*.*users:(("\([^"]*\)".*/\1 \2/p')
+psql -qXAt -F ' ' -c "SELECT client_port, coalesce(nullif(application_name, ''), '(none)') FROM pg_stat_activity
+    WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND client_port > 0" |
+    while read -r port app; do echo "${prog[$port]:-?} $app"; done | sort | uniq -c | sed 's/^ */  /'
+wait $sse $ws 2>/dev/null
