@@ -112,7 +112,7 @@ async def main():
             reply({"arrived": arrived, "clients": [
                 {"name": c.name, "kind": c.kind, "channels": c.channels, "start": c.start_pos, "got": c.got,
                  "gaps": c.gaps, "connects": c.connects, "reached": c.reached(final), "summary": c.summary(),
-                 "log": c.log[-8:]} for c in clients]})
+                 "log": c.log[-8:], "arrivals": c.arrivals} for c in clients]})
             break
     stop.set()
 

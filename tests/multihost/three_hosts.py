@@ -199,6 +199,20 @@ async def run(hosts):
                     if lost:
                         missing.append(f"{h.name} -> {c['name']} {ch}: {len(lost)} missing")
     t.ok(not missing, "what was POSTed on each host reached the clients on every host", "\n".join(missing[:8]))
+    # publish -> client latency (published_at to arrival; one clock: the hosts share the kernel)
+    at_ = {}
+    for line in rc.psql("SELECT channel, seq, extract(epoch FROM published_at) FROM realtime.realtime_events_log "
+                        "WHERE tenant_id = '" + TENANT + "' AND channel IN (" + ",".join(f"'{c}'" for c in chans) +
+                        ")").splitlines():
+        ch, seq, ts = line.split("|")
+        at_[(ch, int(seq))] = float(ts)
+    for kind in ("sse", "poll", "ws"):
+        lat = sorted((a - at_[(ch, seq)]) * 1000 for res in results for c in res["clients"] if c["kind"] == kind
+                     for a, ch, seq in c["arrivals"] if (ch, seq) in at_)
+        if lat:
+            q = lambda f: lat[min(len(lat) - 1, int(len(lat) * f))]
+            t.note(f"latency publish->client, {kind}, all hosts: p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms, "
+                   f"max {lat[-1]:.1f} ms over {len(lat)} deliveries (includes the faults)")
     vres = results[hosts.index(victim)]
     ws = [c for c in vres["clients"] if c["kind"] == "ws"]
     t.ok(ws and all(c["connects"] > 1 for c in ws),
