@@ -21,11 +21,11 @@ secs=${BENCH_SECONDS:-10}
 rate=${BENCH_RATE:-200}
 listeners=${BENCH_LISTENERS:-0 1 3 10 50 200}
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-LISTEN_BIN=build/release/bench/pg_listeners
-[ -x "$LISTEN_BIN" ] || { echo "bench_dbcpu: $LISTEN_BIN missing (make)" >&2; exit 1; }
+LISTEN_BIN=build/release/bench/pg_listeners HUB_BIN=build/release/bench/hub_procs
+[ -x "$LISTEN_BIN" ] && [ -x "$HUB_BIN" ] || { echo "bench_dbcpu: $LISTEN_BIN or $HUB_BIN missing (make)" >&2; exit 1; }
 lst_pid=
 stop_listeners() { [ -n "$lst_pid" ] && kill -TERM "$lst_pid" 2>/dev/null && wait "$lst_pid" 2>/dev/null; lst_pid=; }
-bench_on_exit=stop_listeners
+bench_on_exit="stop_listeners"
 PGCAST_PG_MAX_CONNECTIONS=$(( $(echo $listeners | tr ' ' '\n' | sort -n | tail -n1) + 100 )) bench_setup dbcpu
 pm=$(head -n1 "$PGCAST_TEST_WORK/pg/data/postmaster.pid")
 
@@ -50,37 +50,70 @@ echo "idle cluster: $(us "$idle" "$secs") us of CPU a second (subtracted below)"
 echo
 
 # ---- publish
-s="$PGCAST_TEST_WORK/publish.sql"
-echo "SELECT realtime.publish('bench', 'bench:c' || :client_id, 'e', '{\"i\": 1}');" >"$s"
+# One publishing backend (its pid known, so its CPU is its own figure): a loop of
+# single-event transactions on two channels, BENCH_RATE a second, synchronous_commit=off.
 psql -qXAt -c "SELECT realtime.publish('bench', 'bench:c' || g, 'e', '{}') FROM generate_series(0, 1) g" >/dev/null
-printf '%-10s %10s %12s %16s %18s %16s %14s\n' listeners publishes "publishes/s" "DB CPU us/pub" "in listeners us" "per listener us" "notifications"
-for l in $listeners; do
-    lpids=
+pub_pid=
+stop_publisher() { [ -n "$pub_pid" ] && kill -TERM "$pub_pid" 2>/dev/null && wait "$pub_pid" 2>/dev/null; pub_pid=; }
+bench_on_exit="stop_listeners; stop_publisher"
+start_publisher() {
+    PGAPPNAME=bench_pub PGOPTIONS="-c synchronous_commit=off" psql -qX -c "DO \$\$
+        DECLARE t0 float8 := extract(epoch FROM clock_timestamp());
+        BEGIN FOR i IN 1..100000000 LOOP
+            PERFORM realtime.publish('bench', 'bench:c' || (i % 2), 'e', '{\"i\": 1}');
+            COMMIT;
+            PERFORM pg_sleep(greatest(0, t0 + i / $rate.0 - extract(epoch FROM clock_timestamp())));
+        END LOOP; END \$\$" >/dev/null 2>&1 &
+    pub_pid=$!
+    for _ in $(seq 1 100); do
+        bpid=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'bench_pub'")
+        [ -n "$bpid" ] && return 0
+        sleep 0.1
+    done
+    echo "bench_dbcpu: the publisher did not start" >&2; exit 1
+}
+start_publisher
+sleep 3  # warm: plans cached, autovacuum's first visits done
+pub_cpu() { # listen|hub K: publishes with K listening connections (listen) or K hubs serving the channels
+    local mode=$1 l=$2 lpids= a b la lb pa pb ta tb n lt notes=
     if [ "$l" -gt 0 ]; then
-        "$LISTEN_BIN" "host=$PGHOST port=$PGPORT user=postgres dbname=postgres" "$l" >"$PGCAST_TEST_WORK/lst.out" &
+        if [ "$mode" = listen ]; then
+            "$LISTEN_BIN" "host=$PGHOST port=$PGPORT user=postgres dbname=postgres" "$l" >"$PGCAST_TEST_WORK/lst.out" &
+        else
+            "$HUB_BIN" "host=$PGHOST port=$PGPORT user=postgres dbname=postgres" "$l" bench bench:c0 bench:c1 \
+                >"$PGCAST_TEST_WORK/lst.out" 2>"$PGCAST_TEST_WORK/lst.err" &
+        fi
         lst_pid=$!
-        wait_for "$PGCAST_TEST_WORK/lst.out" ready 60 || { echo "pg_listeners did not start" >&2; exit 1; }
-        lpids=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_listeners'")
+        wait_for "$PGCAST_TEST_WORK/lst.out" ready 120 || { echo "$mode x $l did not start" >&2; cat "$PGCAST_TEST_WORK/lst.err" >&2; exit 1; }
+        lpids=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE application_name IN ('pg_listeners', 'pgcast-hub')")
     fi
-    sleep 1
-    a=$(pg_ticks); la=$(cpu_ticks $lpids)
-    out=$(PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -f "$s" -c 2 -j 1 -R "$rate" -T "$secs" 2>&1)
-    b=$(pg_ticks); lb=$(cpu_ticks $lpids)
-    n=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)
-    notes=
+    sleep 2
+    ta=$(date +%s.%N); a=$(pg_ticks); la=$(cpu_ticks $lpids); pa=$(cpu_ticks $bpid)
+    sleep "$secs"
+    tb=$(date +%s.%N); b=$(pg_ticks); lb=$(cpu_ticks $lpids); pb=$(cpu_ticks $bpid)
     if [ -n "$lst_pid" ]; then
         stop_listeners
-        notes=$(field notifications "$(cat "$PGCAST_TEST_WORK/lst.out")")
+        notes=$(grep -o '[0-9]*$' "$PGCAST_TEST_WORK/lst.out" | tail -n1)
     fi
+    n=$(psql -qXAt -c "SELECT count(*) FROM realtime.realtime_events_log WHERE tenant_id = 'bench'
+        AND channel IN ('bench:c0', 'bench:c1') AND published_at >= to_timestamp($ta) AND published_at < to_timestamp($tb)")
     lt=$((lb - la))
-    printf '%-10s %10s %12s %16s %18s %16s %14s\n' "$l" "$n" "$(awk -v n="$n" -v s="$secs" 'BEGIN{printf "%.0f", n/s}')" \
-        "$(us $((b - a - idle)) "$n")" "$(us "$lt" "$n")" \
+    printf '%-9s %12s %10s %11s %16s %13s %11s %14s\n' "$l" "$(awk -v n="$n" -v s="$secs" 'BEGIN{printf "%.0f", n/s}')" \
+        "$(us $((b - a - idle)) "$n")" "$(us $((pb - pa)) "$n")" "$(us "$lt" "$n")" \
         "$( [ "$l" -gt 0 ] && awk -v t="$lt" -v n="$n" -v l="$l" -v hz="$hz" 'BEGIN{printf "%.2f", t/hz*1e6/n/l}' || echo -)" \
-        "${notes:--}"
-    sleep 1
-done
-echo "(2 pgbench clients at ${rate}/s in all, synchronous_commit=off; a listener that falls behind"
-echo " holds back every listener's queue: past ~50,000 deliveries/s publishes/s falls below the rate)"
+        "$(us $((b - a - idle - (pb - pa) - lt)) "$n")" "${notes:--}"
+}
+echo "database CPU per publish, in us: all, the publisher's backend, the listening backends (all; per"
+echo "listener), the rest (WAL writer, autovacuum, checkpointer, ...)"
+printf '%-9s %12s %10s %11s %16s %13s %11s %14s\n' listeners "publishes/s" all publisher "listeners" "per listener" rest notifications
+for l in $listeners; do pub_cpu listen "$l"; done
+echo
+echo "the same with hubs serving the channels (each as one pgcast process: its LISTEN connection"
+echo "reads each woken channel from the log; the reads batch under load):"
+printf '%-9s %12s %10s %11s %16s %13s %11s %14s\n' hubs "publishes/s" all publisher "hub conns" "per hub" rest "events taken"
+for l in ${BENCH_HUBS:-1 3 10 50}; do pub_cpu hub "$l"; done
+stop_publisher
+echo "(one publisher at ${rate}/s, synchronous_commit=off, single-event transactions on 2 channels)"
 echo
 
 # ---- poll
