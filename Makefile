@@ -35,6 +35,7 @@ SSE_SRC   = $(wildcard sse/*.c)
 POLL_SRC  = $(wildcard poll/*.c)
 WS_SRC    = $(wildcard ws-sidecar/*.c)
 MIG_SRC   = $(wildcard migrate/*.c)
+RELAY_SRC = $(wildcard relay/*.c)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 BENCH_SRC = $(wildcard bench/*.c)
 SQL_FILES = $(sort $(wildcard sql/[0-9]*.sql))
@@ -48,7 +49,8 @@ SQL_EMBED = $(BUILD)/gen/sql_embedded.c
 PROGS = $(if $(SSE_SRC),$(BINDIR)/pgcast-sse.fcgi) \
         $(if $(POLL_SRC),$(BINDIR)/pgcast-poll.fcgi) \
         $(if $(WS_SRC),$(BINDIR)/pgcast-ws) \
-        $(BINDIR)/pgcast-migrate
+        $(BINDIR)/pgcast-migrate \
+        $(if $(RELAY_SRC),$(BINDIR)/pgcast-relay)
 UNIT_BINS  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
@@ -104,6 +106,10 @@ $(BINDIR)/pgcast-sse.fcgi: $(call obj,$(SSE_SRC)) $(FCGI_LIB) $(CORE_LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 
 $(BINDIR)/pgcast-poll.fcgi: $(call obj,$(POLL_SRC)) $(FCGI_LIB) $(CORE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
+
+$(BINDIR)/pgcast-relay: $(call obj,$(RELAY_SRC)) $(CORE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(PKG_LIBS)
 

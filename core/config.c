@@ -73,6 +73,11 @@ static const struct key keys[] = {
     {"ws_db_workers", K_INT, F(ws_db_workers), 1, 256, "4"},
     {"ws_db_queue", K_INT, F(ws_db_queue), 1, 1 << 20, "1024"},
     {"ws_db_pending", K_INT, F(ws_db_pending), 1, 10000, "16"},
+    {"relay_socket", K_STR, F(relay_socket), 0, 0, "/run/pgcast-relay/relay.sock"},
+    {"relay_retry_ms", K_INT, F(relay_retry_ms), 100, 3600000, "2000"},
+    {"relay_client_buffer", K_SIZE, F(relay_client_buffer), 65536, 1LL << 30, "4MiB"},
+    {"relay_max_clients", K_INT, F(relay_max_clients), 1, 1000000, "1024"},
+    {"relay_client_tags", K_INT, F(relay_client_tags), 16, 100000000, "1000000"},
     {"http_port", K_INT, F(http_port), 1, 65535, "8080"},
     {"ws_port", K_INT, F(ws_port), 1, 65535, "8081"},
 };

@@ -58,6 +58,11 @@ typedef struct pgc_config {
     int ws_db_workers;         /* sidecar threads for publish and presence calls (4) */
     int ws_db_queue;           /* such calls waiting or running, every connection (1024) */
     int ws_db_pending;         /* such calls (and replies behind them) per connection (16) */
+    char *relay_socket;        /* the host's relay (pgcast-relay): its Unix socket; "" = none (own LISTEN) */
+    int relay_retry_ms;        /* without a relay (or after losing it), try it again this often (2000) */
+    size_t relay_client_buffer; /* pgcast-relay: output held for one process; beyond, it is dropped (4 MiB) */
+    int relay_max_clients;     /* pgcast-relay: processes connected at once (1024) */
+    int relay_client_tags;     /* pgcast-relay: channels one process may ask to be woken for (1000000) */
     int http_port;             /* make run: the web server's port (8080) */
     int ws_port;               /* make run: the sidecar's port (8081) */
 } pgc_config;

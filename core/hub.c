@@ -60,6 +60,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,6 +84,14 @@
 #define HUB_PRESENCE_WINDOW "60 seconds" /* older presence rows are not delivered */
 #define HUB_DRAIN_ROUNDS 8         /* presence reads per drain, then the turn goes on */
 #define HUB_WARN_EVERY_MS 10000    /* rate of warnings about notifications */
+#define HUB_RELAY_RETRY_MS 2000    /* default relay_retry_ms */
+#define HUB_RELAY_START_WAIT_MS 1000 /* at start, for the relay's "L" before LISTENing alone */
+#define HUB_RELAY_PING_MS 5000     /* a barrier to the relay this often: is it alive? */
+#define HUB_RELAY_TIMEOUT_MS 10000 /* no "L", or no answer to a barrier, this long: dropped */
+#define HUB_RELAY_OTHER_MS 30000  /* a relay of another database (or protocol): tried again after */
+#define HUB_RELAY_LINE_MAX 16448   /* "N <channel> <payload>": NOTIFY payloads are < 8000 bytes */
+#define HUB_RELAY_READ_MAX (256u << 10) /* relay bytes taken in one turn */
+#define HUB_RELAY_OUT_MAX (64u << 20)  /* lines for the relay not taken yet: past it, it is stuck */
 
 typedef struct hchan hchan;
 typedef struct hsub hsub;
@@ -134,15 +144,25 @@ struct pgc_sub {
     hsub *subs; /* hub thread only */
 };
 
-enum cmd_kind { CMD_ADD, CMD_REMOVE, CMD_FREE, CMD_FEED };
+enum cmd_kind { CMD_ADD, CMD_REMOVE, CMD_FREE, CMD_FEED, CMD_SYNC };
 
 struct cmd {
     enum cmd_kind kind;
     pgc_sub *sub;
     char *channel;
     int64_t after;
+    pgc_hub_sync_fn sync_cb; /* CMD_SYNC */
+    void *sync_arg;
+    uint64_t sync_id;        /* CMD_SYNC sent to the relay: the barrier that answers it */
     struct cmd *next;
 };
+
+/* Where the wake-ups come from (hub thread only): the relay's socket is OFF (not
+ * connected), PENDING (connected, its "L" not come yet), READY ("L" came: it listens;
+ * used as soon as the hub's own connection is up and on the same database) or ACTIVE
+ * (used: the hub's connection has no LISTEN). In every other state the hub LISTENs on
+ * its own connection. */
+enum relay_state { RELAY_OFF, RELAY_PENDING, RELAY_READY, RELAY_ACTIVE };
 
 struct hb_entry {
     char type[64];
@@ -164,6 +184,33 @@ struct pgc_hub {
 
     PGconn *conn; /* hub thread only */
     _Atomic bool db_ok;
+
+    /* hub thread only: the notification source (see "Notification source") */
+    bool listening;          /* LISTEN is on conn */
+    char db_identity[64];    /* of conn (PGC_RELAY_IDENTITY_SQL); "" when unknown */
+    char *relay_path;        /* NULL: no relay */
+    int relay_retry_ms;
+    int relay_fd;
+    enum relay_state relay_state;
+    char relay_identity[64];
+    char *relay_in;          /* a line being received */
+    size_t relay_ilen;
+    int64_t next_relay_ms, relay_since_ms, relay_ping_ms;
+    uint64_t sync_next_id, relay_ping_id; /* relay_ping_id: 0 when none is waiting */
+    char *relay_out;         /* lines for the relay not written yet */
+    size_t relay_olen, relay_ooff, relay_ocap;
+    bool relay_all_sent;     /* "A 1" is in force: woken for every notification */
+    char **tagq;             /* keys of the channels whose "T" went since the last barrier */
+    size_t ntagq, tagq_cap;
+    struct tagwait {         /* channels to read once the relay answers barrier id */
+        uint64_t id;
+        char **keys;
+        size_t n;
+        struct tagwait *next;
+    } *tagwait_head, *tagwait_tail;
+    struct cmd *sync_head, *sync_tail;   /* barriers asked in this turn */
+    struct cmd *rsync_head, *rsync_tail; /* barriers sent to the relay, oldest first */
+    _Atomic bool relayed;
     int backoff_ms;
     int64_t next_connect_ms, next_instance_ms, next_stall_ms;
     int refreshes;
@@ -579,10 +626,13 @@ int pgc_hub_channel_tag(const unsigned char secret[PGC_HUB_SECRET_LEN], const ch
     return 0;
 }
 
+static void relay_tag(pgc_hub *h, hchan *c, bool add);
+
 static void chan_untag(pgc_hub *h, hchan *c)
 {
     if (!c->tagged)
         return;
+    relay_tag(h, c, false);
     lh_table_delete(h->tags, c->tag);
     c->tagged = false;
 }
@@ -608,6 +658,7 @@ static void chan_tag(pgc_hub *h, hchan *c)
         return;
     }
     c->tagged = true;
+    relay_tag(h, c, true);
 }
 
 static void chan_free_entry(struct lh_entry *e)
@@ -755,6 +806,7 @@ static void drop_conn(pgc_hub *h, const char *why)
     PGC_WARN("hub: database connection lost (%s); reconnecting", why);
     PQfinish(h->conn);
     h->conn = NULL;
+    h->listening = false;
     atomic_store(&h->db_ok, false);
     atomic_fetch_add(&h->st_reconnects, 1);
     h->next_connect_ms = pgc_mono_ms() + h->backoff_ms;
@@ -1395,6 +1447,19 @@ static void on_presence_notify(pgc_hub *h, const char *payload)
     h->npending++;
 }
 
+/* A notification, from the hub's own LISTEN or from the relay. */
+static void on_notify(pgc_hub *h, const char *relname, const char *extra)
+{
+    if (strcmp(relname, "realtime_events") == 0)
+        on_event_notify(h, extra);
+    else if (strcmp(relname, "realtime_config") == 0 && strcmp(extra, "realtime_secret") == 0)
+        load_secret(h);
+    else if (strcmp(relname, "realtime_config") == 0)
+        load_heartbeat_config(h);
+    else if (strcmp(relname, "realtime_presence") == 0)
+        on_presence_notify(h, extra);
+}
+
 /* Takes the notifications libpq holds, then reads the presence rows they named. Those
  * reads may bring more notifications: taken again, HUB_DRAIN_ROUNDS times at most; then
  * drain_more tells the thread not to sleep, so what is left is taken in the next turn
@@ -1405,14 +1470,7 @@ static void drain_notifications(pgc_hub *h)
     for (int round = 0; h->conn; round++) {
         PGnotify *n;
         while (h->conn && (n = PQnotifies(h->conn)) != NULL) {
-            if (strcmp(n->relname, "realtime_events") == 0)
-                on_event_notify(h, n->extra);
-            else if (strcmp(n->relname, "realtime_config") == 0 && strcmp(n->extra, "realtime_secret") == 0)
-                load_secret(h);
-            else if (strcmp(n->relname, "realtime_config") == 0)
-                load_heartbeat_config(h);
-            else if (strcmp(n->relname, "realtime_presence") == 0)
-                on_presence_notify(h, n->extra);
+            on_notify(h, n->relname, n->extra);
             PQfreemem(n);
         }
         if (h->npending == 0)
@@ -1425,6 +1483,477 @@ static void drain_notifications(pgc_hub *h)
     }
 }
 
+/* ---------------------------------------------------------------- notification source
+ *
+ * The wake-ups come from the hub's own LISTEN, or from the host's relay (pgcast-relay,
+ * relay/main.c: one LISTEN for every process of the host, forwarded over a Unix
+ * socket). The relay is used once it said it listens ("L") on the same database as the
+ * hub's connection; the hub then UNLISTENs. It is left when its socket closes (killed,
+ * lost its own connection, dropped this process for not reading), when it does not
+ * answer a barrier within HUB_RELAY_TIMEOUT_MS, or when it serves another database; the
+ * hub LISTENs again at once and tries the relay every relay_retry_ms. Either switch
+ * happens once the new source is confirmed listening, and is followed by one read of
+ * every channel from its position (source_switched), as after a reconnect: what was
+ * notified to neither source in between is read from the log, what both saw is read
+ * once (positions), so a switch loses nothing and delivers nothing twice. */
+
+static void syncs_finish(struct cmd **head, struct cmd **tail, bool current, uint64_t upto)
+{
+    while (*head && (*head)->sync_id <= upto) {
+        struct cmd *c = *head;
+        *head = c->next;
+        if (!*head)
+            *tail = NULL;
+        c->sync_cb(c->sync_arg, current);
+        free(c);
+    }
+}
+
+/* The source changed: what neither source notified is read from the log. */
+static void source_switched(pgc_hub *h)
+{
+    load_secret(h);
+    load_heartbeat_config(h);
+    h->wake_all = true;
+}
+
+static int source_listen_own(pgc_hub *h)
+{
+    if (!h->conn || h->listening)
+        return 0;
+    if (hub_exec(h, "LISTEN realtime_events; LISTEN realtime_config; LISTEN realtime_presence; "
+                    "SET application_name = 'pgcast-hub'", 0, NULL) != 0)
+        return -1;
+    h->listening = true;
+    return 0;
+}
+
+static void relay_tags_clear(pgc_hub *h);
+
+static void relay_drop(pgc_hub *h, const char *why)
+{
+    if (h->relay_fd < 0)
+        return;
+    bool was_active = h->relay_state == RELAY_ACTIVE;
+    close(h->relay_fd);
+    h->relay_fd = -1;
+    h->relay_state = RELAY_OFF;
+    h->relay_ilen = 0;
+    h->relay_ping_id = 0;
+    h->relay_olen = h->relay_ooff = 0;
+    relay_tags_clear(h);
+    atomic_store(&h->relayed, false);
+    h->next_relay_ms = pgc_mono_ms() + h->relay_retry_ms;
+    syncs_finish(&h->rsync_head, &h->rsync_tail, false, UINT64_MAX);
+    if (!was_active) {
+        PGC_DEBUG("hub: relay at %s not used (%s)", h->relay_path, why);
+        return;
+    }
+    PGC_WARN("hub: the relay at %s is gone (%s): listening on its own connection", h->relay_path, why);
+    if (h->conn) {
+        if (source_listen_own(h) != 0) {
+            drop_conn(h, "LISTEN failed"); /* try_connect LISTENs and reads everything */
+            return;
+        }
+        source_switched(h);
+    }
+}
+
+/* Writes what waits for the relay. -1 when the relay was dropped. */
+static int relay_flush(pgc_hub *h)
+{
+    while (h->relay_fd >= 0 && h->relay_ooff < h->relay_olen) {
+        ssize_t w = send(h->relay_fd, h->relay_out + h->relay_ooff, h->relay_olen - h->relay_ooff,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            relay_drop(h, strerror(errno));
+            return -1;
+        }
+        h->relay_ooff += (size_t)w;
+    }
+    h->relay_ooff = h->relay_olen = 0;
+    return h->relay_fd >= 0 ? 0 : -1;
+}
+
+/* Queues a line for the relay (in order with every other); -1 when the relay was dropped
+ * (it does not take what it is sent). */
+static int relay_queue(pgc_hub *h, const char *line)
+{
+    if (h->relay_fd < 0)
+        return -1;
+    size_t len = strlen(line);
+    if (h->relay_olen - h->relay_ooff + len > HUB_RELAY_OUT_MAX) {
+        relay_drop(h, "it does not read");
+        return -1;
+    }
+    if (h->relay_ooff > 0 && h->relay_olen + len > h->relay_ocap) {
+        memmove(h->relay_out, h->relay_out + h->relay_ooff, h->relay_olen - h->relay_ooff);
+        h->relay_olen -= h->relay_ooff;
+        h->relay_ooff = 0;
+    }
+    if (h->relay_olen + len > h->relay_ocap) {
+        size_t cap = h->relay_ocap ? h->relay_ocap : 4096;
+        while (cap < h->relay_olen + len)
+            cap *= 2;
+        char *o = realloc(h->relay_out, cap);
+        if (!o) {
+            relay_drop(h, "out of memory");
+            return -1;
+        }
+        h->relay_out = o;
+        h->relay_ocap = cap;
+    }
+    memcpy(h->relay_out + h->relay_olen, line, len);
+    h->relay_olen += len;
+    return 0;
+}
+
+static int relay_send(pgc_hub *h, const char *line)
+{
+    return relay_queue(h, line) == 0 ? relay_flush(h) : -1;
+}
+
+static void tagwait_free(struct tagwait *w)
+{
+    for (size_t i = 0; i < w->n; i++)
+        free(w->keys[i]);
+    free(w->keys);
+    free(w);
+}
+
+/* The relay wakes this process only for the channels it serves ("T <tag>"). A channel
+ * tagged while a relay is connected is read once more after the relay answers the
+ * barrier that follows its "T" (relay_turn_end): what was committed before the relay
+ * knew the tag is then in the log, what comes after is forwarded. */
+static void relay_tag(pgc_hub *h, hchan *c, bool add)
+{
+    if (h->relay_fd < 0)
+        return;
+    char line[PGC_HUB_TAG_LEN + 4];
+    snprintf(line, sizeof(line), "%c %s\n", add ? 'T' : 'U', c->tag);
+    if (relay_queue(h, line) != 0 || !add)
+        return;
+    if (h->ntagq == h->tagq_cap) {
+        size_t cap = h->tagq_cap ? h->tagq_cap * 2 : 16;
+        char **q = realloc(h->tagq, cap * sizeof(*q));
+        if (!q) {
+            h->wake_all = true; /* cannot remember it: read everything once */
+            return;
+        }
+        h->tagq = q;
+        h->tagq_cap = cap;
+    }
+    if ((h->tagq[h->ntagq] = strdup(c->key)) != NULL)
+        h->ntagq++;
+    else
+        h->wake_all = true;
+}
+
+/* At the end of a turn: "A 1" while the hub has no secret (every wake-up reads every
+ * channel) or was asked for every wake-up (relay_all), a barrier after the tags sent in
+ * the turn, then everything is written. */
+static void relay_turn_end(pgc_hub *h)
+{
+    if (h->relay_fd < 0)
+        return;
+    if (h->relay_all_sent != (h->opt.relay_all || !h->have_secret)) {
+        h->relay_all_sent = h->opt.relay_all || !h->have_secret;
+        if (relay_queue(h, h->relay_all_sent ? "A 1\n" : "A 0\n") != 0)
+            return;
+    }
+    if (h->ntagq > 0) {
+        struct tagwait *w = calloc(1, sizeof(*w));
+        if (!w) {
+            h->wake_all = true;
+        } else {
+            w->id = ++h->sync_next_id;
+            w->keys = h->tagq;
+            w->n = h->ntagq;
+            char line[32];
+            snprintf(line, sizeof(line), "S %" PRIu64 "\n", w->id);
+            if (h->tagwait_tail)
+                h->tagwait_tail->next = w;
+            else
+                h->tagwait_head = w;
+            h->tagwait_tail = w;
+            h->tagq = NULL;
+            h->ntagq = h->tagq_cap = 0;
+            if (relay_queue(h, line) != 0)
+                return;
+        }
+        for (size_t i = 0; i < h->ntagq; i++)
+            free(h->tagq[i]);
+        h->ntagq = 0;
+    }
+    (void)relay_flush(h);
+}
+
+/* The relay answered barrier id: the channels tagged before it are read once more. */
+static void relay_tags_done(pgc_hub *h, uint64_t id)
+{
+    while (h->tagwait_head && h->tagwait_head->id <= id) {
+        struct tagwait *w = h->tagwait_head;
+        h->tagwait_head = w->next;
+        if (!h->tagwait_head)
+            h->tagwait_tail = NULL;
+        for (size_t i = 0; i < w->n; i++) {
+            void *v = NULL;
+            if (lh_table_lookup_ex(h->chans, w->keys[i], &v) && ((hchan *)v)->last >= 0)
+                catchup_channel(h, v);
+        }
+        tagwait_free(w);
+    }
+}
+
+static void relay_tags_clear(pgc_hub *h)
+{
+    for (size_t i = 0; i < h->ntagq; i++)
+        free(h->tagq[i]);
+    h->ntagq = 0;
+    while (h->tagwait_head) {
+        struct tagwait *w = h->tagwait_head;
+        h->tagwait_head = w->next;
+        tagwait_free(w);
+    }
+    h->tagwait_tail = NULL;
+}
+
+/* The relay listens (READY) and the hub's connection is up: use it, if it serves the
+ * same database. */
+static void relay_activate(pgc_hub *h)
+{
+    if (h->relay_state != RELAY_READY || !h->conn)
+        return;
+    if (!h->db_identity[0] || strcmp(h->db_identity, h->relay_identity) != 0) {
+        PGC_WARN("hub: the relay at %s listens on another database: not used", h->relay_path);
+        relay_drop(h, "another database");
+        h->next_relay_ms = pgc_mono_ms() + HUB_RELAY_OTHER_MS;
+        return;
+    }
+    bool was_listening = h->listening;
+    if (hub_exec(h, was_listening ? "UNLISTEN *; SET application_name = 'pgcast-hub-relayed'"
+                                  : "SET application_name = 'pgcast-hub-relayed'", 0, NULL) != 0) {
+        relay_drop(h, "UNLISTEN failed");
+        return;
+    }
+    h->listening = false;
+    h->relay_state = RELAY_ACTIVE;
+    h->relay_ping_ms = pgc_mono_ms() + HUB_RELAY_PING_MS;
+    atomic_store(&h->relayed, true);
+    PGC_INFO("hub: wake-ups through the relay at %s", h->relay_path);
+    if (was_listening)
+        source_switched(h);
+}
+
+/* Just connected (try_connect): the identity of the database, then the source — the
+ * relay when it is ready for this database, else an own LISTEN. 0, or -1 (drop). */
+static int source_connected(pgc_hub *h)
+{
+    h->db_identity[0] = '\0';
+    if (h->relay_path) {
+        PGresult *r = PQexec(h->conn, PGC_RELAY_IDENTITY_SQL);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            snprintf(h->db_identity, sizeof(h->db_identity), "%s", PQgetvalue(r, 0, 0));
+        else
+            PGC_WARN("hub: cannot tell the database's identity (%s): the relay is not used",
+                     PQresultErrorMessage(r));
+        PQclear(r);
+        if (PQstatus(h->conn) != CONNECTION_OK)
+            return -1;
+    }
+    if (h->relay_state == RELAY_ACTIVE)
+        h->relay_state = RELAY_READY; /* still listening for us: check it again */
+    relay_activate(h);
+    if (h->relay_state == RELAY_ACTIVE)
+        return 0;
+    return source_listen_own(h);
+}
+
+static void relay_connect(pgc_hub *h)
+{
+    h->next_relay_ms = pgc_mono_ms() + h->relay_retry_ms;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (strlen(h->relay_path) >= sizeof(sa.sun_path))
+        return;
+    strcpy(sa.sun_path, h->relay_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd); /* ENOENT, ECONNREFUSED: no relay here (shared hosting); EAGAIN: too busy */
+        return;
+    }
+    h->relay_fd = fd;
+    h->relay_state = RELAY_PENDING;
+    h->relay_since_ms = pgc_mono_ms();
+    h->relay_ilen = 0;
+    /* the channels served now, then "H": its "L" comes once they are registered (the
+     * switch reads every channel after it: no barrier needed for these) */
+    h->relay_all_sent = h->opt.relay_all || !h->have_secret;
+    if (relay_queue(h, h->relay_all_sent ? "A 1\n" : "A 0\n") != 0)
+        return;
+    struct lh_entry *e, *tmp;
+    lh_foreach_safe(h->chans, e, tmp)
+    {
+        hchan *c = (hchan *)lh_entry_v(e);
+        if (c->tagged) {
+            char line[PGC_HUB_TAG_LEN + 4];
+            snprintf(line, sizeof(line), "T %s\n", c->tag);
+            if (relay_queue(h, line) != 0)
+                return;
+        }
+    }
+    (void)relay_send(h, "H\n");
+}
+
+static void relay_line(pgc_hub *h, char *line)
+{
+    if (line[0] == 'N' && line[1] == ' ') {
+        char *sp = strchr(line + 2, ' ');
+        if (!sp) {
+            relay_drop(h, "a malformed line");
+            return;
+        }
+        *sp = '\0';
+        if (h->relay_state == RELAY_ACTIVE)
+            on_notify(h, line + 2, sp + 1); /* before ACTIVE, the own LISTEN still counts */
+    } else if (line[0] == 'S' && line[1] == ' ') {
+        char *end;
+        errno = 0;
+        unsigned long long id = strtoull(line + 2, &end, 10);
+        if (errno || *end) {
+            relay_drop(h, "a malformed line");
+            return;
+        }
+        if (h->relay_ping_id && id >= h->relay_ping_id)
+            h->relay_ping_id = 0;
+        relay_tags_done(h, id);
+        syncs_finish(&h->rsync_head, &h->rsync_tail, true, id);
+    } else if (line[0] == 'L' && line[1] == ' ' && h->relay_state == RELAY_PENDING) {
+        char *end;
+        long proto = strtol(line + 2, &end, 10);
+        if (proto != PGC_RELAY_PROTOCOL || *end != ' ' || strlen(end + 1) >= sizeof(h->relay_identity)) {
+            PGC_WARN("hub: the relay at %s speaks another protocol: not used", h->relay_path);
+            relay_drop(h, "another protocol");
+            h->next_relay_ms = pgc_mono_ms() + HUB_RELAY_OTHER_MS;
+            return;
+        }
+        snprintf(h->relay_identity, sizeof(h->relay_identity), "%s", end + 1);
+        h->relay_state = RELAY_READY;
+        relay_activate(h);
+    } else {
+        relay_drop(h, "a malformed line");
+    }
+}
+
+/* What the relay sent, up to HUB_RELAY_READ_MAX bytes a turn. */
+static void relay_read(pgc_hub *h)
+{
+    char buf[16384];
+    for (size_t total = 0; h->relay_fd >= 0 && total < HUB_RELAY_READ_MAX;) {
+        ssize_t n = recv(h->relay_fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n == 0) {
+            relay_drop(h, "its socket closed");
+            return;
+        }
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                relay_drop(h, strerror(errno));
+            return;
+        }
+        total += (size_t)n;
+        for (ssize_t i = 0; i < n && h->relay_fd >= 0; i++) {
+            if (buf[i] == '\n') {
+                h->relay_in[h->relay_ilen] = '\0';
+                h->relay_ilen = 0;
+                relay_line(h, h->relay_in);
+            } else if (h->relay_ilen + 1 >= HUB_RELAY_LINE_MAX) {
+                relay_drop(h, "a line too long");
+            } else {
+                h->relay_in[h->relay_ilen++] = buf[i];
+            }
+        }
+        if ((size_t)n < sizeof(buf))
+            return;
+    }
+}
+
+/* Connects when due; drops a relay that does not say it listens, or does not answer. */
+static void relay_timers(pgc_hub *h, int64_t now)
+{
+    if (!h->relay_path)
+        return;
+    if (h->relay_fd < 0) {
+        if (now >= h->next_relay_ms)
+            relay_connect(h);
+        return;
+    }
+    if (h->relay_state == RELAY_PENDING && now - h->relay_since_ms >= HUB_RELAY_TIMEOUT_MS) {
+        relay_drop(h, "it does not listen");
+    } else if (h->relay_state == RELAY_ACTIVE && h->relay_ping_id && now - h->relay_since_ms >= HUB_RELAY_TIMEOUT_MS) {
+        relay_drop(h, "it does not answer");
+    } else if (h->relay_state == RELAY_ACTIVE && !h->relay_ping_id && now >= h->relay_ping_ms) {
+        char line[32];
+        h->relay_ping_id = ++h->sync_next_id;
+        h->relay_since_ms = now;
+        h->relay_ping_ms = now + HUB_RELAY_PING_MS;
+        snprintf(line, sizeof(line), "S %" PRIu64 "\n", h->relay_ping_id);
+        (void)relay_send(h, line);
+    }
+}
+
+/* When the relay's timers want the thread back (INT64_MAX: never). */
+static int64_t relay_due(pgc_hub *h)
+{
+    if (!h->relay_path)
+        return INT64_MAX;
+    if (h->relay_fd < 0)
+        return h->next_relay_ms;
+    if (h->relay_state == RELAY_PENDING || (h->relay_state == RELAY_ACTIVE && h->relay_ping_id))
+        return h->relay_since_ms + HUB_RELAY_TIMEOUT_MS;
+    if (h->relay_state == RELAY_ACTIVE)
+        return h->relay_ping_ms;
+    return INT64_MAX;
+}
+
+/* The barriers asked in this turn (pgc_hub_sync): one round trip for all of them. */
+static void source_sync(pgc_hub *h)
+{
+    if (!h->sync_head)
+        return;
+    struct cmd *head = h->sync_head, *tail = h->sync_tail;
+    h->sync_head = h->sync_tail = NULL;
+    if (h->relay_state == RELAY_ACTIVE) {
+        uint64_t id = ++h->sync_next_id;
+        for (struct cmd *c = head; c; c = c->next)
+            c->sync_id = id;
+        char line[32];
+        snprintf(line, sizeof(line), "S %" PRIu64 "\n", id);
+        if (relay_send(h, line) == 0) {
+            if (h->rsync_tail)
+                h->rsync_tail->next = head;
+            else
+                h->rsync_head = head;
+            h->rsync_tail = tail;
+            return;
+        }
+        /* the relay was dropped: the own LISTEN (if any) answers */
+    }
+    bool current = false;
+    if (h->conn && h->listening) {
+        /* the answer comes after every notification committed before the query */
+        current = hub_exec(h, "SELECT 1", 0, NULL) == 0;
+        drain_notifications(h);
+    }
+    for (struct cmd *c = head; c; c = c->next)
+        c->sync_id = 0;
+    syncs_finish(&head, &tail, current, UINT64_MAX);
+}
+
 static void try_connect(pgc_hub *h)
 {
     PGconn *c = pgc_db_connect(h->conninfo, "pgcast-hub");
@@ -1434,14 +1963,17 @@ static void try_connect(pgc_hub *h)
         return;
     }
     h->conn = c;
-    /* LISTEN before reading positions: nothing committed after the read is missed */
-    if (hub_exec(h, "LISTEN realtime_events; LISTEN realtime_config; LISTEN realtime_presence", 0, NULL) != 0) {
+    h->listening = false;
+    /* the wake-ups flow (own LISTEN, or the relay's) before positions are read: nothing
+     * committed after the read is missed */
+    if (source_connected(h) != 0) {
         drop_conn(h, "LISTEN failed");
         return;
     }
     h->backoff_ms = HUB_BACKOFF_MIN_MS;
     atomic_store(&h->db_ok, true);
-    PGC_INFO("hub: listening (instance %s)", h->instance_id);
+    PGC_INFO("hub: connected, wake-ups %s (instance %s)", h->listening ? "by its own LISTEN" : "through the relay",
+             h->instance_id);
     h->secret_warned = false;
     load_secret(h); /* before the positions: tags for every wake-up from the LISTEN on */
     load_heartbeat_config(h);
@@ -1524,11 +2056,27 @@ static void run_commands(pgc_hub *h, bool stopped)
             if (!stopped)
                 do_feed(h, c->sub);
             break;
+        case CMD_SYNC:
+            c->next = NULL;
+            if (stopped) {
+                c->sync_cb(c->sync_arg, false);
+                free(c);
+            } else {
+                if (h->sync_tail)
+                    h->sync_tail->next = c;
+                else
+                    h->sync_head = c;
+                h->sync_tail = c;
+            }
+            c = next;
+            continue;
         }
         free(c->channel);
         free(c);
         c = next;
     }
+    if (!stopped)
+        source_sync(h);
 }
 
 /* ---------------------------------------------------------------- the thread */
@@ -1572,13 +2120,38 @@ static void stall_scan(pgc_hub *h, int64_t now)
     free(stalled);
 }
 
+/* At start, a relay that is there is waited for (its "L"), so that a process of a host
+ * with a relay never LISTENs alone. */
+static void relay_start(pgc_hub *h)
+{
+    if (!h->relay_path)
+        return;
+    relay_connect(h);
+    int64_t until = pgc_mono_ms() + HUB_RELAY_START_WAIT_MS;
+    while (h->relay_state == RELAY_PENDING && !atomic_load(&h->stop)) {
+        int64_t now = pgc_mono_ms();
+        if (now >= until)
+            break;
+        struct pollfd p = {h->relay_fd, (short)(POLLIN | (h->relay_olen > h->relay_ooff ? POLLOUT : 0)), 0};
+        int n = poll(&p, 1, (int)(until - now));
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n > 0 && (p.revents & POLLOUT))
+            (void)relay_flush(h);
+        if (n > 0 && h->relay_fd >= 0 && (p.revents & ~POLLOUT))
+            relay_read(h);
+    }
+}
+
 static void *hub_main(void *arg)
 {
     pgc_hub *h = arg;
+    relay_start(h);
     while (!atomic_load(&h->stop)) {
         int64_t now = pgc_mono_ms();
         if (!h->conn && now >= h->next_connect_ms)
             try_connect(h);
+        relay_timers(h, now);
         run_commands(h, false);
         if (h->conn && now >= h->next_instance_ms)
             refresh_instance(h);
@@ -1591,13 +2164,18 @@ static void *hub_main(void *arg)
         if (now >= h->next_stall_ms)
             stall_scan(h, now);
 
-        struct pollfd fds[2] = {{h->efd, POLLIN, 0}, {h->conn ? PQsocket(h->conn) : -1, POLLIN, 0}};
+        relay_turn_end(h); /* tags and barriers of this turn go to the relay */
+        struct pollfd fds[3] = {{h->efd, POLLIN, 0},
+                                {h->conn ? PQsocket(h->conn) : -1, POLLIN, 0},
+                                {h->relay_fd, (short)(POLLIN | (h->relay_olen > h->relay_ooff ? POLLOUT : 0)), 0}};
         now = pgc_mono_ms();
         int64_t until = h->conn ? h->next_instance_ms : h->next_connect_ms;
         if (h->next_stall_ms < until)
             until = h->next_stall_ms;
+        if (relay_due(h) < until)
+            until = relay_due(h);
         int timeout = more ? 0 : until > now ? (int)(until - now) : 0;
-        int n = poll(fds, 2, timeout);
+        int n = poll(fds, 3, timeout);
         if (n < 0 && errno != EINTR) {
             PGC_ERROR("hub: poll failed: %s", strerror(errno));
             break;
@@ -1612,6 +2190,12 @@ static void *hub_main(void *arg)
                 drop_conn(h, PQerrorMessage(h->conn));
             else
                 drain_notifications(h);
+        }
+        if (h->relay_fd >= 0 && n > 0 && (fds[2].revents & POLLOUT))
+            (void)relay_flush(h);
+        if (h->relay_fd >= 0 && n > 0 && (fds[2].revents & ~POLLOUT)) {
+            relay_read(h);
+            drain_notifications(h); /* presence rows the relay's wake-ups named */
         }
     }
     return NULL;
@@ -1634,6 +2218,21 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
     if (!h->opt.stall_ms)
         h->opt.stall_ms = 10000;
     h->conninfo = strdup(opt->conninfo ? opt->conninfo : "");
+    h->relay_fd = -1;
+    h->relay_retry_ms = opt->relay_retry_ms > 0 ? opt->relay_retry_ms : HUB_RELAY_RETRY_MS;
+    if (opt->relay_socket && *opt->relay_socket) {
+        h->relay_path = strdup(opt->relay_socket);
+        h->relay_in = malloc(HUB_RELAY_LINE_MAX);
+        if (!h->relay_path || !h->relay_in) {
+            snprintf(err, errlen, "out of memory");
+            free(h->relay_path);
+            free(h->relay_in);
+            free(h->conninfo);
+            free(h);
+            return NULL;
+        }
+    }
+    h->opt.relay_socket = h->relay_path;
     h->kind = strdup(opt->kind ? opt->kind : "pgcast");
     h->chans = lh_kchar_table_new(256, chan_free_entry);
     h->tags = lh_kchar_table_new(256, NULL);
@@ -1665,6 +2264,8 @@ fail:
         lh_table_free(h->tags);
     free(h->conninfo);
     free(h->kind);
+    free(h->relay_path);
+    free(h->relay_in);
     free(h);
     return NULL;
 }
@@ -1684,6 +2285,11 @@ void pgc_hub_stop(pgc_hub *h)
     if (pthread_join(h->thread, NULL) != 0)
         PGC_ERROR("hub: joining the hub thread failed");
     run_commands(h, true); /* removals and frees that arrived before the stop */
+    syncs_finish(&h->sync_head, &h->sync_tail, false, UINT64_MAX);
+    syncs_finish(&h->rsync_head, &h->rsync_tail, false, UINT64_MAX);
+    if (h->relay_fd >= 0)
+        close(h->relay_fd);
+    h->relay_fd = -1;
     if (h->conn) {
         const char *p[1] = {h->instance_id};
         (void)hub_exec(h, "DELETE FROM realtime.realtime_instances WHERE instance_id = $1", 1, p);
@@ -1735,10 +2341,37 @@ static void hub_release(pgc_hub *h)
     pthread_rwlock_destroy(&h->hb_lock);
     free(h->conninfo);
     free(h->kind);
+    free(h->relay_path);
+    free(h->relay_in);
+    free(h->relay_out);
+    relay_tags_clear(h);
+    free(h->tagq);
     free(h);
 }
 
 bool pgc_hub_db_ok(pgc_hub *h) { return atomic_load(&h->db_ok); }
+
+bool pgc_hub_relayed(pgc_hub *h) { return atomic_load(&h->relayed); }
+
+int pgc_hub_sync(pgc_hub *h, pgc_hub_sync_fn cb, void *arg)
+{
+    struct cmd *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -1;
+    c->kind = CMD_SYNC;
+    c->sync_cb = cb;
+    c->sync_arg = arg;
+    pthread_mutex_lock(&h->cmd_mu);
+    if (!h->running) {
+        pthread_mutex_unlock(&h->cmd_mu);
+        free(c);
+        return -1;
+    }
+    enqueue_cmd(h, c);
+    pthread_mutex_unlock(&h->cmd_mu);
+    hub_signal(h);
+    return 0;
+}
 
 const char *pgc_hub_instance_id(pgc_hub *h) { return h->instance_id; }
 

@@ -75,6 +75,19 @@ typedef struct pgc_hub_options {
      * items wait for room is ended (PGC_SUB_OVERFLOW). 0: the default, 10 s; < 0: ended
      * as soon as a live item finds its queue full. */
     int stall_ms;
+    /* Where the wake-ups come from. relay_socket: the Unix socket of the host's relay
+     * (pgcast-relay, one LISTEN for every process of the host); NULL or "" = none, the
+     * hub LISTENs on its own connection. With a relay the hub still LISTENs on its own
+     * connection whenever the relay is not there (not running, killed, or serving
+     * another database) and tries it again every relay_retry_ms (default 2000). A switch
+     * either way re-reads every channel from its position once the new source is
+     * confirmed listening, so it loses nothing and delivers nothing twice. */
+    const char *relay_socket;
+    int relay_retry_ms;
+    /* Through the relay a process is woken only for the channels it has subscribers on
+     * (the relay filters by tag). true: every wake-up, as with an own LISTEN (for a
+     * process that follows positions of channels it has no subscriber on). */
+    bool relay_all;
 } pgc_hub_options;
 
 /* Starts the hub thread; it connects (and reconnects, with backoff) by itself, so this
@@ -85,8 +98,31 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen);
  * pgc_sub_free may run concurrently with it, from any thread. */
 void pgc_hub_stop(pgc_hub *hub);
 
-/* Whether the LISTEN connection is up right now. */
+/* Whether the hub's database connection is up right now. */
 bool pgc_hub_db_ok(pgc_hub *hub);
+/* Whether the wake-ups come through the host's relay right now (else: own LISTEN). */
+bool pgc_hub_relayed(pgc_hub *hub);
+
+/* A barrier on the wake-ups: cb(arg, true) runs once every notification committed before
+ * the call has reached the hub and been taken into account (on_event_notify and the
+ * like). With its own LISTEN the hub runs one round trip (SELECT 1) on that connection;
+ * through the relay it asks the relay, which does the round trip on its LISTEN
+ * connection and answers after forwarding every notification received before it. Calls
+ * that meet in one turn share one round trip. cb(arg, false): the barrier could not be
+ * had (no connection, the source is switching, the hub is stopping): the caller must
+ * read the database itself. cb runs on the hub thread, exactly once, with the same rules
+ * as a wake function (quick, no blocking, no call into the hub). Returns 0, or -1 (cb
+ * will not run) when the hub is stopping or out of memory. */
+typedef void (*pgc_hub_sync_fn)(void *arg, bool current);
+int pgc_hub_sync(pgc_hub *hub, pgc_hub_sync_fn cb, void *arg);
+
+/* The identity of a database as the relay and the hub both compute it: a process takes
+ * its wake-ups from a relay only when the relay's LISTEN is on the same database
+ * (same cluster, port and database name). */
+#define PGC_RELAY_IDENTITY_SQL                                                                                   \
+    "SELECT md5(current_database() || '/' || current_setting('port') || '/' || "                                 \
+    "extract(epoch from pg_postmaster_start_time())::text)"
+#define PGC_RELAY_PROTOCOL 1
 /* This process's id in realtime_instances / connection stats. */
 const char *pgc_hub_instance_id(pgc_hub *hub);
 

@@ -61,7 +61,9 @@ int pgc_app_main(int argc, char **argv, const char *program, const char *kind, c
                              .queue_events = (size_t)app->cfg.queue_events,
                              .queue_bytes = app->cfg.queue_bytes,
                              .read_bytes = app->cfg.catchup_read_bytes,
-                             .stall_ms = app->cfg.queue_stall_ms};
+                             .stall_ms = app->cfg.queue_stall_ms,
+                             .relay_socket = app->cfg.relay_socket,
+                             .relay_retry_ms = app->cfg.relay_retry_ms};
         if (!(app->hub = pgc_hub_start(&o, err, sizeof(err)))) {
             PGC_ERROR("hub: %s", err);
             return 1;

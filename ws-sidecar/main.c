@@ -722,7 +722,8 @@ int main(int argc, char **argv)
     bool maint_started = false;
     pgc_hub_options ho = {.conninfo = g_cfg.database_url, .kind = "ws",
                           .queue_events = (size_t)g_cfg.queue_events, .queue_bytes = g_cfg.queue_bytes,
-                          .read_bytes = g_cfg.catchup_read_bytes, .stall_ms = g_cfg.queue_stall_ms};
+                          .read_bytes = g_cfg.catchup_read_bytes, .stall_ms = g_cfg.queue_stall_ms,
+                          .relay_socket = g_cfg.relay_socket, .relay_retry_ms = g_cfg.relay_retry_ms};
     g_hub = pgc_hub_start(&ho, err, sizeof err);
     /* a connection for each worker, the maintenance thread and the stats flush */
     g_pool = pgc_db_pool_new(g_cfg.database_url, g_cfg.ws_db_workers + 2);
