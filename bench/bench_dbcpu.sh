@@ -1,6 +1,6 @@
 #!/bin/bash
 # Database CPU per publish and per poll: the constants of docs/scaling.md's model.
-# PostgreSQL's CPU is read from /proc (utime+stime of every process of the private
+# PostgreSQL's CPU is read from /proc (the run time of every process of the private
 # cluster, plus what its exited backends left in the postmaster's cutime+cstime), over a
 # fixed run, minus the idle cluster's CPU over the same time.
 #
@@ -29,23 +29,25 @@ bench_on_exit="stop_listeners"
 PGCAST_PG_MAX_CONNECTIONS=$(( $(echo $listeners | tr ' ' '\n' | sort -n | tail -n1) + 100 )) bench_setup dbcpu
 pm=$(head -n1 "$PGCAST_TEST_WORK/pg/data/postmaster.pid")
 
-# CPU ticks of the whole cluster: every live process, and the exited ones (reaped by the
-# postmaster: its cutime + cstime)
-pg_ticks() {
+# CPU of the whole cluster in ns: every live process (/proc/PID/schedstat: run time in
+# ns; PostgreSQL's processes are single-threaded), and the exited ones (reaped by the
+# postmaster: its cutime + cstime, in clock ticks)
+cpu_ns() { local t=0 x; for p in "$@"; do read -r x _ <"/proc/$p/schedstat" 2>/dev/null && t=$((t + x)); done; echo $t; }
+pg_cpu() {
     local t
-    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
-    echo $((t + $(cpu_ticks $(pgrep -P "$pm"))))
+    t=$(awk -v hz="$hz" '{printf "%d", ($16 + $17) * 1e9 / hz}' "/proc/$pm/stat")
+    echo $((t + $(cpu_ns "$pm" $(pgrep -P "$pm"))))
 }
-# per-event figures in microseconds: us TICKS COUNT
-us() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN{ if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }'; }
-idle_ticks() { # CPU of the idle cluster over $secs s
+# per-event figures in microseconds: us NS COUNT
+us() { awk -v t="$1" -v n="$2" 'BEGIN{ if (n > 0) printf "%.1f", t / 1e3 / n; else print "n/a" }'; }
+idle_cpu() { # CPU of the idle cluster over $secs s
     local a b
-    a=$(pg_ticks); sleep "$secs"; b=$(pg_ticks)
+    a=$(pg_cpu); sleep "$secs"; b=$(pg_cpu)
     echo $((b - a))
 }
 
 echo "Database CPU per publish and per poll; ${secs}s per figure, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
-idle=$(idle_ticks)
+idle=$(idle_cpu)
 echo "idle cluster: $(us "$idle" "$secs") us of CPU a second (subtracted below)"
 echo
 
@@ -54,7 +56,11 @@ echo
 # single-event transactions on two channels, BENCH_RATE a second, synchronous_commit=off.
 psql -qXAt -c "SELECT realtime.publish('bench', 'bench:c' || g, 'e', '{}') FROM generate_series(0, 1) g" >/dev/null
 pub_pid=
-stop_publisher() { [ -n "$pub_pid" ] && kill -TERM "$pub_pid" 2>/dev/null && wait "$pub_pid" 2>/dev/null; pub_pid=; }
+stop_publisher() { # its backend too: a DO loop does not notice its client leave
+    [ -n "$pub_pid" ] || return 0
+    psql -qXAt -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench_pub'" >/dev/null
+    kill -TERM "$pub_pid" 2>/dev/null; wait "$pub_pid" 2>/dev/null; pub_pid=
+}
 bench_on_exit="stop_listeners; stop_publisher"
 start_publisher() {
     PGAPPNAME=bench_pub PGOPTIONS="-c synchronous_commit=off" psql -qX -c "DO \$\$
@@ -88,9 +94,9 @@ pub_cpu() { # listen|hub K: publishes with K listening connections (listen) or K
         lpids=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE application_name IN ('pg_listeners', 'pgcast-hub')")
     fi
     sleep 2
-    ta=$(date +%s.%N); a=$(pg_ticks); la=$(cpu_ticks $lpids); pa=$(cpu_ticks $bpid)
+    ta=$(date +%s.%N); a=$(pg_cpu); la=$(cpu_ns $lpids); pa=$(cpu_ns $bpid)
     sleep "$secs"
-    tb=$(date +%s.%N); b=$(pg_ticks); lb=$(cpu_ticks $lpids); pb=$(cpu_ticks $bpid)
+    tb=$(date +%s.%N); b=$(pg_cpu); lb=$(cpu_ns $lpids); pb=$(cpu_ns $bpid)
     if [ -n "$lst_pid" ]; then
         stop_listeners
         notes=$(grep -o '[0-9]*$' "$PGCAST_TEST_WORK/lst.out" | tail -n1)
@@ -100,7 +106,7 @@ pub_cpu() { # listen|hub K: publishes with K listening connections (listen) or K
     lt=$((lb - la))
     printf '%-9s %12s %10s %11s %16s %13s %11s %14s\n' "$l" "$(awk -v n="$n" -v s="$secs" 'BEGIN{printf "%.0f", n/s}')" \
         "$(us $((b - a - idle)) "$n")" "$(us $((pb - pa)) "$n")" "$(us "$lt" "$n")" \
-        "$( [ "$l" -gt 0 ] && awk -v t="$lt" -v n="$n" -v l="$l" -v hz="$hz" 'BEGIN{printf "%.2f", t/hz*1e6/n/l}' || echo -)" \
+        "$( [ "$l" -gt 0 ] && awk -v t="$lt" -v n="$n" -v l="$l" 'BEGIN{printf "%.2f", t/1e3/n/l}' || echo -)" \
         "$(us $((b - a - idle - (pb - pa) - lt)) "$n")" "${notes:--}"
 }
 echo "database CPU per publish, in us: all, the publisher's backend, the listening backends (all; per"
@@ -129,9 +135,9 @@ st=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" -H "
 [ "$st" = 304 ] || { echo "bench_dbcpu: the conditional poll answers $st, not 304" >&2; exit 1; }
 poll_cpu() { # what URL [ETAG]
     local a b out n
-    a=$(pg_ticks)
+    a=$(pg_cpu)
     out=$(BENCH_TOKEN=$tok BENCH_ETAG=${3:-} wrk -t1 -c8 -d"${secs}s" -s bench/poll_header.lua "$2")
-    b=$(pg_ticks)
+    b=$(pg_cpu)
     n=$(echo "$out" | awk '/requests in/ {print $1}')
     bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     printf '%-36s %10s %12s %16s\n' "$1" "$n" "$(awk -v n="$n" -v s="$secs" 'BEGIN{printf "%.0f", n/s}')" \
@@ -173,9 +179,9 @@ for w in 0 ${BENCH_WAITERS:-100 400}; do
     /usr/bin/python3 -c "$waiters_py" "$LIGHTTPD_URL" "$tok" "$w" "$lp_since" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/lp.out" 2>&1 &
     py=$!
     wait_for "$PGCAST_TEST_WORK/lp.ready" "" 120 2>/dev/null || [ -f "$PGCAST_TEST_WORK/lp.ready" ] || { echo "waiters did not start" >&2; cat "$PGCAST_TEST_WORK/lp.out" >&2; exit 1; }
-    a=$(pg_ticks)
+    a=$(pg_cpu)
     out=$(PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -f "$PGCAST_TEST_WORK/lp.sql" -c 1 -R 4 -T "$secs" 2>&1)
-    b=$(pg_ticks)
+    b=$(pg_cpu)
     touch "$PGCAST_TEST_WORK/lp.stop"
     wait $py
     n=$(echo "$out" | awk '/number of transactions actually processed/ {print $NF}' | cut -d/ -f1)

@@ -9,6 +9,9 @@ Timeline (fractions of MH_DURATION seconds of load):
              lighttpd) clients that resume as real ones do
   35%        kill -9 of host 1's sidecar
   50%        host 1's sidecar starts again on the same port (as its supervisor would)
+  60%        kill -9 of host 2's relay (when the hosts run pgcast-relay): its processes
+             LISTEN on their own
+  75%        host 2's relay starts again: its processes move back to it
 Then publishing stops and every client must reach each channel's last seq.
 
 MH_HOSTSPEC: one host a line, "NAMESPACE|DB_ADDRESS|DATABASE_URL"."""
@@ -46,6 +49,7 @@ class Host:
         self.ns, self.db_addr, self.dburl = spec.split("|")
         self.ctl = self.agent = None
         self.url = self.ws_port = self.web_dir = None
+        self.relay = False
 
     async def start(self):
         self.ctl = await asyncio.create_subprocess_exec(
@@ -55,7 +59,8 @@ class Host:
         line = (await asyncio.wait_for(self.ctl.stdout.readline(), 90)).decode().split()
         if not line or line[0] != "ready":
             raise RuntimeError(f"{self.name}: servers did not start: {line}")
-        _, self.url, self.ws_port, self.web_dir = line
+        _, self.url, self.ws_port, self.web_dir, relay = line
+        self.relay = relay == "yes"
 
     async def command(self, cmd, timeout=60):
         self.ctl.stdin.write((cmd + "\n").encode())
@@ -94,6 +99,27 @@ class Host:
             except (Exception, asyncio.TimeoutError):
                 p.kill()
                 await p.wait()
+
+
+def hub_modes():
+    """Connections of the test's database by pgcast role: pgcast-relay (a host's one
+    LISTEN), pgcast-hub (a process LISTENing on its own), pgcast-hub-relayed."""
+    out = rc.psql("SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                  "AND application_name LIKE 'pgcast-%' GROUP BY 1")
+    modes = {"pgcast-relay": 0, "pgcast-hub": 0, "pgcast-hub-relayed": 0}
+    for line in out.splitlines():
+        k, _, v = line.partition("|")
+        modes[k] = int(v)
+    return modes
+
+
+async def wait_modes(pred, timeout):
+    end = time.time() + timeout
+    while True:
+        m = hub_modes()
+        if pred(m) or time.time() > end:
+            return pred(m), m
+        await asyncio.sleep(0.2)
 
 
 def db_connections(addr):
@@ -150,6 +176,11 @@ async def run(hosts):
     note(f"connections to PostgreSQL through each host's veth: {conns}")
     t.ok(all(n >= 3 for n in conns.values()),
          "every host's handlers and sidecar reach PostgreSQL over the host's own veth (3+ connections each)", conns)
+    relayed = all(h.relay for h in hosts)
+    n = len(hosts)
+    if relayed:
+        good, m = await wait_modes(lambda m: m["pgcast-relay"] == n and m["pgcast-hub"] == 0, 10)
+        t.ok(good, f"one LISTEN connection per host: {n} relays, no process listening on its own", m)
     victim = hosts[1 % len(hosts)]
     await at(0.35)
     before = await victim.command("pids")
@@ -160,6 +191,22 @@ async def run(hosts):
     note(f"{victim.name}: sidecar started again ({started})")
     t.ok(started[:1] == ["started"] and started[1:] != before[1:2],
          f"{victim.name}: a new sidecar runs on the same port after the kill -9", f"{before} -> {started}")
+    rvictim = hosts[2 % len(hosts)]
+    if relayed:
+        await at(0.6)
+        killed = await rvictim.command("kill-relay")
+        note(f"{rvictim.name}: kill -9 of its relay ({killed})")
+        good, m = await wait_modes(lambda m: m["pgcast-relay"] == n - 1 and m["pgcast-hub"] >= 3, 10)
+        note(f"{rvictim.name}'s processes LISTEN on their own: {m}")
+        t.ok(good, f"{rvictim.name}: with its relay killed, its 3 processes LISTEN on their own", m)
+        await at(0.75)
+        started = await rvictim.command("start-relay")
+        note(f"{rvictim.name}: relay started again ({started})")
+        good, m = await wait_modes(lambda m: m["pgcast-relay"] == n and m["pgcast-hub"] == 0, 15)
+        t.ok(started[:1] == ["started"] and good,
+             f"{rvictim.name}: its relay started again, every host is back to one LISTEN connection", (started, m))
+    else:
+        t.note("the hosts run no pgcast-relay (MH_RELAY=0 or no pgcast-relay in $PGCAST_BIN): no relay fault")
     await at(1.0)
     stop.set()
     await asyncio.gather(*pubs)

@@ -7,7 +7,9 @@
 # Resuming clients of every transport on every host; events published from SQL and by
 # POST {prefix}/publish on each host; mid-run one host's sidecar is killed with kill -9
 # (started again after a while, on the same port: its clients reconnect to the same
-# host). Every client must get exactly the committed events, in order
+# host); with pgcast-relay on every host (one LISTEN per host), one host's relay is
+# killed with kill -9 too, and started again. Every client must get exactly the
+# committed events, in order
 # (three_hosts.py has the timeline and the checks).
 #
 # Needs root (network namespaces); without them the test fails, it does not skip.
