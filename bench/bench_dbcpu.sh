@@ -25,7 +25,10 @@ LISTEN_BIN=build/release/bench/pg_listeners HUB_BIN=build/release/bench/hub_proc
 [ -x "$LISTEN_BIN" ] && [ -x "$HUB_BIN" ] || { echo "bench_dbcpu: $LISTEN_BIN or $HUB_BIN missing (make)" >&2; exit 1; }
 lst_pid=
 stop_listeners() { [ -n "$lst_pid" ] && kill -TERM "$lst_pid" 2>/dev/null && wait "$lst_pid" 2>/dev/null; lst_pid=; }
-bench_on_exit="stop_listeners"
+relay_pid=
+stop_relay() { [ -n "$relay_pid" ] && kill -TERM "$relay_pid" 2>/dev/null && wait "$relay_pid" 2>/dev/null; relay_pid=; }
+stop_all() { stop_listeners; stop_publisher; stop_relay; }
+bench_on_exit=stop_all
 PGCAST_PG_MAX_CONNECTIONS=$(( $(echo $listeners | tr ' ' '\n' | sort -n | tail -n1) + 100 )) bench_setup dbcpu
 pm=$(head -n1 "$PGCAST_TEST_WORK/pg/data/postmaster.pid")
 
@@ -61,7 +64,7 @@ stop_publisher() { # its backend too: a DO loop does not notice its client leave
     psql -qXAt -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'bench_pub'" >/dev/null
     kill -TERM "$pub_pid" 2>/dev/null; wait "$pub_pid" 2>/dev/null; pub_pid=
 }
-bench_on_exit="stop_listeners; stop_publisher"
+
 start_publisher() {
     PGAPPNAME=bench_pub PGOPTIONS="-c synchronous_commit=off" psql -qX -c "DO \$\$
         DECLARE t0 float8 := extract(epoch FROM clock_timestamp());
@@ -91,7 +94,14 @@ pub_cpu() { # listen|hub K: publishes with K listening connections (listen) or K
         fi
         lst_pid=$!
         wait_for "$PGCAST_TEST_WORK/lst.out" ready 120 || { echo "$mode x $l did not start" >&2; cat "$PGCAST_TEST_WORK/lst.err" >&2; exit 1; }
-        lpids=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE application_name IN ('pg_listeners', 'pgcast-hub')")
+        if [ -n "${HUB_RELAY_SOCKET:-}" ]; then # every hub through the relay
+            for _ in $(seq 1 100); do
+                [ "$(psql -qXAt -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgcast-hub-relayed'")" = "$l" ] && break
+                sleep 0.2
+            done
+        fi
+        lpids=$(psql -qXAt -c "SELECT pid FROM pg_stat_activity WHERE application_name IN
+            ('pg_listeners', 'pgcast-hub', 'pgcast-hub-relayed', 'pgcast-relay')")
     fi
     sleep 2
     ta=$(date +%s.%N); a=$(pg_cpu); la=$(cpu_ns $lpids); pa=$(cpu_ns $bpid)
@@ -118,6 +128,20 @@ echo "the same with hubs serving the channels (each as one pgcast process: its L
 echo "reads each woken channel from the log; the reads batch under load):"
 printf '%-9s %12s %10s %11s %16s %13s %11s %14s\n' hubs "publishes/s" all publisher "hub conns" "per hub" rest "events taken"
 for l in ${BENCH_HUBS:-1 3 10 50}; do pub_cpu hub "$l"; done
+if [ -x bin/pgcast-relay ]; then
+    echo
+    echo "the same hubs taking their wake-ups from one pgcast-relay (one LISTEN; its connection counted"
+    echo "with the hubs'):"
+    export HUB_RELAY_SOCKET="$PGCAST_TEST_WORK/relay.sock"
+    PGCAST_CONFIG= PGCAST_DATABASE_URL="host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
+        bin/pgcast-relay --socket "$HUB_RELAY_SOCKET" >"$PGCAST_TEST_WORK/relay.log" 2>&1 &
+    relay_pid=$!
+    for _ in $(seq 1 100); do [ -S "$HUB_RELAY_SOCKET" ] && break; sleep 0.1; done
+    printf '%-9s %12s %10s %11s %16s %13s %11s %14s\n' hubs "publishes/s" all publisher "hubs + relay" "per hub" rest "events taken"
+    for l in ${BENCH_HUBS:-1 3 10 50}; do pub_cpu hub "$l"; done
+    stop_relay
+    unset HUB_RELAY_SOCKET
+fi
 stop_publisher
 echo "(one publisher at ${rate}/s, synchronous_commit=off, single-event transactions on 2 channels)"
 echo

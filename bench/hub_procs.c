@@ -5,8 +5,10 @@
  *
  *   hub_procs CONNINFO K TENANT CHANNEL...
  *
- * Prints "ready" once every hub is connected and subscribed; on SIGTERM or SIGINT prints
- * "events=TOTAL" (events taken by all subscribers) and exits. Figures only. */
+ * HUB_RELAY_SOCKET: the hubs take their wake-ups from the pgcast-relay serving that
+ * socket (none LISTENs on its own while it is there). Prints "ready" once every hub is
+ * connected and subscribed; on SIGTERM or SIGINT prints "events=TOTAL" (events taken by
+ * all subscribers) and exits. Figures only. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -48,7 +50,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < k; i++) {
         char err[256];
         pgc_hub_options o = {.conninfo = argv[1], .kind = "bench", .queue_events = 1 << 16,
-                             .queue_bytes = (size_t)1 << 28};
+                             .queue_bytes = (size_t)1 << 28, .relay_socket = getenv("HUB_RELAY_SOCKET"),
+                             .relay_retry_ms = 500};
         if (!(hubs[i] = pgc_hub_start(&o, err, sizeof(err)))) {
             fprintf(stderr, "hub_procs: hub %d: %s\n", i, err);
             return 1;
