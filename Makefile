@@ -7,6 +7,9 @@
 #   make bench        benchmarks (prints figures; never asserts timings)
 #   make run          the demo
 #   make install PREFIX=/usr/local DESTDIR=
+#                     programs, units, configs, client (docs/deploy.md, "Install");
+#                     make uninstall takes them away again (the configuration stays)
+#   make deb          the Debian package, in build/deb/ (debian/)
 #
 # Sources are found by folder: core/*.c is the shared library, fcgi/*.c the FastCGI runtime,
 # sse/, poll/, ws-sidecar/, migrate/ one program each, tests/unit/test_*.c one test each,
@@ -14,6 +17,12 @@
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+# The programs look for /etc/pgcast/pgcast.conf whatever PREFIX is.
+SYSCONFDIR     ?= /etc
+DATADIR        ?= $(PREFIX)/share
+DOCDIR         ?= $(DATADIR)/doc/pgcast
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
 CC      ?= cc
 BUILD   ?= build/release
 BINDIR  ?= bin
@@ -27,7 +36,8 @@ WARN     = -std=c11 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT     ?= -O2 -g
 EXTRA_CFLAGS ?=
 CFLAGS_ALL = $(WARN) $(OPT) $(EXTRA_CFLAGS) -D_GNU_SOURCE -pthread -Icore -Ifcgi -Imigrate $(PKG_CFLAGS)
-LDFLAGS_ALL = -pthread $(EXTRA_CFLAGS)
+EXTRA_LDFLAGS ?=
+LDFLAGS_ALL = -pthread $(EXTRA_CFLAGS) $(EXTRA_LDFLAGS)
 
 CORE_SRC  = $(wildcard core/*.c)
 FCGI_SRC  = $(wildcard fcgi/*.c)
@@ -54,7 +64,7 @@ PROGS = $(if $(SSE_SRC),$(BINDIR)/pgcast-sse.fcgi) \
 UNIT_BINS  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 BENCH_BINS = $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all asan deps deps-bench test bench run install clean fuzz
+.PHONY: all asan deps deps-bench test bench run install install-files uninstall programs deb deb-lint clean fuzz
 .DEFAULT_GOAL := all
 # keep objects of tests and benches (make would delete them as intermediates)
 .SECONDARY:
@@ -63,6 +73,9 @@ all: deps
 	@$(MAKE) --no-print-directory build-all
 
 build-all: $(PROGS) $(UNIT_BINS) $(BENCH_BINS)
+
+# The programs alone (what an install or the Debian package needs).
+programs: $(PROGS)
 
 # The sanitizer build the tests run: same sources, separate objects.
 asan: deps
@@ -148,14 +161,101 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@./scripts/run-demo.sh
 
+# make install: everything an install needs, under PREFIX (DESTDIR for staging), and in
+# SYSCONFDIR: /etc/pgcast/pgcast.conf (from pgcast.conf.example, never overwritten: mode
+# 0640, group pgcast, it holds secrets), Apache's and lighttpd's conf-available files
+# (when those servers are installed; enable them with a2enconf / lighty-enable-mod). Run
+# as root without DESTDIR, it also creates the system user the units run as (pgcast).
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/pgcast/sql \
-	    $(DESTDIR)$(PREFIX)/share/pgcast/lighttpd-conf $(DESTDIR)$(PREFIX)/share/pgcast/apache-conf
+	@$(MAKE) --no-print-directory install-files
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then ./scripts/install-system.sh \
+	    "$(SYSUSERSDIR)/pgcast.conf" "$(SYSCONFDIR)/pgcast/pgcast.conf"; fi
+
+# install-files: the files only (the Debian package uses it; no user, no ownership).
+PKG_SUBST = sed -e 's|@bindir@|$(PREFIX)/bin|g' -e 's|@sysconfdir@|$(SYSCONFDIR)|g' -e 's|@datadir@|$(DATADIR)|g' -e 's|@docdir@|$(DOCDIR)|g'
+CLIENT_FILES = $(addprefix client/,pgcast.js pgcast.d.ts react.js react.d.ts package.json README.md)
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(DATADIR)/pgcast/sql \
+	    $(DESTDIR)$(DATADIR)/pgcast/lighttpd-conf $(DESTDIR)$(DATADIR)/pgcast/apache-conf \
+	    $(DESTDIR)$(DATADIR)/pgcast/client $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(SYSCONFDIR)/pgcast
 	install -m 0755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 $(SQL_FILES) $(DESTDIR)$(PREFIX)/share/pgcast/sql/
-	install -m 0644 pgcast.conf.example $(DESTDIR)$(PREFIX)/share/pgcast/
-	-install -m 0644 lighttpd-conf/* $(DESTDIR)$(PREFIX)/share/pgcast/lighttpd-conf/
-	-install -m 0644 apache-conf/* $(DESTDIR)$(PREFIX)/share/pgcast/apache-conf/
+	install -m 0644 $(SQL_FILES) $(DESTDIR)$(DATADIR)/pgcast/sql/
+	install -m 0644 pgcast.conf.example $(DESTDIR)$(DATADIR)/pgcast/
+	install -m 0644 lighttpd-conf/*.conf $(DESTDIR)$(DATADIR)/pgcast/lighttpd-conf/
+	./scripts/lighttpd-daemons-conf.sh lighttpd-conf/pgcast.conf > $(DESTDIR)$(DATADIR)/pgcast/lighttpd-conf/pgcast-daemons.conf
+	chmod 0644 $(DESTDIR)$(DATADIR)/pgcast/lighttpd-conf/pgcast-daemons.conf
+	install -m 0644 apache-conf/*.conf $(DESTDIR)$(DATADIR)/pgcast/apache-conf/
+	install -m 0644 $(CLIENT_FILES) $(DESTDIR)$(DATADIR)/pgcast/client/
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -d $(DESTDIR)$(DATADIR)/man/man1
+	for p in $(PROGS); do n=$$(basename $$p); case $$n in \
+	    pgcast-sse.fcgi) d="Server-Sent Events handler of pgcast (FastCGI)" ;; \
+	    pgcast-poll.fcgi) d="polling, publish and presence handler of pgcast (FastCGI)" ;; \
+	    pgcast-ws) d="WebSocket sidecar of pgcast" ;; \
+	    pgcast-migrate) d="applies pgcast's database migrations and grants" ;; \
+	    pgcast-relay) d="one LISTEN connection per host for pgcast's processes" ;; \
+	    *) d="a program of pgcast" ;; esac; \
+	    ./scripts/manpage.sh $$p "$$d" "$$(sed -n 's/.*PGCAST_VERSION "\(.*\)"/\1/p' core/version.h)" \
+	        > $(DESTDIR)$(DATADIR)/man/man1/$$n.1 && chmod 0644 $(DESTDIR)$(DATADIR)/man/man1/$$n.1 || exit 1; \
+	done
+	for u in systemd/*.in; do \
+	    $(PKG_SUBST) $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u .in) || exit 1; \
+	    chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$(basename $$u .in) || exit 1; \
+	done
+	install -m 0644 systemd/pgcast.sysusers $(DESTDIR)$(SYSUSERSDIR)/pgcast.conf
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/pgcast/pgcast.conf ]; then \
+	    echo "$(DESTDIR)$(SYSCONFDIR)/pgcast/pgcast.conf exists: left as it is"; \
+	else \
+	    echo "install -m 0640 pgcast.conf.example $(DESTDIR)$(SYSCONFDIR)/pgcast/pgcast.conf"; \
+	    install -m 0640 pgcast.conf.example $(DESTDIR)$(SYSCONFDIR)/pgcast/pgcast.conf; \
+	fi
+	@for s in apache2:conf-available/apache2-pgcast.conf.in:pgcast.conf \
+	          lighttpd:conf-available/lighttpd-pgcast.conf.in:50-pgcast.conf; do \
+	    srv=$${s%%:*}; rest=$${s#*:}; in=$${rest%%:*}; name=$${rest#*:}; \
+	    dir=$(DESTDIR)$(SYSCONFDIR)/$$srv/conf-available; \
+	    if [ -z "$(DESTDIR)" ] && [ ! -d $(SYSCONFDIR)/$$srv ]; then continue; fi; \
+	    if [ -e $$dir/$$name ]; then echo "$$dir/$$name exists: left as it is"; continue; fi; \
+	    echo "install $$in -> $$dir/$$name"; \
+	    install -d $$dir && $(PKG_SUBST) $$in > $$dir/$$name && chmod 0644 $$dir/$$name || exit 1; \
+	done
+
+# make uninstall (same PREFIX, DESTDIR, SYSCONFDIR as the install): the installed files go;
+# /etc/pgcast/pgcast.conf and the pgcast user stay (the admin's), and so does a
+# conf-available file that is still enabled (a2disconf pgcast / lighty-disable-mod pgcast).
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(PROGS)))
+	rm -f $(addprefix $(DESTDIR)$(DATADIR)/man/man1/,$(addsuffix .1,$(notdir $(PROGS))))
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(basename $(wildcard systemd/*.in)))) \
+	    $(DESTDIR)$(SYSUSERSDIR)/pgcast.conf
+	rm -rf $(DESTDIR)$(DATADIR)/pgcast $(DESTDIR)$(DOCDIR)
+	@for f in apache2:pgcast.conf lighttpd:50-pgcast.conf; do \
+	    srv=$${f%%:*}; name=$${f#*:}; \
+	    if [ -e $(DESTDIR)$(SYSCONFDIR)/$$srv/conf-enabled/$$name ]; then \
+	        echo "$(SYSCONFDIR)/$$srv/conf-available/$$name is enabled: left (disable it, then uninstall again)"; \
+	    else rm -f $(DESTDIR)$(SYSCONFDIR)/$$srv/conf-available/$$name; fi; \
+	done
+	@echo "kept: $(SYSCONFDIR)/pgcast/pgcast.conf and the pgcast user (userdel pgcast)"
+
+# The Debian package (debian/): built with dpkg-buildpackage from the same Makefile
+# (programs with Debian's hardening flags in build/deb/, then install-files); the .deb,
+# .buildinfo and .changes are moved to build/deb/. `make deb-lint` runs lintian on it.
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version 2>/dev/null)
+DEB_ARCH    = $(shell dpkg --print-architecture)
+DEB_FILE    = build/deb/pgcast_$(DEB_VERSION)_$(DEB_ARCH).deb
+deb: deps
+	@grep -q '"$(DEB_VERSION)"' core/version.h || { \
+	    echo "debian/changelog's version $(DEB_VERSION) is not core/version.h's" >&2; exit 1; }
+	dpkg-buildpackage -b -us -uc
+	@mkdir -p build/deb
+	mv ../pgcast_$(DEB_VERSION)_$(DEB_ARCH).deb ../pgcast_$(DEB_VERSION)_$(DEB_ARCH).buildinfo \
+	    ../pgcast_$(DEB_VERSION)_$(DEB_ARCH).changes build/deb/
+	@if [ -e ../pgcast-dbgsym_$(DEB_VERSION)_$(DEB_ARCH).deb ]; then \
+	    mv ../pgcast-dbgsym_$(DEB_VERSION)_$(DEB_ARCH).deb build/deb/; fi
+	@echo "built $(DEB_FILE)"
+
+deb-lint:
+	lintian --info --display-info $(DEB_FILE)
 
 clean:
 	rm -rf build bin

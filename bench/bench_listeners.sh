@@ -4,8 +4,9 @@
 # relay) and all of them through the host's pgcast-relay (after), release build.
 # For 1, 10, 50 and 200 hub processes (bench/listeners.c, one hub and one subscriber each):
 #   publishes/s  PUBLISHERS connections (synchronous_commit = off) calling realtime.publish
-#                flat out for TPUT seconds, on channels no hub serves (every process still
-#                gets every wake-up and sorts it out)
+#                flat out for TPUT seconds, on channels no hub serves (with its own LISTEN
+#                every process still gets each wake-up and sorts it out; through the relay,
+#                which filters by the channels a process serves, none is woken)
 #   p50/p99      publish -> the subscriber's queue in every hub process, LAT_RATE events/s
 #                on a channel every hub serves (each process reads it from the log) for LAT s
 #   listening    connections LISTENing on the database, from pg_stat_activity

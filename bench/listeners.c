@@ -7,7 +7,8 @@
  * RELAY_SOCKET) with one subscriber on bench:lat. Then:
  *   - throughput: PUBLISHERS connections (synchronous_commit = off) call realtime.publish
  *     as fast as they can for TPUT_SECS seconds, each on a channel of its own that no hub
- *     serves (every hub still gets and sorts out every wake-up, as a hub does);
+ *     serves (with its own LISTEN every hub still gets and sorts out each wake-up; the
+ *     relay forwards a wake-up only to the processes serving its channel);
  *   - latency: LAT_RATE publishes/s on bench:lat for LAT_SECS seconds, each carrying its
  *     publish time; every hub process records publish -> its subscriber's queue.
  * Prints one line: hubs, listening connections seen in pg_stat_activity, publishes/s,

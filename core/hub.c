@@ -1,5 +1,7 @@
 /*
- * The hub: one LISTEN connection and one thread per process (see hub.h).
+ * The hub: one database connection and one thread per process (see hub.h). Its wake-ups
+ * come from a LISTEN on that connection, or from the host's relay (pgcast-relay) that
+ * LISTENs once for every process of the host: see "Notification source" below.
  *
  * Threads. Every structure named h* (channels, subscriptions) belongs to the hub thread
  * alone. Other threads talk to it through a command queue (mutex + eventfd): add,
@@ -1737,7 +1739,13 @@ static void relay_activate(pgc_hub *h)
     bool was_listening = h->listening;
     if (hub_exec(h, was_listening ? "UNLISTEN *; SET application_name = 'pgcast-hub-relayed'"
                                   : "SET application_name = 'pgcast-hub-relayed'", 0, NULL) != 0) {
+        /* not knowing what is left of the LISTEN: LISTEN again (re-read if it had gone) */
         relay_drop(h, "UNLISTEN failed");
+        h->listening = false;
+        if (h->conn && source_listen_own(h) != 0)
+            drop_conn(h, "LISTEN failed");
+        else if (h->conn)
+            source_switched(h);
         return;
     }
     h->listening = false;

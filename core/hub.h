@@ -1,4 +1,5 @@
-/* The hub: per process, ONE LISTEN connection to PostgreSQL and one thread that fans
+/* The hub: per process, ONE connection to PostgreSQL (LISTENing on it, or taking the
+ * wake-ups from the host's pgcast-relay: relay_socket) and one thread that fans
  * every committed event out, in memory, to the local subscribers of its
  * (tenant, channel). NOTIFY is only a wake-up and carries nothing readable: an opaque
  * tag of the channel (keyed by realtime.realtime_secret) and a number. On a wake-up,
@@ -105,7 +106,9 @@ bool pgc_hub_relayed(pgc_hub *hub);
 
 /* A barrier on the wake-ups: cb(arg, true) runs once every notification committed before
  * the call has reached the hub and been taken into account (on_event_notify and the
- * like). With its own LISTEN the hub runs one round trip (SELECT 1) on that connection;
+ * like) — through the relay, every notification of the channels the hub serves (those
+ * with subscribers), or of all channels with relay_all. With its own LISTEN the hub runs
+ * one round trip (SELECT 1) on that connection;
  * through the relay it asks the relay, which does the round trip on its LISTEN
  * connection and answers after forwarding every notification received before it. Calls
  * that meet in one turn share one round trip. cb(arg, false): the barrier could not be

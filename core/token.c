@@ -110,6 +110,11 @@ pgc_verifier *pgc_verifier_new(const pgc_config *cfg, char *err, size_t errlen)
                 snprintf(err, errlen, "jwt_secret is required for HS256 (or turn anonymous on)");
                 goto fail;
             }
+        } else if (strcmp(cfg->jwt_secret, "change-me") == 0) {
+            /* the shipped configuration's placeholder: anyone could mint tokens */
+            snprintf(err, errlen, "jwt_secret is still the example's placeholder: set a secret of at least 32 "
+                                  "random bytes (e.g. openssl rand -base64 32)");
+            goto fail;
         } else if (!(v->key = (unsigned char *)strdup(cfg->jwt_secret))) {
             goto oom;
         } else {

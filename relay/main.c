@@ -20,7 +20,7 @@
  *
  * The socket is created mode 0660 (owner and group: the pgcast user and the web server's
  * group); its directory should be writable by the pgcast user only (systemd:
- * RuntimeDirectory=pgcast-relay, see relay/pgcast-relay.service). The relay forwards nothing but
+ * RuntimeDirectory=pgcast-relay, see systemd/pgcast-relay.service.in). The relay forwards nothing but
  * the payloads of the notifications it LISTENs to (wake-ups: "<tag> <seq>", never data).
  *
  * Protocol: lines ending in '\n'.
@@ -601,7 +601,14 @@ static int open_socket(const char *path)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pgcast-relay [--config FILE] [--socket PATH]\n"
-               "One LISTEN connection for every pgcast process of this host (docs/operations.md).\n");
+               "One LISTEN connection for every pgcast process of this host: the processes take their\n"
+               "wake-ups from it over a Unix socket, each only for the channels it serves, and LISTEN\n"
+               "on their own whenever it is not there (docs/operations.md, \"One LISTEN per host\").\n"
+               "  --config FILE  the pgcast configuration (default: PGCAST_CONFIG, pgcast.conf next to\n"
+               "                 the program, /etc/pgcast/pgcast.conf)\n"
+               "  --socket PATH  the socket to serve (default: relay_socket, /run/pgcast-relay/relay.sock)\n"
+               "Keys: database_url, relay_socket, relay_client_buffer, relay_client_tags,\n"
+               "relay_max_clients, log_level. Runs in the foreground; SIGTERM ends it.\n");
 }
 
 int main(int argc, char **argv)

@@ -7,7 +7,8 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev \
 libfcgi-dev libfcgi-bin spawn-fcgi libmicrohttpd-dev libjson-c-dev libpq-dev \
 libjwt-dev libssl-dev \
 postgresql postgresql-contrib lighttpd apache2 libapache2-mod-fcgid \
-curl chromium nodejs python3 python3-websockets procps psmisc iproute2 openssl"
+curl chromium nodejs python3 python3-websockets procps psmisc iproute2 openssl \
+debhelper lintian"
 # Benchmarks only: pass --bench to add them.
 BENCH_PKGS="wrk nginx libnginx-mod-nchan"
 

@@ -13,6 +13,9 @@ realtime_events_log: missing, duplicated or out-of-order events fail.
 import json, os, select, socket, subprocess, sys, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import tap  # noqa: E402
+from tap import ok, psql  # noqa: E402
 from jwt import mint  # noqa: E402
 
 BASE, MODE = sys.argv[1], sys.argv[2]
@@ -20,25 +23,6 @@ SECRET = "pgcast-test-secret"
 HOST, PORT = urllib.parse.urlparse(BASE).hostname, urllib.parse.urlparse(BASE).port
 PREFIX = "/realtime"
 RUN = f"{MODE}{os.getpid()}"
-n = 0
-failed = 0
-
-
-def ok(cond, what, detail=""):
-    global n, failed
-    n += 1
-    print(f"{'ok' if cond else 'not ok'} {n} - {what}")
-    if not cond:
-        failed += 1
-        if detail:
-            print("#   " + str(detail).replace("\n", "\n#   "))
-    sys.stdout.flush()
-    return cond
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def log_seqs(tenant, channel):
@@ -315,4 +299,4 @@ def catchup():
 
 
 {"freeze": freeze, "catchup": catchup}[MODE]()
-sys.exit(1 if failed else 0)
+tap.T.exit()

@@ -20,6 +20,9 @@ import asyncio, json, os, re, subprocess, sys, time, urllib.parse
 import websockets
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import tap  # noqa: E402
+from tap import ok  # noqa: E402
 from jwt import mint  # noqa: E402
 
 BASE, FORGER = sys.argv[1], sys.argv[2]
@@ -27,18 +30,6 @@ HOST, PORT = urllib.parse.urlparse(BASE).hostname, urllib.parse.urlparse(BASE).p
 SECRET = "pgcast-test-secret"
 TENANT = f"tenant-hidden-{os.getpid()}"
 CH = "project:forge-target"
-n = failed = 0
-
-
-def ok(cond, what, detail=None):
-    global n, failed
-    n += 1
-    print(("ok" if cond else "not ok"), n, "-", what, flush=True)
-    if not cond:
-        failed += 1
-        if detail is not None:
-            print("#  ", str(detail)[:1500].replace("\n", "\n#   "), flush=True)
-    return cond
 
 
 def psql(sql, user=None):
@@ -325,4 +316,4 @@ async def main():
 
 
 asyncio.run(main())
-sys.exit(1 if failed else 0)
+tap.T.exit()

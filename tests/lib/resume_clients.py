@@ -31,6 +31,8 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.environ.get("PGCAST_ROOT", os.path.join(os.path.dirname(__file__), "..", "..")),
                                 "scripts"))
 from jwt import mint  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tap import Tap, psql  # noqa: E402,F401  (re-exported: rc.Tap, rc.psql)
 
 TEST_SECRET = "pgcast-test-secret"  # tests/lib/webserver.sh's
 
@@ -39,12 +41,6 @@ def token(tenant="t1", sub="u1", channels=("*",), publish=(), exp="+3600", secre
     claims = {"sub": sub, "tenant": tenant, "exp": exp, "channels": list(channels), "publish": list(publish)}
     claims.update(extra)
     return mint(secret, claims)
-
-
-def psql(sql, env=None):
-    """Runs SQL in the test's database (PG* variables), returns the unaligned output."""
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 async def apsql(sql, env=None, check=True):
@@ -852,31 +848,6 @@ def sanitizer_excerpt(paths, limit=60):
                         break
                 return "\n".join(out)
     return ""
-
-
-class Tap:
-    """TAP lines: ok N - what / not ok N - what, with # details."""
-
-    def __init__(self, label=""):
-        self.n = self.failed = 0
-        self.label = f"[{label}] " if label else ""
-
-    def ok(self, cond, what, detail=None):
-        self.n += 1
-        print(f"{'ok' if cond else 'not ok'} {self.n} - {self.label}{what}", flush=True)
-        if not cond:
-            self.failed += 1
-        if detail is not None and (not cond or os.environ.get("TAP_VERBOSE")):
-            for line in str(detail).splitlines()[:40]:
-                print(f"#   {line[:400]}", flush=True)
-        return cond
-
-    def note(self, text):
-        for line in str(text).splitlines():
-            print(f"# {line}", flush=True)
-
-    def exit(self):
-        sys.exit(1 if self.failed else 0)
 
 
 def random_name(prefix):

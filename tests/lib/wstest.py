@@ -8,9 +8,19 @@ ROOT = os.environ["PGCAST_ROOT"]
 BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 from jwt import mint  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tap  # noqa: E402
+from tap import note, ok, psql  # noqa: E402,F401  (re-exported)
+
+
+def __getattr__(name):
+    """wstest.n, wstest.failed: the counts of the test's TAP lines."""
+    if name in ("n", "failed"):
+        return getattr(tap.T, name)
+    raise AttributeError(name)
+
 
 SECRET = "ws-test-secret"
-n = failed = 0
 _procs = []
 
 
@@ -21,26 +31,6 @@ def _kill_left():
         if p.poll() is None:
             p.kill()
             p.wait()
-
-
-def ok(cond, what, detail=None):
-    global n, failed
-    n += 1
-    print(("ok" if cond else "not ok"), n, "-", what, flush=True)
-    if not cond:
-        failed += 1
-        if detail is not None:
-            print("#  ", str(detail)[:800], flush=True)
-    return cond
-
-
-def note(text):
-    print("#", text, flush=True)
-
-
-def psql(sql, env=None):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True,
-                          text=True, env=env).stdout.strip()
 
 
 def free_port():

@@ -6,34 +6,24 @@ The token cookie works only from allowed origins (POSTs from another site are re
 form and text/plain bodies too), every WebSocket upgrade with a foreign Origin is
 refused, and allowed origins get answered preflights and Access-Control-Allow-* headers
 on SSE, events, publish and presence. Prints TAP lines."""
-import asyncio, http.client, json, os, socket, sys, urllib.parse
+import asyncio, http.client, json, os, sys, urllib.parse
 
 import websockets
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import tap  # noqa: E402
+from tap import ok  # noqa: E402
 from jwt import mint  # noqa: E402
 
 BASE, LABEL, ALLOWED = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
 U = urllib.parse.urlsplit(BASE)
 SELF = f"{U.scheme}://{U.netloc}"
 EVIL = "https://evil.example"
-n = failed = 0
 TOK = mint("pgcast-test-secret", {"sub": "victim", "tenant": "t1", "exp": "+3600", "channels": ["project:*"],
                                   "publish": ["project:*"]})
 COOKIE = f"pgcast_token={TOK}"
 CH = f"project:origin{os.getpid()}"
-
-
-def ok(cond, what, detail=None):
-    global n, failed
-    n += 1
-    print(f"{'ok' if cond else 'not ok'} {n} - [{LABEL}] {what}")
-    if not cond:
-        failed += 1
-        if detail is not None:
-            print("#   " + str(detail)[:600].replace("\n", "\n#   "))
-    sys.stdout.flush()
-    return cond
 
 
 def req(method, path, body=None, headers=None):
@@ -176,4 +166,4 @@ async def ws_checks():
     ok(got == 101, "a WebSocket upgrade without Origin (no browser) and ?token=: 101", got)
 
 asyncio.run(ws_checks())
-sys.exit(1 if failed else 0)
+tap.T.exit()

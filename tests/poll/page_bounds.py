@@ -7,9 +7,12 @@ page stays within PAGE_BYTES plus one event; every event is reached exactly once
 order (compared with realtime_events_log); the handler's peak RSS grows by a bounded
 amount, printed. Prints TAP lines.
 """
-import http.client, json, os, subprocess, sys, threading, urllib.parse
+import http.client, json, os, sys, threading, urllib.parse
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import tap  # noqa: E402
+from tap import ok, psql  # noqa: E402
 from jwt import mint  # noqa: E402
 
 BASE, PID, PAGE_BYTES = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -17,24 +20,6 @@ U = urllib.parse.urlparse(BASE)
 RUN = f"pages{os.getpid()}"
 CH = [f"project:{RUN}-a", f"project:{RUN}-b"]
 BIG = 1000000
-n = failed = 0
-
-
-def ok(cond, what, detail=""):
-    global n, failed
-    n += 1
-    print(f"{'ok' if cond else 'not ok'} {n} - {what}")
-    if not cond:
-        failed += 1
-        if detail:
-            print("#   " + str(detail).replace("\n", "\n#   "))
-    sys.stdout.flush()
-    return cond
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def hwm_kib():
@@ -114,4 +99,4 @@ print(f"# 4 clients x {total / 1048576:.0f} MiB of payloads, page bound {PAGE_BY
       f"the poll handler's peak RSS grew by {grow_mib:.1f} MiB ({before / 1024:.0f} -> {after / 1024:.0f} MiB)")
 bound = float(os.environ.get("PAGE_RSS_BOUND_MIB", "120"))
 ok(grow_mib < bound, f"the handler's peak RSS grew by less than {bound:.0f} MiB ({grow_mib:.1f} MiB)")
-sys.exit(1 if failed else 0)
+tap.T.exit()

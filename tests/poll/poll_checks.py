@@ -2,34 +2,18 @@
 """Polling API checks against a running web server: poll_checks.py BASE_URL LABEL [WAITERS].
 
 Run by tests/poll/*.sh once they started a server; prints TAP lines."""
-import base64, concurrent.futures, json, os, socket, subprocess, sys, threading, time, urllib.error, urllib.parse, urllib.request
+import base64, concurrent.futures, json, os, socket, sys, threading, time, urllib.error, urllib.parse, urllib.request
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import tap  # noqa: E402
+from tap import ok, psql  # noqa: E402
 from jwt import mint  # noqa: E402
 
 BASE, LABEL = sys.argv[1].rstrip("/"), sys.argv[2]
 WAITERS = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 SECRET = "pgcast-test-secret"
 RUN = f"{LABEL.replace('-', '')}{os.getpid()}"
-n = 0
-failed = 0
-
-
-def ok(cond, what, detail=None):
-    global n, failed
-    n += 1
-    print(f"{'ok' if cond else 'not ok'} {n} - [{LABEL}] {what}")
-    if not cond:
-        failed += 1
-        if detail is not None:
-            print("#   " + str(detail)[:600].replace("\n", "\n#   "))
-    sys.stdout.flush()
-    return cond
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def token(**claims):
@@ -398,4 +382,4 @@ if __name__ == "__main__":
     check_concurrent_checks()
     if WAITERS:
         check_many_waiters(WAITERS)
-    sys.exit(1 if failed else 0)
+    tap.T.exit()

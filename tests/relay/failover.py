@@ -83,6 +83,14 @@ async def main():
         ok, s = await wait_sessions(lambda s: s.get("pgcast-hub-relayed", 0) == NHUBS and listeners(s) == 1, 60)
         t.ok(ok, f"the relay started again: the processes move back to it, one LISTEN "
                  f"({time.time() - started:.1f} s)", s)
+        second = start_relay()
+        try:
+            rc2 = second.wait(30)
+        except subprocess.TimeoutExpired:
+            second.kill()
+            rc2 = second.wait()
+        t.ok(rc2 != 0 and relay.poll() is None and os.path.exists(SOCK),
+             f"a second relay on the same socket refuses to start (exit {rc2}); the first serves on")
         for p in pubs:
             await p
         final = rc.last_seqs(TENANT, chans)

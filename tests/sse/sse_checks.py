@@ -4,10 +4,12 @@
 Run by tests/sse/*.sh once they started a server; prints TAP lines. Uses only the
 standard library (raw sockets, HTTP/1.0), psql for publishing, scripts/jwt.py for tokens.
 """
-import json, os, select, socket, subprocess, sys, time, urllib.parse
+import json, os, select, socket, sys, time, urllib.parse
 
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "scripts"))
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import tap  # noqa: E402
+from tap import ok, psql  # noqa: E402
 from flow import exited  # noqa: E402
 from jwt import mint  # noqa: E402
 
@@ -17,25 +19,6 @@ SECRET = "pgcast-test-secret"
 HOST, PORT = urllib.parse.urlparse(BASE).hostname, urllib.parse.urlparse(BASE).port
 PREFIX = urllib.parse.urlparse(BASE).path.rstrip("/") + "/realtime"
 RUN = f"{LABEL}{os.getpid()}"  # channels unique to this run
-n = 0
-failed = 0
-
-
-def ok(cond, what, detail=""):
-    global n, failed
-    n += 1
-    print(f"{'ok' if cond else 'not ok'} {n} - [{LABEL}] {what}")
-    if not cond:
-        failed += 1
-        if detail is not None and detail != "":
-            print("#   " + str(detail).replace("\n", "\n#   "))
-    sys.stdout.flush()
-    return cond
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def publish(tenant, channel, count=1, etype="e"):
@@ -353,7 +336,7 @@ def check_shutdown(pid):
 if __name__ == "__main__":
     if os.environ.get("SSE_SHUTDOWN_PID"):
         check_shutdown(int(os.environ["SSE_SHUTDOWN_PID"]))
-        sys.exit(1 if failed else 0)
+        tap.T.exit()
     check_errors()
     check_stream()
     if os.environ.get("SSE_SLOW"):
@@ -362,4 +345,4 @@ if __name__ == "__main__":
         check_heartbeats()
     if STREAMS:
         check_many(STREAMS)
-    sys.exit(1 if failed else 0)
+    tap.T.exit()

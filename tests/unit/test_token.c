@@ -105,6 +105,9 @@ int main(void)
     const char *secret = "s3cret-key-for-tests";
     pgc_verifier *v = verifier("HS256", secret, NULL, 0);
     T_OK(v != NULL, "HS256 verifier");
+    pgc_verifier *placeholder = verifier("HS256", "change-me", NULL, 0);
+    T_OK(placeholder == NULL, "the shipped configuration's placeholder secret is refused");
+    pgc_verifier_free(placeholder);
 
     char *good = sign(JWT_ALG_HS256, secret, strlen(secret),
                       "{\"sub\":\"u1\",\"tenant\":\"t1\",\"name\":\"Ann\",\"exp\":1900000000,"

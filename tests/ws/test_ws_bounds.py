@@ -14,30 +14,15 @@ ROOT = os.environ["PGCAST_ROOT"]
 BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 sys.path.insert(0, os.path.join(ROOT, "tests/lib"))
+import tap  # noqa: E402
+from tap import ok, psql  # noqa: E402
 from jwt import mint  # noqa: E402
 from flow import EventFlow  # noqa: E402
 from wsframes import Reader, frame  # noqa: E402
 
 SECRET = "ws-bounds-secret"
 WORK = os.environ.get("PGCAST_TEST_WORK", "/tmp")
-n = failed = 0
 procs = []
-
-
-def ok(cond, what, detail=None):
-    global n, failed
-    n += 1
-    print(("ok" if cond else "not ok"), n, "-", what, flush=True)
-    if not cond:
-        failed += 1
-        if detail is not None:
-            print("#  ", str(detail)[:600], flush=True)
-    return cond
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True,
-                          text=True).stdout.strip()
 
 
 def log_seqs(ch):
@@ -394,5 +379,5 @@ finally:
     for p in procs:
         if p.poll() is None:
             p.kill()
-print(f"1..{n}")
-sys.exit(1 if failed else 0)
+print(f"1..{tap.T.n}")
+tap.T.exit()

@@ -4,82 +4,13 @@ sidecars on one database: subscribe / publish / resume / filters / presence acro
 sidecars, limits and authorization errors, rate limit, and a sidecar killed with -9
 while events are published: its clients resume on the other with every event exactly
 once, in order, and its presence members leave."""
-import asyncio, json, os, signal, socket, subprocess, sys, time
+import asyncio, json, os, signal, subprocess, sys, time
 
 import websockets
 
-ROOT = os.environ["PGCAST_ROOT"]
-BIN = os.environ.get("PGCAST_BIN", os.path.join(ROOT, "build/asan/bin"))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from jwt import mint  # noqa: E402
-
-SECRET = "ws-flow-secret"
-n = failed = 0
-
-
-def ok(cond, what, detail=None):
-    global n, failed
-    n += 1
-    print(("ok" if cond else "not ok"), n, "-", what, flush=True)
-    if not cond:
-        failed += 1
-        if detail is not None:
-            print("#  ", str(detail)[:500], flush=True)
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def start_sidecar():
-    port = free_port()
-    env = dict(os.environ, PGCAST_JWT_SECRET=SECRET, PGCAST_CLIENT_RATE="50", PGCAST_LOG_LEVEL="warn")
-    proc = subprocess.Popen([os.path.join(BIN, "pgcast-ws"), "--listen", f"127.0.0.1:{port}"], env=env)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, port
-
-
-def token(**claims):
-    c = {"sub": "u1", "name": "Ann", "tenant": "t1", "exp": "+600", "channels": ["project:*", "room:*"],
-         "publish": ["project:*"]}
-    c.update(claims)
-    return mint(SECRET, c)
-
-
-async def connect(port, tok=None):
-    url = f"ws://127.0.0.1:{port}/ws?token={tok or token()}"
-    ws = await websockets.connect(url, max_size=None)
-    hello = json.loads(await ws.recv())
-    return ws, hello
-
-
-async def recv_until(ws, pred, timeout=10):
-    """Messages until pred(msg) (returned with everything seen)."""
-    seen = []
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            m = json.loads(await asyncio.wait_for(ws.recv(), max(0.05, end - time.time())))
-        except asyncio.TimeoutError:
-            break
-        seen.append(m)
-        if pred(m):
-            return m, seen
-    return None, seen
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+import wstest  # noqa: E402
+from wstest import connect, ok, psql, recv_until, start_sidecar, token  # noqa: E402
 
 
 async def flows(port_a, port_b):
@@ -293,7 +224,7 @@ def main():
                 except subprocess.TimeoutExpired:
                     p.kill()
     ok(pb.returncode == 0, "sidecar B exits 0 on SIGTERM", pb.returncode)
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if wstest.failed else 0)
 
 
 main()
