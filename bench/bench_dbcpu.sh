@@ -202,7 +202,8 @@ for w in 0 ${BENCH_WAITERS:-100 400}; do
     rm -f "$PGCAST_TEST_WORK/lp.ready" "$PGCAST_TEST_WORK/lp.stop"
     /usr/bin/python3 -c "$waiters_py" "$LIGHTTPD_URL" "$tok" "$w" "$lp_since" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/lp.out" 2>&1 &
     py=$!
-    wait_for "$PGCAST_TEST_WORK/lp.ready" "" 120 2>/dev/null || [ -f "$PGCAST_TEST_WORK/lp.ready" ] || { echo "waiters did not start" >&2; cat "$PGCAST_TEST_WORK/lp.out" >&2; exit 1; }
+    for _ in $(seq 1 1200); do [ -f "$PGCAST_TEST_WORK/lp.ready" ] || ! kill -0 $py 2>/dev/null && break; sleep 0.1; done
+    [ -f "$PGCAST_TEST_WORK/lp.ready" ] || { echo "waiters did not start" >&2; cat "$PGCAST_TEST_WORK/lp.out" >&2; exit 1; }
     a=$(pg_cpu)
     out=$(PGOPTIONS="-c synchronous_commit=off" "$PGBIN/pgbench" -n -f "$PGCAST_TEST_WORK/lp.sql" -c 1 -R 4 -T "$secs" 2>&1)
     b=$(pg_cpu)
