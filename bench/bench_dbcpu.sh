@@ -4,17 +4,23 @@
 # cluster, plus what its exited backends left in the postmaster's cutime+cstime), over a
 # fixed run, minus the idle cluster's CPU over the same time.
 #
-#   publish   realtime.publish from 2 pgbench clients at BENCH_RATE publishes/s (200) for
-#             BENCH_SECONDS (10), synchronous_commit=off, while L connections LISTEN on
-#             realtime_events and drain their notifications as a hub does
-#             (build/release/bench/pg_listeners), L in BENCH_LISTENERS ("0 1 3 10 50 200"):
-#             database CPU per publish in all, and the part spent in the listening
-#             backends (per listener)
+#   publish   one publishing backend (a loop of single-event transactions on 2 channels,
+#             BENCH_RATE a second (200), synchronous_commit=off; its own CPU reported
+#             apart) for BENCH_SECONDS (10) while
+#               L connections LISTEN on realtime_events and drain their notifications
+#               (build/release/bench/pg_listeners), L in BENCH_LISTENERS ("0 1 3 10 50 200"),
+#               K hubs serve the channels, each as one pgcast process (own LISTEN, reads
+#               of the log; build/release/bench/hub_procs), K in BENCH_HUBS ("1 3 10 50"),
+#               the same K hubs through one pgcast-relay (when bin/pgcast-relay exists):
+#             database CPU per publish in all, in the publisher, in the listening / hub
+#             connections (and per listener / hub), in the rest (WAL writer, autovacuum...)
 #   poll      GET {prefix}/events through lighttpd + pgcast-poll (release build), wrk -t1
 #             -c8 for BENCH_SECONDS: a conditional poll answered 304, a poll with nothing
 #             new (200, no events), a page of 10 events: database CPU per request
+#   long-poll W clients (BENCH_WAITERS, "100 400") each holding a long-poll, 4 publishes/s
+#             on their channel: database CPU per publish and per waiter woken
 #   conns     database connections one host holds (lighttpd with both handlers and the
-#             sidecar, each with a client), by application_name
+#             sidecar, each with a client), by program and application_name
 # Run it on a quiet machine for figures to quote; it prints the load average with them.
 source "$(dirname "$0")/lib.sh"
 secs=${BENCH_SECONDS:-10}
