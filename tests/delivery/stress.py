@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """stress.sh's client side: the load, the faults and the checks.
 
-Timeline (seconds from the start of the load; DURATION, default 60):
+Timeline (seconds from the start of the load; DURATION, default 45):
   all along  publishers on 3 channels (small events; now and then a 12 KB one, which
              comes without its body in NOTIFY), resuming clients on every transport;
              WebSocket churn (rounds of 100, half dropped without a close frame), SSE
@@ -22,7 +22,7 @@ BASE, WEB, PG_DIR = os.environ["LIGHTTPD_URL"], os.environ["WEB_DIR"], os.enviro
 WS_DIRECT = f"ws://127.0.0.1:{os.environ['WS_PORT']}/ws"
 WS_PROXIED = BASE.replace("http://", "ws://") + "/realtime/ws"
 WS_PID = int(os.environ["WS_PID"])
-DURATION = float(os.environ.get("DURATION", 60))
+DURATION = float(os.environ.get("DURATION", 45))  # longer: DURATION=600 tests/run.sh delivery/stress
 TENANT = "t1"
 t = rc.Tap("stress")
 faults = []  # (seconds, what)

@@ -12,7 +12,7 @@ import resume_clients as rc  # noqa: E402
 WEB = os.environ["WEB_DIR"]
 WS_URL = f"ws://127.0.0.1:{os.environ['WS_PORT']}/ws"
 PID = int(os.environ["WS_PID"])
-ROUNDS = int(os.environ.get("ROUNDS", 30))
+ROUNDS = int(os.environ.get("ROUNDS", 20))
 t = rc.Tap("ws churn")
 
 
