@@ -55,17 +55,21 @@ t.ok(st == 200, "a poll that does not wait still answers", f"{st} {body}")
 st, _, body = publish(BASE, tok, ch, 1)
 t.ok(st == 201, "publishing still works", f"{st} {body}")
 
+def get_in(tries=40):
+    """A stream that got in (its starting cursor came), trying every 0.5 s; None."""
+    for _ in range(tries):
+        s = Stream(BASE, f"channel={ch}&token={tok}")
+        s.wait_for(lambda x: x.closed or x.last_event_id is not None, 10)
+        if not s.closed and s.last_event_id is not None:
+            return s
+        s.close()
+        time.sleep(0.5)
+    return None
+
+
 # one stream ends: a new one gets in (the web server notices the departure first)
 streams.pop().close()
-got_in = None
-for _ in range(40):
-    s = Stream(BASE, f"channel={ch}&token={tok}")
-    s.wait_for(lambda x: x.closed or x.last_event_id is not None, 10)
-    if not s.closed and s.last_event_id is not None:
-        got_in = s
-        break
-    s.close()
-    time.sleep(0.5)
+got_in = get_in()
 t.ok(got_in is not None, "once a stream ends, a new one gets in")
 if got_in:
     streams.append(got_in)
@@ -90,15 +94,7 @@ if kill_config:
     t.ok(len(victims) == CAP, f"{CAP} stream processes of this site run", victims)
     if victims:
         os.kill(victims[0], signal.SIGKILL)
-    got_in = None
-    for _ in range(40):
-        s = Stream(BASE, f"channel={ch}&token={tok}")
-        s.wait_for(lambda x: x.closed or x.last_event_id is not None, 10)
-        if not s.closed and s.last_event_id is not None:
-            got_in = s
-            break
-        s.close()
-        time.sleep(0.5)
+    got_in = get_in()
     t.ok(got_in is not None, "a stream process killed with -9 gives its slot back: a new stream gets in")
     if got_in:
         streams.append(got_in)
