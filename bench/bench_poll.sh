@@ -2,7 +2,8 @@
 # Polling through lighttpd + pgcast-poll (the shipped config, release build) against
 # nginx + nchan on the same workload, same machine, same clients, in one run:
 #   304 path       pgcast: GET /realtime/events?channel=bench:page&since=bench:page=10 with
-#                  its ETag in If-None-Match (token checked, positions from PostgreSQL);
+#                  its ETag in If-None-Match (token checked, positions the process keeps
+#                  from the wake-ups, proven current by one barrier per batch);
 #                  nchan: interval-poll GET with the 10th message's id in
 #                  If-Modified-Since/If-None-Match (memory store, no authentication)
 #   10-event page  pgcast: since=bench:page=0, the 10 events as JSON; nchan: long-poll
@@ -103,8 +104,8 @@ hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" /wait "" "$waiters" "http:/pub?chann
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { printf '%-38s %12s %12s %10s\n' "$1" "$2" "$3" "${4-$(ratio "$2" "$3")}"; }
 echo
-echo "Compared: 304 path = pgcast's If-None-Match on /realtime/events (token checked, positions from"
-echo "PostgreSQL) vs nchan's interval-poll with its last message's id; page = the 10 events as JSON vs"
+echo "Compared: 304 path = pgcast's If-None-Match on /realtime/events (token checked, positions kept"
+echo "from the wake-ups, one barrier per batch) vs nchan's interval-poll with its last message's id; page = the 10 events as JSON vs"
 echo "nchan's long-poll multipart answer with its 10 messages; waiters = long-polls (wait=25 / nchan"
 echo "long-poll) woken by one publish (realtime.publish via psql / POST to nchan's publisher)."
 printf '%-38s %12s %12s %10s\n' "" pgcast nchan pgcast/nchan
