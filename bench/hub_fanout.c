@@ -13,37 +13,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchdb.h"
 #include "hub.h"
 #include "log.h"
 
 static const char *conninfo;
-
-static int64_t clock_us(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static PGconn *connect_db(void)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "connect: %s", PQerrorMessage(c));
-        exit(1);
-    }
-    return c;
-}
-
-static void exec_or_die(PGconn *c, const char *q)
-{
-    PGresult *r = PQexec(c, q);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "%s: %s", q, PQresultErrorMessage(r));
-        exit(1);
-    }
-    PQclear(r);
-}
 
 static pgc_hub *start_hub(size_t queue_events)
 {
@@ -55,8 +29,8 @@ static pgc_hub *start_hub(size_t queue_events)
         fprintf(stderr, "hub: %s\n", err);
         exit(1);
     }
-    int64_t end = clock_us(CLOCK_MONOTONIC) + 10000000;
-    while (!pgc_hub_db_ok(h) && clock_us(CLOCK_MONOTONIC) < end)
+    int64_t end = bench_us(CLOCK_MONOTONIC) + 10000000;
+    while (!pgc_hub_db_ok(h) && bench_us(CLOCK_MONOTONIC) < end)
         usleep(10000);
     return h;
 }
@@ -88,25 +62,26 @@ static int fanout(int nsubs, int nevents)
         usleep(1000);
     uint64_t base = deliveries(h), want = base + (uint64_t)nsubs * (uint64_t)nevents;
 
-    PGconn *pub = connect_db();
+    PGconn *pub = bench_connect(conninfo);
     char q[256];
     snprintf(q, sizeof(q),
              "SELECT realtime.publish('bench', 'fan:1', 'tick', jsonb_build_object('i', g)) "
              "FROM generate_series(1, %d) g",
              nevents);
-    exec_or_die(pub, q);
-    int64_t committed = clock_us(CLOCK_MONOTONIC), first = 0;
+    if (bench_exec(pub, q) != 0)
+        exit(1);
+    int64_t committed = bench_us(CLOCK_MONOTONIC), first = 0;
     uint64_t d;
     while ((d = deliveries(h)) < want) {
         if (!first && d > base)
-            first = clock_us(CLOCK_MONOTONIC);
-        if (clock_us(CLOCK_MONOTONIC) - committed > 60000000) {
+            first = bench_us(CLOCK_MONOTONIC);
+        if (bench_us(CLOCK_MONOTONIC) - committed > 60000000) {
             fprintf(stderr, "fan-out incomplete: %llu of %llu\n", (unsigned long long)(d - base),
                     (unsigned long long)(want - base));
             return 1;
         }
     }
-    int64_t done = clock_us(CLOCK_MONOTONIC);
+    int64_t done = bench_us(CLOCK_MONOTONIC);
     if (!first)
         first = committed;
     double n = (double)(want - base);
@@ -159,7 +134,7 @@ static void *lat_consumer(void *arg)
         pthread_mutex_unlock(&ls->mu);
         size_t k;
         while ((k = pgc_sub_take(ls->sub, items, 64)) > 0) {
-            int64_t now = clock_us(CLOCK_REALTIME);
+            int64_t now = bench_us(CLOCK_REALTIME);
             for (size_t i = 0; i < k; i++) {
                 pgc_event *e = items[i];
                 if (e->kind == PGC_ITEM_SUBSCRIBED)
@@ -212,18 +187,19 @@ static int latency(int rate, int secs)
     while (__atomic_load_n(&ls.seq0, __ATOMIC_ACQUIRE) < 0)
         usleep(1000);
 
-    PGconn *pub = connect_db();
-    int64_t step = 1000000 / rate, t = clock_us(CLOCK_MONOTONIC);
+    PGconn *pub = bench_connect(conninfo);
+    int64_t step = 1000000 / rate, t = bench_us(CLOCK_MONOTONIC);
     for (int i = 0; i < ls.want; i++) {
         t += step;
-        int64_t wait = t - clock_us(CLOCK_MONOTONIC);
+        int64_t wait = t - bench_us(CLOCK_MONOTONIC);
         if (wait > 0)
             usleep((useconds_t)wait);
-        atomic_store((_Atomic int64_t *)&ls.sent_us[i], clock_us(CLOCK_REALTIME));
-        exec_or_die(pub, "SELECT realtime.publish('bench', 'lat:1', 'tick', '{\"x\": 1}')");
+        atomic_store((_Atomic int64_t *)&ls.sent_us[i], bench_us(CLOCK_REALTIME));
+        if (bench_exec(pub, "SELECT realtime.publish('bench', 'lat:1', 'tick', '{\"x\": 1}')") != 0)
+            exit(1);
     }
-    int64_t end = clock_us(CLOCK_MONOTONIC) + 10000000;
-    while (__atomic_load_n(&ls.n, __ATOMIC_ACQUIRE) < ls.want && clock_us(CLOCK_MONOTONIC) < end)
+    int64_t end = bench_us(CLOCK_MONOTONIC) + 10000000;
+    while (__atomic_load_n(&ls.n, __ATOMIC_ACQUIRE) < ls.want && bench_us(CLOCK_MONOTONIC) < end)
         usleep(1000);
     lat_wake(&ls);
     pthread_mutex_lock(&ls.mu);

@@ -28,37 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchdb.h"
 #include "hub.h"
 #include "log.h"
 
 static const char *conninfo;
-
-static int64_t now_us(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static PGconn *connect_db(void)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        fprintf(stderr, "connect: %s", PQerrorMessage(c));
-        exit(1);
-    }
-    return c;
-}
-
-static int exec_ok(PGconn *c, const char *q)
-{
-    PGresult *r = PQexec(c, q);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
-        fprintf(stderr, "%s: %s", q, PQresultErrorMessage(r));
-    PQclear(r);
-    return ok ? 0 : -1;
-}
 
 /* ---------------------------------------------------------------- a hub process */
 
@@ -85,7 +59,7 @@ static int child_main(int idx, const char *relay, const char *dir, int ready_fd,
     size_t cap = 1 << 16, n = 0;
     int32_t *lat = malloc(cap * sizeof(*lat));
     bool subscribed = false, ready = false, stop = false;
-    int64_t give_up = now_us(CLOCK_MONOTONIC) + 60000000;
+    int64_t give_up = bench_us(CLOCK_MONOTONIC) + 60000000;
     while (!stop) {
         struct pollfd p[2] = {{efd, POLLIN, 0}, {ctl_fd, POLLIN, 0}};
         if (poll(p, 2, 100) < 0 && errno != EINTR)
@@ -98,7 +72,7 @@ static int child_main(int idx, const char *relay, const char *dir, int ready_fd,
         pgc_event *items[256];
         size_t k;
         while ((k = pgc_sub_take(s, items, 256)) > 0) {
-            int64_t t = now_us(CLOCK_REALTIME);
+            int64_t t = bench_us(CLOCK_REALTIME);
             for (size_t i = 0; i < k; i++) {
                 pgc_event *e = items[i];
                 if (e->kind == PGC_ITEM_SUBSCRIBED)
@@ -123,7 +97,7 @@ static int child_main(int idx, const char *relay, const char *dir, int ready_fd,
             if (write(ready_fd, "R", 1) != 1)
                 break;
         }
-        if (!ready && now_us(CLOCK_MONOTONIC) > give_up) {
+        if (!ready && bench_us(CLOCK_MONOTONIC) > give_up) {
             fprintf(stderr, "hub %d: not ready after 60 s (relayed: %d)\n", idx, (int)pgc_hub_relayed(h));
             if (write(ready_fd, "F", 1) != 1)
                 break;
@@ -152,8 +126,8 @@ static atomic_long tput_count;
 static void *tput_thread(void *arg)
 {
     int i = (int)(intptr_t)arg;
-    PGconn *c = connect_db();
-    if (exec_ok(c, "SET synchronous_commit = off") != 0)
+    PGconn *c = bench_connect(conninfo);
+    if (bench_exec(c, "SET synchronous_commit = off") != 0)
         exit(1);
     char ch[64];
     snprintf(ch, sizeof(ch), "bench:tput:%d", i);
@@ -220,7 +194,7 @@ int main(int argc, char **argv)
         got++;
         failed += b != 'R';
     }
-    PGconn *c = connect_db();
+    PGconn *c = bench_connect(conninfo);
     PGresult *r = PQexec(c, "SELECT count(*) FILTER (WHERE application_name IN ('pgcast-hub', 'pgcast-relay')), "
                             "count(*) FILTER (WHERE application_name = 'pgcast-hub-relayed') "
                             "FROM pg_stat_activity WHERE datname = current_database()");
@@ -230,28 +204,28 @@ int main(int argc, char **argv)
 
     /* throughput */
     pthread_t *th = calloc((size_t)publishers, sizeof(*th));
-    int64_t t0 = now_us(CLOCK_MONOTONIC);
+    int64_t t0 = bench_us(CLOCK_MONOTONIC);
     for (int i = 0; i < publishers; i++)
         pthread_create(&th[i], NULL, tput_thread, (void *)(intptr_t)i);
     usleep((useconds_t)(tput_secs * 1e6));
     atomic_store(&tput_stop, true);
     for (int i = 0; i < publishers; i++)
         pthread_join(th[i], NULL);
-    double secs = (double)(now_us(CLOCK_MONOTONIC) - t0) / 1e6;
+    double secs = (double)(bench_us(CLOCK_MONOTONIC) - t0) / 1e6;
     double pubs = (double)atomic_load(&tput_count) / secs;
     sleep(2); /* the hubs drain their wake-ups */
 
     /* latency */
     long published = 0;
-    int64_t start = now_us(CLOCK_MONOTONIC), step = 1000000 / (lat_rate > 0 ? lat_rate : 1);
+    int64_t start = bench_us(CLOCK_MONOTONIC), step = 1000000 / (lat_rate > 0 ? lat_rate : 1);
     for (int64_t next = start; next < start + (int64_t)(lat_secs * 1e6); next += step) {
-        int64_t wait = next - now_us(CLOCK_MONOTONIC);
+        int64_t wait = next - bench_us(CLOCK_MONOTONIC);
         if (wait > 0)
             usleep((useconds_t)wait);
         char q[160];
         snprintf(q, sizeof(q), "SELECT realtime.publish('bench', 'bench:lat', 'e', '{\"t\": %" PRId64 "}'::jsonb)",
-                 now_us(CLOCK_REALTIME));
-        if (exec_ok(c, q) == 0)
+                 bench_us(CLOCK_REALTIME));
+        if (bench_exec(c, q) == 0)
             published++;
     }
     sleep(3);
