@@ -3,6 +3,7 @@
 #   is "what" GOT WANT      passes when the strings are equal
 #   like "what" GOT REGEX   passes when GOT matches the extended regex
 #   psql_q SQL              runs SQL in the test's database, prints unaligned rows
+#   stop_pids PID...        SIGTERM to each, SIGKILL to what is still there after 5 s
 # Each test runs in its own database (PGDATABASE, PGCAST_DATABASE_URL set by tests/run.sh).
 _tap_n=0
 _tap_failed=0
@@ -16,4 +17,13 @@ like() {
     if [[ "$2" =~ $3 ]]; then ok "$1"; else not_ok "$1"; echo "#   got:  '$2'"; echo "#   want match: '$3'"; fi
 }
 psql_q() { psql -qXAt -v ON_ERROR_STOP=1 -c "$1"; }
+stop_pids() {
+    local p
+    for p in "$@"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "$@"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$p" 2>/dev/null
+    done
+    return 0
+}
 tap_done() { [ "$_tap_failed" = 0 ]; exit $?; }

@@ -7,6 +7,8 @@
 #   lighttpd_start                 -> $LIGHTTPD_URL (http://127.0.0.1:PORT)
 #     LIGHTTPD_SITE_CONF="lines"     the site's own settings, before pgcast's include
 #   mint CLAIMS_JSON [ALG]         a token signed with the test secret
+# stop_pids (and the TAP helpers) for those who source this file alone
+declare -F stop_pids >/dev/null || source "$PGCAST_ROOT/tests/lib/tap.sh"
 TEST_JWT_SECRET="pgcast-test-secret"
 _web_pids=()
 
@@ -153,11 +155,7 @@ EOT
 }
 
 web_stop_all() {
-    for p in "${_web_pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${_web_pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$p" 2>/dev/null
-    done
+    stop_pids "${_web_pids[@]}"
     # handlers spawned by the servers end with them; make sure
     pkill -TERM -f "$WEB_DIR/" 2>/dev/null
     _web_pids=()

@@ -35,12 +35,7 @@ policy=/usr/sbin/policy-rc.d
 made_policy=0
 
 stop_started() {
-    local p
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$p" 2>/dev/null
-    done
+    stop_pids "${pids[@]}"
     pids=()
 }
 cleanup() {

@@ -18,12 +18,7 @@ chmod 0777 "$work/log" "$work/run"
 pids=()
 made_user=0
 cleanup() {
-    local p
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${pids[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$p" 2>/dev/null
-    done
+    stop_pids "${pids[@]}"
     if [ "$made_user" = 1 ]; then
         userdel pgcast 2>/dev/null
         groupdel pgcast 2>/dev/null
