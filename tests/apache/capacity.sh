@@ -8,12 +8,7 @@
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 source "$PGCAST_ROOT/tests/apache/common.bash"
-npm_dir="$PGCAST_TEST_WORK/npm-eventsource"
-mkdir -p "$npm_dir"
-if ! (cd "$npm_dir" && npm install --no-save --no-audit --no-fund --silent eventsource@5.1.5 >npm.log 2>&1); then
-    echo "not ok 1 - the npm eventsource package installs"; sed 's/^/# /' "$npm_dir/npm.log"; exit 1
-fi
-export ES_MODULE="$npm_dir/node_modules/eventsource/dist/index.js"
+npm_eventsource || exit 1
 rc=0
 for variant in ${CAPACITY_VARIANTS:-cgi proxy-fcgi}; do
     web_init

@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: alone (`make run` and a check that no process of bin/ is left: no other test beside it)
 # `make run` brings the whole demo up on free ports (PostgreSQL, the sidecar, lighttpd with
 # the handlers, the page); /health answers, the page and pgcast.js are served, the printed
 # publish command works, a second demo says one is running, and Ctrl-C (SIGINT) stops

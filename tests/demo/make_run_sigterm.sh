@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: alone (`make run` and a check that no process of bin/ is left: no other test beside it)
 # `make run` stopped by SIGTERM to its whole process group (as systemd, container runtimes
 # and CI stop things): GNU make passes the signal on to the demo a second time while the
 # demo is stopping. Nothing may be left running, and the next `make run` must come up.

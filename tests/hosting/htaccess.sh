@@ -14,8 +14,7 @@
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 cd "$PGCAST_ROOT" || exit 1
-make --no-print-directory -s static >"$PGCAST_TEST_WORK/make-static.log" 2>&1 ||
-    { echo "not ok 1 - make static"; tail -20 "$PGCAST_TEST_WORK/make-static.log" | sed 's/^/# /'; exit 1; }
+make_static || exit 1
 rc=0
 
 # pgcast.js in Chromium on the mod_fcgid account (the stream is held back): it gives SSE
@@ -96,7 +95,7 @@ done
 [ -n "${HOSTING_VARIANTS:-}" ] && { [ $rc = 0 ] && tap_done; exit 1; }
 web_init
 source "$PGCAST_ROOT/tests/lib/hosting.sh"
-cp -r build/static/realtime "$HOSTING_HOME/public_html/realtime"
+cp -r "$STATIC_OUT/realtime" "$HOSTING_HOME/public_html/realtime"
 chmod 0644 "$HOSTING_HOME/public_html/realtime/pgcast.conf"
 err=$(env -i GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET REQUEST_URI=/realtime/health \
     "$HOSTING_HOME/public_html/realtime/pgcast-poll.fcgi" 2>&1 >/dev/null </dev/null)

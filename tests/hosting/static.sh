@@ -9,9 +9,8 @@
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 cd "$PGCAST_ROOT" || exit 1
-make --no-print-directory -s static >"$PGCAST_TEST_WORK/make-static.log" 2>&1 ||
-    { echo "not ok 1 - make static"; sed 's/^/# /' "$PGCAST_TEST_WORK/make-static.log" | tail -20; exit 1; }
-S=$PGCAST_ROOT/build/static
+make_static || exit 1
+S=$STATIC_OUT
 
 for p in pgcast-sse.fcgi pgcast-poll.fcgi pgcast-migrate; do
     libs=$(ldd "$S/$p" 2>&1 | grep -v 'not a dynamic executable' | grep -Ev '^\s*(linux-vdso|libc\.so|/lib64/ld-linux|ld-linux)')

@@ -85,6 +85,20 @@ EOT
         return 1
     fi
     LIGHTTPD_URL="http://127.0.0.1:$port"
+    LIGHTTPD_PID=${_web_pids[${#_web_pids[@]}-1]}
+}
+
+# lighttpd_handler_pid NAME: the pid of the handler (pgcast-sse.fcgi, pgcast-poll.fcgi)
+# this test's lighttpd spawned, waiting up to 5 s for it; empty if there is none. Only
+# this test's: other tests' servers may run beside it.
+lighttpd_handler_pid() {
+    local pid=""
+    for _ in $(seq 1 50); do
+        pid=$(pgrep -P "$LIGHTTPD_PID" -f "$PGCAST_BIN/$1" | head -1)
+        [ -n "$pid" ] && break
+        sleep 0.1
+    done
+    echo "$pid"
 }
 
 # apache_start VARIANT: proxy-fcgi (handlers as FastCGI daemons on their own ports),
@@ -163,3 +177,27 @@ web_stop_all() {
 
 # Prints the error logs (for a failing test's output).
 web_logs() { tail -n 40 "$WEB_DIR"/log/* 2>/dev/null | sed 's/^/# /'; }
+
+# Built or installed once per run and shared by the tests that need them. Tests may run
+# side by side (tests/run.sh): a lock keeps two from building into the same place at once.
+#   npm_eventsource   the npm `eventsource` package; exports ES_MODULE (its entry point)
+#   make_static       `make static`, its output (build/static) copied to $STATIC_OUT
+npm_eventsource() {
+    local dir="$PGCAST_TEST_WORK/npm-eventsource"
+    mkdir -p "$dir"
+    if ! flock "$dir.lock" bash -c "cd '$dir' && [ -f node_modules/eventsource/dist/index.js ] ||
+            npm install --no-save --no-audit --no-fund --silent eventsource@5.1.5 >npm.log 2>&1"; then
+        echo "not ok 1 - the npm eventsource package installs"; sed 's/^/# /' "$dir/npm.log"; return 1
+    fi
+    export ES_MODULE="$dir/node_modules/eventsource/dist/index.js"
+}
+make_static() {
+    local log="$PGCAST_TEST_WORK/make-static.$$.log"
+    STATIC_OUT="$PGCAST_TEST_WORK/static.$$"
+    rm -rf "$STATIC_OUT"
+    flock "$PGCAST_ROOT/build/.make-static.lock" bash -c "make -C '$PGCAST_ROOT' --no-print-directory -s static &&
+        mkdir -p '$STATIC_OUT' && cd '$PGCAST_ROOT/build/static' &&
+        cp -a pgcast-sse.fcgi pgcast-poll.fcgi pgcast-migrate realtime '$STATIC_OUT/'" >"$log" 2>&1 && return 0
+    echo "not ok 1 - make static"; tail -20 "$log" | sed 's/^/# /'
+    return 1
+}

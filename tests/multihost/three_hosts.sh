@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: alone (three hosts of servers in network namespaces: no other test beside it)
 # Many web hosts on one PostgreSQL (issue: "add web servers, keep one PostgreSQL"):
 # three hosts, each a network namespace made here with its own loopback, lighttpd with
 # both FastCGI handlers and the WebSocket sidecar (tests/lib/netns_host.sh), reaching the

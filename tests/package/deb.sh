@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: alone (it installs a package into the system: no other test runs beside it)
 # The Debian package on this machine (issue 13 item 9; item 8's units, user and include
 # paths as packaged): `make deb` builds it and lintian finds no error; dpkg -i installs
 # it; it is enabled in the real Apache (a2enconf) and lighttpd (lighty-enable-mod); the

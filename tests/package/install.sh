@@ -1,4 +1,5 @@
 #!/bin/bash
+# test: alone (it creates a system user and runs installed units: no other test beside it)
 # make install (issue 13 item 8): everything an install needs lands where docs/deploy.md
 # says, with PREFIX and DESTDIR honoured: the programs, the migrations, client/pgcast.js
 # with its types and React entry under share, the units (sidecar; SSE and poll handlers

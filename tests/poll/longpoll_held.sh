@@ -11,8 +11,8 @@ source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
 lighttpd_start || { web_logs; exit 1; }
 export TOKEN=$(mint '{"sub":"u1","tenant":"t1","exp":"+3600","channels":["project:*"]}')
-lpid=$(pgrep -f "lighttpd -D -f $WEB_DIR/lighttpd.conf")
-export POLL_PID=$(pgrep -P "$lpid" -f pgcast-poll.fcgi)
+POLL_PID=$(lighttpd_handler_pid pgcast-poll.fcgi)
+export POLL_PID
 /usr/bin/python3 "$PGCAST_ROOT/tests/poll/longpoll_held.py" "$LIGHTTPD_URL" "${POLL_HELD_WAITERS:-4000}"
 rc=$?
 [ $rc = 0 ] || web_logs

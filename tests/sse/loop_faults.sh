@@ -8,13 +8,7 @@ source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
 lighttpd_start || { web_logs; exit 1; }
 # the SSE handler this lighttpd spawned (only it is sent SIGTERM)
-lighttpd_pid=${_web_pids[${#_web_pids[@]}-1]}
-sse_pid=
-for _ in $(seq 1 50); do
-    sse_pid=$(pgrep -P "$lighttpd_pid" -f "$PGCAST_BIN/pgcast-sse.fcgi" | head -1)
-    [ -n "$sse_pid" ] && break
-    sleep 0.1
-done
+sse_pid=$(lighttpd_handler_pid pgcast-sse.fcgi)
 LF_SSE_PID="$sse_pid" /usr/bin/python3 "$PGCAST_ROOT/tests/sse/loop_faults.py" "$LIGHTTPD_URL" loopfaults
 rc=$?
 if grep -q "AddressSanitizer\|runtime error" "$WEB_DIR"/log/* 2>/dev/null; then

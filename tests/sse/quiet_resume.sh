@@ -11,11 +11,7 @@ web_init
 pgcast_config_add "sse_max_duration_s = 2"
 pgcast_config_add "sse_retry_ms = 2500"
 pgcast_config_add "cgi_poll_interval_ms = 200"
-npm_dir="$PGCAST_TEST_WORK/npm-eventsource"
-mkdir -p "$npm_dir"
-if ! (cd "$npm_dir" && npm install --no-save --no-audit --no-fund --silent eventsource@5.1.5 >npm.log 2>&1); then
-    echo "not ok 1 - the npm eventsource package installs"; sed 's/^/# /' "$npm_dir/npm.log"; exit 1
-fi
+npm_eventsource || exit 1
 lighttpd_start || { web_logs; exit 1; }
 apache_start cgi || { web_logs; exit 1; }
 export TOKEN=$(mint '{"sub":"u1","tenant":"t1","exp":"+3600","channels":["project:*"]}')
@@ -32,7 +28,7 @@ es.onmessage = (e) => { const m = JSON.parse(e.data); window.ids.push(e.lastEven
 </script>
 EOT
 done
-LIGHTTPD_URL=$LIGHTTPD_URL APACHE_URL=$APACHE_URL ES_MODULE="$npm_dir/node_modules/eventsource/dist/index.js" \
+LIGHTTPD_URL=$LIGHTTPD_URL APACHE_URL=$APACHE_URL \
 /usr/bin/python3 - <<'PY'
 import json, os, subprocess, sys, threading, time
 sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
