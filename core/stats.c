@@ -44,6 +44,7 @@ struct pgc_stats {
     bool stop;
     pgc_stats_conn *conns;
     pthread_mutex_t flush_mu; /* one flush at a time */
+    bool failing;             /* under flush_mu: the last flush failed (said once per run of failures) */
     pthread_t thread;
 };
 
@@ -293,6 +294,10 @@ int pgc_stats_flush(pgc_stats *st)
     if (n) {
         PGconn *db = pgc_db_acquire(st->pool, 2000);
         if (!db) {
+            if (!st->failing)
+                PGC_WARN("stats: no database connection for the flush; the rows of %zu connections wait for "
+                         "the next one",
+                         n);
             rc = -1;
         } else {
             bool broken = false;
@@ -310,6 +315,12 @@ int pgc_stats_flush(pgc_stats *st)
             }
             pgc_db_release(st->pool, db, broken);
         }
+    }
+    if (rc != 0)
+        st->failing = true;
+    else if (st->failing) {
+        PGC_INFO("stats: written again");
+        st->failing = false;
     }
     if (rc == 0 && n) {
         pthread_mutex_lock(&st->mu);

@@ -33,7 +33,22 @@ end = time.time() + 60
 while time.time() < end and waiting() < N:
     time.sleep(0.2)
 all_waiting = time.time() - t0
-t.ok(waiting() == N, f"{N} concurrent long-polls are all waiting", waiting())
+
+
+def seen():
+    """What the requests and the stats rows say (for a failure's diagnosis)."""
+    answered = [r for r in results if r]
+    statuses = {}
+    for r in answered:
+        statuses[r[0]] = statuses.get(r[0], 0) + 1
+    rows = psql("SELECT count(*) FILTER (WHERE disconnected_at IS NULL), count(*), count(DISTINCT instance_id), "
+                "string_agg(DISTINCT disconnect_reason, ',') FROM realtime.realtime_connection_stats "
+                f"WHERE channel = '{ch}'")
+    return (f"answered {len(answered)} (statuses {statuses}, the first {min((r[2] - t0 for r in answered), default=0):.1f} s "
+            f"after sending); stats rows open|all|processes|reasons: {rows}")
+
+
+t.ok(waiting() == N, f"{N} concurrent long-polls are all waiting", seen())
 t.note(f"{N} long-polls all waiting {all_waiting:.1f} s after they were sent")
 # the same bound the issue's 8-20 s breaks, with room for a loaded machine
 t.ok(all_waiting < 15, f"mod_fcgid started a process for each within 15 s ({all_waiting:.1f} s)")
