@@ -235,6 +235,7 @@ install-files:
 	    install -m 0640 pgcast.conf.example $(DESTDIR)$(SYSCONFDIR)/pgcast/pgcast.conf; \
 	fi
 	@for s in apache2:conf-available/apache2-pgcast.conf.in:pgcast.conf \
+	          apache2:apache-conf/pgcast-capacity.conf:pgcast-capacity.conf \
 	          lighttpd:conf-available/lighttpd-pgcast.conf.in:50-pgcast.conf; do \
 	    srv=$${s%%:*}; rest=$${s#*:}; in=$${rest%%:*}; name=$${rest#*:}; \
 	    dir=$(DESTDIR)$(SYSCONFDIR)/$$srv/conf-available; \
@@ -253,7 +254,7 @@ uninstall:
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(notdir $(basename $(wildcard systemd/*.in)))) \
 	    $(DESTDIR)$(SYSUSERSDIR)/pgcast.conf
 	rm -rf $(DESTDIR)$(DATADIR)/pgcast $(DESTDIR)$(DOCDIR)
-	@for f in apache2:pgcast.conf lighttpd:50-pgcast.conf; do \
+	@for f in apache2:pgcast.conf apache2:pgcast-capacity.conf lighttpd:50-pgcast.conf; do \
 	    srv=$${f%%:*}; name=$${f#*:}; \
 	    if [ -e $(DESTDIR)$(SYSCONFDIR)/$$srv/conf-enabled/$$name ]; then \
 	        echo "$(SYSCONFDIR)/$$srv/conf-available/$$name is enabled: left (disable it, then uninstall again)"; \

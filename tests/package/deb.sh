@@ -102,8 +102,8 @@ pw=$(getent passwd pgcast)
 like "the system user pgcast exists (no login, no home)" "$pw" '^pgcast:x:[0-9]{1,3}:[0-9]+:[^:]*:/nonexistent:/usr/sbin/nologin$'
 is "/etc/pgcast/pgcast.conf is root:pgcast 0640 (it holds secrets)" "$(stat -c '%U:%G %a' /etc/pgcast/pgcast.conf)" "root:pgcast 640"
 conffiles=$(dpkg-query -W -f='${Conffiles}' pgcast | awk '{print $1}' | sort | tr '\n' ' ')
-is "conffiles: the pgcast, Apache and lighttpd configurations" "$conffiles" \
-    "/etc/apache2/conf-available/pgcast.conf /etc/lighttpd/conf-available/50-pgcast.conf /etc/pgcast/pgcast.conf "
+is "conffiles: the pgcast, Apache (and its sizing) and lighttpd configurations" "$conffiles" \
+    "/etc/apache2/conf-available/pgcast-capacity.conf /etc/apache2/conf-available/pgcast.conf /etc/lighttpd/conf-available/50-pgcast.conf /etc/pgcast/pgcast.conf "
 units=/lib/systemd/system
 for u in pgcast-sse.socket pgcast-sse.service pgcast-poll.socket pgcast-poll.service pgcast-ws.service; do
     [ -f "$units/$u" ] || not_ok "unit $u installed"
@@ -164,6 +164,9 @@ sed -i -e "s|= 9001|= $sse_port|" -e "s|= 9002|= $poll_port|" -e "s|= 8081|= $ws
     /etc/lighttpd/conf-available/50-pgcast.conf
 a2enconf -q pgcast >"$work/log/a2enconf.log" 2>&1
 is "a2enconf pgcast enables it" "$(readlink /etc/apache2/conf-enabled/pgcast.conf)" "../conf-available/pgcast.conf"
+a2enconf -q pgcast-capacity >>"$work/log/a2enconf.log" 2>&1
+is "a2enconf pgcast-capacity enables the sizing (Apache below runs with it)" \
+    "$(readlink /etc/apache2/conf-enabled/pgcast-capacity.conf)" "../conf-available/pgcast-capacity.conf"
 lighty-enable-mod pgcast >"$work/log/lighty-enable-mod.log" 2>&1
 is "lighty-enable-mod pgcast enables it" "$(readlink /etc/lighttpd/conf-enabled/50-pgcast.conf)" \
     "../conf-available/50-pgcast.conf"
@@ -263,6 +266,7 @@ while read -r f; do
     left="$left $f"
 done <"$work/files"
 for f in /etc/pgcast /usr/share/pgcast /usr/share/doc/pgcast /etc/apache2/conf-enabled/pgcast.conf \
+         /etc/apache2/conf-enabled/pgcast-capacity.conf /etc/apache2/conf-available/pgcast-capacity.conf \
          /etc/lighttpd/conf-enabled/50-pgcast.conf /var/lib/apache2/conf/enabled_by_admin/pgcast \
          /var/lib/apache2/conf/enabled_by_maint/pgcast /var/lib/apache2/conf/disabled_by_maint/pgcast \
          /var/lib/apache2/conf/disabled_by_admin/pgcast; do

@@ -53,7 +53,8 @@ for f in usr/local/bin/pgcast-sse.fcgi usr/local/bin/pgcast-poll.fcgi usr/local/
          usr/local/lib/systemd/system/pgcast-ws.service usr/local/lib/systemd/system/pgcast-sse.socket \
          usr/local/lib/systemd/system/pgcast-sse.service usr/local/lib/systemd/system/pgcast-poll.socket \
          usr/local/lib/systemd/system/pgcast-poll.service usr/local/lib/sysusers.d/pgcast.conf \
-         etc/pgcast/pgcast.conf etc/apache2/conf-available/pgcast.conf etc/lighttpd/conf-available/50-pgcast.conf; do
+         etc/pgcast/pgcast.conf etc/apache2/conf-available/pgcast.conf etc/apache2/conf-available/pgcast-capacity.conf \
+         etc/lighttpd/conf-available/50-pgcast.conf; do
     [ -f "$D/$f" ] || missing="$missing $f"
 done
 is "programs, migrations, client (+ types, React entry), units, sysusers, configs, docs installed" "$missing" ""
