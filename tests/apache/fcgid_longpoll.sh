@@ -8,4 +8,4 @@ source "$PGCAST_ROOT/tests/apache/common.bash"
 web_init
 APACHE_SITE_CONF=$(fcgid_enabled_conf)
 apache_start fcgid || { web_logs; exit 1; }
-/usr/bin/python3 "$PGCAST_ROOT/tests/apache/fcgid_longpoll.py" "$APACHE_URL" 40 || { web_logs; exit 1; }
+APACHE_ERROR_LOG="$WEB_DIR/log/apache-error.log" /usr/bin/python3 "$PGCAST_ROOT/tests/apache/fcgid_longpoll.py" "$APACHE_URL" 40 || { web_logs; exit 1; }

@@ -63,7 +63,9 @@ Listen 127.0.0.1:$port
 PidFile "$WEB_DIR/run/apache.pid"
 ErrorLog "$WEB_DIR/log/apache-error.log"
 LogLevel warn
-Mutex file:$WEB_DIR/run default
+# no Mutex line: Debian's default (process-shared pthread mutexes), as a host has it;
+# file (fcntl) locks make mod_fcgid end Apache children on false deadlocks under load
+DefaultRuntimeDir "$WEB_DIR/run"
 Timeout 300
 LoadModule mpm_${mpm}_module $mods/mod_mpm_${mpm}.so
 LoadModule authz_core_module $mods/mod_authz_core.so

@@ -124,6 +124,8 @@ Listen 127.0.0.1:$port
 PidFile "$WEB_DIR/run/apache.pid"
 ErrorLog "$WEB_DIR/log/apache-error.log"
 LogLevel warn
+# file (fcntl) locks as an admin may set them: pgcast-fcgid.conf keeps mod_fcgid's own
+# locks off them (with them it ends Apache children on false deadlocks under load)
 Mutex file:$WEB_DIR/run default
 LoadModule mpm_${APACHE_MPM:-event}_module $mods/mod_mpm_${APACHE_MPM:-event}.so
 LoadModule authz_core_module $mods/mod_authz_core.so
