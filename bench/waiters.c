@@ -10,7 +10,7 @@
  * PG* variables, as psql), http: a POST on a connection opened beforehand — and the time
  * from sending it to each answer's first bytes is taken (one clock reading per
  * epoll_wait, as the Python client does). Prints
- *   answered= ok= early= p50= p99= last= publish= cpu=
+ *   answered= ok= early= first= p50= p99= last= publish= cpu=
  * (ms; ok = answered 200; early = answered before the publish; cpu = this process's CPU
  * time from the publish to the last answer).
  */
@@ -203,8 +203,8 @@ int main(int argc, char **argv)
     }
     qsort(lat, (size_t)answered, sizeof(*lat), cmp_double);
 #define Q(fr) (answered ? lat[(int)(answered * (fr)) < answered ? (int)(answered * (fr)) : answered - 1] : 0.0 / 0.0)
-    printf("answered=%d ok=%d early=%d p50=%.1f p99=%.1f last=%.1f publish=%s cpu=%.0f\n", answered, good, early,
-           Q(0.5), Q(0.99), Q(1.0), status, cpu);
+    printf("answered=%d ok=%d early=%d first=%.1f p50=%.1f p99=%.1f last=%.1f publish=%s cpu=%.0f\n", answered, good, early,
+           Q(0.0), Q(0.5), Q(0.99), Q(1.0), status, cpu);
     freeaddrinfo(ai);
     return 0;
 }

@@ -3,7 +3,7 @@ send one request (path, extra headers), then - once the file WORK/go exists - on
 is sent (sql:STATEMENT through a psql session opened beforehand, or http:PATH as a POST on
 a connection opened beforehand) and the time from sending it to each answer's first bytes
 is taken. WORK/held is written once every request was sent. Prints one line:
-answered= ok= early= p50= p99= last= publish= cpu=  (ms; ok = answered 200; early = answered
+answered= ok= early= first= p50= p99= last= publish= cpu=  (ms; ok = answered 200; early = answered
 before the publish; cpu = the client's own CPU time from the publish to the last answer).
 
 usage: waiters.py HOST PORT PATH HEADERS N sql:STATEMENT|http:PATH WORK
@@ -66,4 +66,4 @@ else:
     pub_status = pub.recv(64).split(b" ")[1].decode()
 lat.sort()
 q = lambda f: lat[min(len(lat) - 1, int(len(lat) * f))] if lat else float("nan")
-print(f"answered={len(lat)} ok={good} early={early} p50={q(0.5):.1f} p99={q(0.99):.1f} last={q(1.0):.1f} publish={pub_status} cpu={cpu:.0f}")
+print(f"answered={len(lat)} ok={good} early={early} first={q(0):.1f} p50={q(0.5):.1f} p99={q(0.99):.1f} last={q(1.0):.1f} publish={pub_status} cpu={cpu:.0f}")
