@@ -12,7 +12,8 @@
  * epoll_wait, as the Python client does). Prints
  *   answered= ok= early= first= p50= p99= last= publish= cpu=
  * (ms; ok = answered 200; early = answered before the publish; cpu = this process's CPU
- * time from the publish to the last answer).
+ * time from the publish to the last answer), and acked= (ms: when the publish's own answer
+ * came back — the commit, for sql:).
  */
 #include <errno.h>
 #include <libpq-fe.h>
@@ -168,6 +169,14 @@ int main(int argc, char **argv)
         int pl = snprintf(post, sizeof(post), "POST %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 2\r\n\r\n{}", what, host);
         send_all(pub, post, (size_t)pl);
     }
+    /* the publish's answer is watched too: when its commit came back (acked=) */
+    int pubfd = sql ? PQsocket(pg) : pub;
+    struct epoll_event pev = {.events = EPOLLIN, .data.fd = pubfd};
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, pubfd, &pev) != 0) {
+        perror("waiters: epoll_ctl");
+        return 1;
+    }
+    double acked = -1;
     int answered = 0, good = 0;
     char buf[256];
     while (answered < n && now_ms(CLOCK_MONOTONIC) - t0 < 30000) {
@@ -175,6 +184,13 @@ int main(int argc, char **argv)
         double t = now_ms(CLOCK_MONOTONIC);
         for (int i = 0; i < k; i++) {
             int fd = evs[i].data.fd;
+            if (fd == pubfd) {
+                if (!sql || (PQconsumeInput(pg) && !PQisBusy(pg))) {
+                    acked = t - t0;
+                    epoll_ctl(ep, EPOLL_CTL_DEL, pubfd, NULL);
+                }
+                continue;
+            }
             ssize_t m = recv(fd, buf, sizeof(buf) - 1, 0);
             buf[m > 0 ? m : 0] = '\0';
             close(fd); /* out of the epoll set with it */
@@ -203,8 +219,8 @@ int main(int argc, char **argv)
     }
     qsort(lat, (size_t)answered, sizeof(*lat), cmp_double);
 #define Q(fr) (answered ? lat[(int)(answered * (fr)) < answered ? (int)(answered * (fr)) : answered - 1] : 0.0 / 0.0)
-    printf("answered=%d ok=%d early=%d first=%.1f p50=%.1f p99=%.1f last=%.1f publish=%s cpu=%.0f\n", answered, good, early,
-           Q(0.0), Q(0.5), Q(0.99), Q(1.0), status, cpu);
+    printf("answered=%d ok=%d early=%d first=%.1f p50=%.1f p99=%.1f last=%.1f publish=%s cpu=%.0f acked=%.1f\n",
+           answered, good, early, Q(0.0), Q(0.5), Q(0.99), Q(1.0), status, cpu, acked);
     freeaddrinfo(ai);
     return 0;
 }
