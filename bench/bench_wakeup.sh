@@ -17,7 +17,7 @@ secs=${BENCH_SECONDS:-10}
 parts=${BENCH_PARTS:-latency batch longpoll}
 waiters=${BENCH_WAITERS:-9000}
 LOADGEN=build/release/bench/loadgen
-[ -x "$LOADGEN" ] && [ -x bin/pgcast-sse.fcgi ] || make --no-print-directory >/dev/null
+[ -x "$LOADGEN" ] && [ -x build/release/bench/waiters ] && [ -x bin/pgcast-sse.fcgi ] || make --no-print-directory >/dev/null
 bench_setup wakeup
 psql -qX -c "ALTER DATABASE postgres SET track_functions = 'pl'" >/dev/null
 pgcast_config_add "queue_events = 4096"
