@@ -15,7 +15,8 @@
 #                  location): time from sending it until each waiter's answer, p50/p99,
 #                  and the CPU each process spent from the publish to the last answer
 #                  (web server, handler, database, the client): on a machine shared with
-#                  other work the times vary from run to run, the CPU much less
+#                  other work the times vary from run to run, the CPU much less. Both
+#                  sides are warmed first by 20 waiters on another channel (see warm_up)
 # The waiters client is bench/waiters.c (build/release/bench/waiters; bench/waiters.py is
 # the same in Python, which costs the client more CPU). wrk -t2 -c64 for BENCH_SECONDS
 # (10) each; BENCH_WAITERS (9000).
@@ -30,7 +31,7 @@ nginx_start '
         location = /poll { nchan_subscriber intervalpoll; nchan_channel_id page; }
         location = /page { nchan_subscriber longpoll; nchan_channel_id page;
                            nchan_subscriber_first_message oldest; nchan_longpoll_multipart_response on; }
-        location = /wait { nchan_subscriber longpoll; nchan_channel_id lp; }
+        location = /wait { nchan_subscriber longpoll; nchan_channel_id $arg_ch; }
         location = /pub  { nchan_publisher; nchan_channel_id $arg_channel; nchan_message_buffer_length 100; }' || exit 1
 NGX=http://127.0.0.1:$NGINX_PORT
 tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"],"publish":["bench:*"]}')
@@ -82,7 +83,23 @@ rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/pr
 lpid=$(pgrep -f "lighttpd -D -f $WEB_DIR/lighttpd.conf")
 pids_pgcast() { echo $lpid $(pgrep -P "$lpid" -f pgcast-poll.fcgi); }
 # CPU from the publish to the last answer (ms): the web server, the handler, the
-# database (every process of the bench's cluster), and the client's own (cpu=)
+# database (every process of the bench's cluster), and the client's own (cpu=).
+# Warm first, as a server that has been answering is: 20 waiters on another channel woken
+# by one publish (the hub's first read on its connection prepares and compiles
+# realtime.read, a publisher's first call compiles realtime.publish: several ms each,
+# once per connection), and the measured publish's session has published before
+# (WAITERS_WARMUP).
+export WAITERS_WARMUP="SELECT realtime.publish('bench', 'bench:warm', 'e', '{}')"
+warm_up() { # host port path headers sql:STATEMENT|http:PATH
+    rm -f "$PGCAST_TEST_WORK/held" "$PGCAST_TEST_WORK/go"
+    build/release/bench/waiters "$1" "$2" "$3" "$4" 20 "$5" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/warm.out" 2>&1 &
+    local w=$!
+    for _ in $(seq 1 300); do [ -f "$PGCAST_TEST_WORK/held" ] || ! kill -0 $w 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    touch "$PGCAST_TEST_WORK/go"
+    wait $w
+    grep -q "answered=20 ok=20" "$PGCAST_TEST_WORK/warm.out" || echo "warm-up: $(cat "$PGCAST_TEST_WORK/warm.out")" >&2
+}
 hold_and_wake() { # side host port path headers count sql:STATEMENT|http:PATH
     local side=$1 pids before after out c0 c1
     shift
@@ -113,9 +130,12 @@ handler_pgcast() { pgrep -P "$lpid" -f pgcast-poll.fcgi; }
 web_nchan() { nginx_pids; }
 handler_nchan() { :; }
 pids_nchan() { nginx_pids; }
+warm_up 127.0.0.1 "${LIGHTTPD_URL##*:}" "/realtime/events?channel=bench:lpwarm&since=bench:lpwarm%3D0&wait=25" \
+    "Authorization: Bearer $tok\r\n" "sql:SELECT realtime.publish('bench', 'bench:lpwarm', 'e', '{}')"
 hold_and_wake pgcast 127.0.0.1 "${LIGHTTPD_URL##*:}" "/realtime/events?channel=bench:lp&since=bench:lp%3D0&wait=25" \
     "Authorization: Bearer $tok\r\n" "$waiters" "sql:SELECT realtime.publish('bench', 'bench:lp', 'e', '{}')"
-hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" /wait "" "$waiters" "http:/pub?channel=lp"
+warm_up 127.0.0.1 "$NGINX_PORT" "/wait?ch=lpwarm" "" "http:/pub?channel=lpwarm"
+hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" "/wait?ch=lp" "" "$waiters" "http:/pub?channel=lp"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { printf '%-38s %12s %12s %10s\n' "$1" "$2" "$3" "${4-$(ratio "$2" "$3")}"; }

@@ -9,7 +9,8 @@
  * the publish is sent — sql: on a libpq connection opened beforehand (the environment's
  * PG* variables, as psql), http: a POST on a connection opened beforehand — and the time
  * from sending it to each answer's first bytes is taken (one clock reading per
- * epoll_wait, as the Python client does). Prints
+ * epoll_wait, as the Python client does). WAITERS_WARMUP: SQL run on the publish's
+ * connection before the clock (a publish elsewhere: a publisher's session is warm). Prints
  *   answered= ok= early= first= p50= p99= last= publish= cpu=
  * (ms; ok = answered 200; early = answered before the publish; cpu = this process's CPU
  * time from the publish to the last answer), and acked= (ms: when the publish's own answer
@@ -138,6 +139,18 @@ int main(int argc, char **argv)
         if (PQstatus(pg) != CONNECTION_OK) {
             fprintf(stderr, "waiters: %s", PQerrorMessage(pg));
             return 1;
+        }
+        /* a publisher's session is warm: the first call of a PL/pgSQL function in a
+         * session compiles it and plans its statements (several ms), which no later
+         * publish pays */
+        const char *warm = getenv("WAITERS_WARMUP");
+        if (warm && *warm) {
+            PGresult *r = PQexec(pg, warm);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
+                fprintf(stderr, "waiters: warm-up: %s", PQresultErrorMessage(r));
+                return 1;
+            }
+            PQclear(r);
         }
     } else {
         pub = connect_to(ai);

@@ -30,7 +30,8 @@ kind, what = publish.split(":", 1)
 if kind == "sql":
     pub = subprocess.Popen(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True)
-    pub.stdin.write("SELECT 1;\n")
+    # a publisher's session is warm (WAITERS_WARMUP, see bench/waiters.c)
+    pub.stdin.write((os.environ.get("WAITERS_WARMUP") or "SELECT 1") + ";\n")
     pub.stdin.flush()
     pub.stdout.readline()
 else:
