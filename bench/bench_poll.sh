@@ -122,7 +122,7 @@ hold_and_wake() { # side host port path headers count sql:STATEMENT|http:PATH
         eval "${side}_$k=$(echo "$out" | grep -o "$k=[^ ]*" | cut -d= -f2)"
     done
     eval "$(echo $c0 $c1 | awk -v s=$side -v hz=$hz '{ printf "%s_cpu_web=%d %s_cpu_handler=%d %s_cpu_db=%d\n",
-        s, ($4 - $1) * 1000 / hz, s, ($5 - $2) * 1000 / hz, s, ($6 - $3) * 1000 / hz }')"
+        s, ($4 - $1) * 1000 / hz, s, ($5 - $2) * 1000 / hz, s, ($6 > $3 ? $6 - $3 : 0) * 1000 / hz }')"
     sleep 2
 }
 web_pgcast() { echo $lpid; }
