@@ -10,21 +10,28 @@
 #                  from the oldest message, the 10 messages in one multipart answer
 #   waiters        N long-polls held (RSS per waiter: lighttpd + pgcast-poll, resp. the
 #                  nginx master + worker), then one publish on a connection opened
-#                  beforehand (realtime.publish through psql: lighttpd holds its
+#                  beforehand (realtime.publish on a libpq connection: lighttpd holds its
 #                  9,000-connection limit then; resp. a POST to nchan's publisher
-#                  location): time from sending it until each waiter's answer, p50/p99
-# wrk -t2 -c64 for BENCH_SECONDS (10) each; BENCH_WAITERS (9000).
+#                  location): time from sending it until each waiter's answer, p50/p99,
+#                  and the CPU each process spent from the publish to the last answer
+#                  (web server, handler, database, the client): on a machine shared with
+#                  other work the times vary from run to run, the CPU much less. Both
+#                  sides are warmed first by 20 waiters on another channel (see warm_up)
+# The waiters client is bench/waiters.c (build/release/bench/waiters; bench/waiters.py is
+# the same in Python, which costs the client more CPU). wrk -t2 -c64 for BENCH_SECONDS
+# (10) each; BENCH_WAITERS (9000).
 source "$(dirname "$0")/lib.sh"
 secs=${BENCH_SECONDS:-10}
 waiters=${BENCH_WAITERS:-9000}
 bench_on_exit=nginx_stop
+[ -x build/release/bench/waiters ] || make --no-print-directory >/dev/null
 bench_setup poll
 lighttpd_start || { web_logs; exit 1; }
 nginx_start '
         location = /poll { nchan_subscriber intervalpoll; nchan_channel_id page; }
         location = /page { nchan_subscriber longpoll; nchan_channel_id page;
                            nchan_subscriber_first_message oldest; nchan_longpoll_multipart_response on; }
-        location = /wait { nchan_subscriber longpoll; nchan_channel_id lp; }
+        location = /wait { nchan_subscriber longpoll; nchan_channel_id $arg_ch; }
         location = /pub  { nchan_publisher; nchan_channel_id $arg_channel; nchan_message_buffer_length 100; }' || exit 1
 NGX=http://127.0.0.1:$NGINX_PORT
 tok=$(mint '{"sub":"bench","tenant":"bench","exp":"+86400","channels":["bench:*"],"publish":["bench:*"]}')
@@ -71,35 +78,64 @@ pgpage=$(BENCH_TOKEN=$tok rps "$ppage"); sleep 2
 ncpage=$(rps "$NGX/page"); sleep 2
 
 # long-poll waiters: held, then woken by one publish sent by the same client
-# (bench/waiters.py); the table counts the 200s.
+# (bench/waiters.c); the table counts the 200s.
 rss_kb() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $t; }
 lpid=$(pgrep -f "lighttpd -D -f $WEB_DIR/lighttpd.conf")
 pids_pgcast() { echo $lpid $(pgrep -P "$lpid" -f pgcast-poll.fcgi); }
+# CPU from the publish to the last answer (ms): the web server, the handler, the
+# database (every process of the bench's cluster), and the client's own (cpu=).
+# Warm first, as a server that has been answering is: 20 waiters on another channel woken
+# by one publish (the hub's first read on its connection prepares and compiles
+# realtime.read, a publisher's first call compiles realtime.publish: several ms each,
+# once per connection), and the measured publish's session has published before
+# (WAITERS_WARMUP).
+export WAITERS_WARMUP="SELECT realtime.publish('bench', 'bench:warm', 'e', '{}')"
+warm_up() { # host port path headers sql:STATEMENT|http:PATH
+    rm -f "$PGCAST_TEST_WORK/held" "$PGCAST_TEST_WORK/go"
+    build/release/bench/waiters "$1" "$2" "$3" "$4" 20 "$5" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/warm.out" 2>&1 &
+    local w=$!
+    for _ in $(seq 1 300); do [ -f "$PGCAST_TEST_WORK/held" ] || ! kill -0 $w 2>/dev/null && break; sleep 0.1; done
+    sleep 1
+    touch "$PGCAST_TEST_WORK/go"
+    wait $w
+    grep -q "answered=20 ok=20" "$PGCAST_TEST_WORK/warm.out" || echo "warm-up: $(cat "$PGCAST_TEST_WORK/warm.out")" >&2
+}
 hold_and_wake() { # side host port path headers count sql:STATEMENT|http:PATH
-    local side=$1 pids before after out
+    local side=$1 pids before after out c0 c1
     shift
     rm -f "$PGCAST_TEST_WORK/held" "$PGCAST_TEST_WORK/go"
     pids=$(pids_$side)
     before=$(rss_kb $pids)
-    /usr/bin/python3 bench/waiters.py "$@" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" 2>&1 &
+    build/release/bench/waiters "$@" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" 2>&1 &
     local py=$!
     for _ in $(seq 1 1200); do [ -f "$PGCAST_TEST_WORK/held" ] || ! kill -0 $py 2>/dev/null && break; sleep 0.1; done
     sleep 3
     after=$(rss_kb $pids)
+    c0="$(cpu_ticks $(web_$side)) $(cpu_ticks $(handler_$side)) $(db_ticks)"
     touch "$PGCAST_TEST_WORK/go"
     wait $py
+    c1="$(cpu_ticks $(web_$side)) $(cpu_ticks $(handler_$side)) $(db_ticks)"
     out=$(cat "$PGCAST_TEST_WORK/wake.out")
     [[ "$out" == *answered=* ]] || echo "$side waiters: $out" >&2
     eval "${side}_rss_before=$before ${side}_rss_after=$after ${side}_per=$(( (after - before) * 1024 / waiters ))"
-    for k in answered ok early p50 p99 last publish; do
+    for k in answered ok early first p50 p99 last publish acked cpu; do
         eval "${side}_$k=$(echo "$out" | grep -o "$k=[^ ]*" | cut -d= -f2)"
     done
+    eval "$(echo $c0 $c1 | awk -v s=$side -v hz=$hz '{ printf "%s_cpu_web=%d %s_cpu_handler=%d %s_cpu_db=%d\n",
+        s, ($4 - $1) * 1000 / hz, s, ($5 - $2) * 1000 / hz, s, ($6 > $3 ? $6 - $3 : 0) * 1000 / hz }')"
     sleep 2
 }
+web_pgcast() { echo $lpid; }
+handler_pgcast() { pgrep -P "$lpid" -f pgcast-poll.fcgi; }
+web_nchan() { nginx_pids; }
+handler_nchan() { :; }
 pids_nchan() { nginx_pids; }
+warm_up 127.0.0.1 "${LIGHTTPD_URL##*:}" "/realtime/events?channel=bench:lpwarm&since=bench:lpwarm%3D0&wait=25" \
+    "Authorization: Bearer $tok\r\n" "sql:SELECT realtime.publish('bench', 'bench:lpwarm', 'e', '{}')"
 hold_and_wake pgcast 127.0.0.1 "${LIGHTTPD_URL##*:}" "/realtime/events?channel=bench:lp&since=bench:lp%3D0&wait=25" \
     "Authorization: Bearer $tok\r\n" "$waiters" "sql:SELECT realtime.publish('bench', 'bench:lp', 'e', '{}')"
-hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" /wait "" "$waiters" "http:/pub?channel=lp"
+warm_up 127.0.0.1 "$NGINX_PORT" "/wait?ch=lpwarm" "" "http:/pub?channel=lpwarm"
+hold_and_wake nchan 127.0.0.1 "$NGINX_PORT" "/wait?ch=lp" "" "$waiters" "http:/pub?channel=lp"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 row() { printf '%-38s %12s %12s %10s\n' "$1" "$2" "$3" "${4-$(ratio "$2" "$3")}"; }
@@ -107,7 +143,7 @@ echo
 echo "Compared: 304 path = pgcast's If-None-Match on /realtime/events (token checked, positions kept"
 echo "from the wake-ups, one barrier per batch) vs nchan's interval-poll with its last message's id; page = the 10 events as JSON vs"
 echo "nchan's long-poll multipart answer with its 10 messages; waiters = long-polls (wait=25 / nchan"
-echo "long-poll) woken by one publish (realtime.publish via psql / POST to nchan's publisher)."
+echo "long-poll) woken by one publish (realtime.publish on a libpq connection / POST to nchan's publisher)."
 printf '%-38s %12s %12s %10s\n' "" pgcast nchan pgcast/nchan
 row "304 path, requests/s" "$pg304" "$nc304"
 row "  database CPU per 304, us" "$db304_us" "-" ""
@@ -116,10 +152,17 @@ row "10-event page, requests/s" "$pgpage" "$ncpage"
 row "long-poll waiters answered" "${pgcast_answered:-0}/$waiters" "${nchan_answered:-0}/$waiters" ""
 row "  of them 200 (before the publish)" "${pgcast_ok:-0} (${pgcast_early:-?})" "${nchan_ok:-0} (${nchan_early:-?})" ""
 row "  RSS per waiter, bytes" "$pgcast_per" "$nchan_per"
+row "  wake-up first answer, ms" "$pgcast_first" "$nchan_first" ""
 row "  wake-up p50, ms" "$pgcast_p50" "$nchan_p50"
 row "  wake-up p99, ms" "$pgcast_p99" "$nchan_p99"
 row "  wake-up last, ms" "$pgcast_last" "$nchan_last"
+row "  CPU in the wake-up, ms: web server" "$pgcast_cpu_web" "$nchan_cpu_web"
+row "    handler (pgcast-poll)" "$pgcast_cpu_handler" "-" ""
+row "    database" "$pgcast_cpu_db" "-" ""
+row "    the client" "$pgcast_cpu" "$nchan_cpu" ""
 echo "(RSS: lighttpd + pgcast-poll $pgcast_rss_before -> $pgcast_rss_after KiB, nginx $nchan_rss_before -> $nchan_rss_after KiB;"
-echo " publish answered ${pgcast_publish//_/ } resp. $nchan_publish; wake-up counted from sending the publish to each answer's"
-echo " first bytes at the one Python client, so it includes the client's own pass over the sockets)"
+echo " publish answered ${pgcast_publish//_/ } ${pgcast_acked} ms after it was sent (its commit) resp. $nchan_publish after the"
+echo " last answer; wake-up counted from sending the publish to each answer's first bytes at the one client"
+echo " (bench/waiters.c), which shares the cores: CPU = utime + stime from the publish to the last answer, the"
+echo " database's with the connection-stats flush when one falls in it)"
 awk -v r="$pg304" 'BEGIN { printf "aim: 304 path >= 10,000 requests/s through lighttpd on this machine: %s\n", (r >= 10000 ? "met" : "not met") }'

@@ -8,7 +8,8 @@
 #   the handler's hub made (pg_stat_user_functions, track_functions = pl).
 # - long-poll wake-up: BENCH_WAITERS (9000) long-polls on one channel through lighttpd,
 #   woken by one publish (realtime.publish through psql): time from sending it to each
-#   answer, p50/p99 (bench/waiters.py; bench_poll.sh sets the same against nchan).
+#   answer, p50/p99, and when the publish's commit came back (bench/waiters.c;
+#   bench_poll.sh sets the same against nchan).
 # BENCH_SECONDS (10) sets each latency run's length; BENCH_PARTS ("latency batch
 # longpoll") which parts run.
 source "$(dirname "$0")/lib.sh"
@@ -16,7 +17,7 @@ secs=${BENCH_SECONDS:-10}
 parts=${BENCH_PARTS:-latency batch longpoll}
 waiters=${BENCH_WAITERS:-9000}
 LOADGEN=build/release/bench/loadgen
-[ -x "$LOADGEN" ] && [ -x bin/pgcast-sse.fcgi ] || make --no-print-directory >/dev/null
+[ -x "$LOADGEN" ] && [ -x build/release/bench/waiters ] && [ -x bin/pgcast-sse.fcgi ] || make --no-print-directory >/dev/null
 bench_setup wakeup
 psql -qX -c "ALTER DATABASE postgres SET track_functions = 'pl'" >/dev/null
 pgcast_config_add "queue_events = 4096"
@@ -61,7 +62,9 @@ echo "50 channels x 200 transactions (10,000 wake-ups) to one stream: $got deliv
 # long-poll wake-up: waiters held on one channel, one publish
 if [[ " $parts " == *" longpoll "* ]]; then
     rm -f "$PGCAST_TEST_WORK/held" "$PGCAST_TEST_WORK/go"
-    /usr/bin/python3 bench/waiters.py 127.0.0.1 "$lport" \
+    # the publisher's session has published before (its first call compiles the function)
+    export WAITERS_WARMUP="SELECT realtime.publish('bench', 'bench:warm', 'e', '{}')"
+    build/release/bench/waiters 127.0.0.1 "$lport" \
         "/realtime/events?channel=bench:lp&since=bench:lp%3D0&wait=25" "Authorization: Bearer $tok\r\n" "$waiters" \
         "sql:SELECT realtime.publish('bench', 'bench:lp', 'e', '{}')" "$PGCAST_TEST_WORK" >"$PGCAST_TEST_WORK/wake.out" 2>&1 &
     py=$!

@@ -3,8 +3,8 @@ send one request (path, extra headers), then - once the file WORK/go exists - on
 is sent (sql:STATEMENT through a psql session opened beforehand, or http:PATH as a POST on
 a connection opened beforehand) and the time from sending it to each answer's first bytes
 is taken. WORK/held is written once every request was sent. Prints one line:
-answered= ok= early= p50= p99= last= publish=  (ms; ok = answered 200; early = answered
-before the publish).
+answered= ok= early= first= p50= p99= last= publish= cpu=  (ms; ok = answered 200; early = answered
+before the publish; cpu = the client's own CPU time from the publish to the last answer).
 
 usage: waiters.py HOST PORT PATH HEADERS N sql:STATEMENT|http:PATH WORK
 They connect at about 2,000 a second: in a faster burst libfcgi's accept
@@ -30,7 +30,8 @@ kind, what = publish.split(":", 1)
 if kind == "sql":
     pub = subprocess.Popen(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, text=True)
-    pub.stdin.write("SELECT 1;\n")
+    # a publisher's session is warm (WAITERS_WARMUP, see bench/waiters.c)
+    pub.stdin.write((os.environ.get("WAITERS_WARMUP") or "SELECT 1") + ";\n")
     pub.stdin.flush()
     pub.stdout.readline()
 else:
@@ -39,6 +40,7 @@ open(work + "/held", "w").write(str(len(socks)))
 while not os.path.exists(work + "/go"):
     time.sleep(0.05)
 early = len(ep.poll(0))  # answered before the publish: not waiting
+c0 = time.process_time()
 t0 = time.perf_counter()
 if kind == "sql":
     pub.stdin.write(what + ";\n")
@@ -56,6 +58,7 @@ while socks and time.perf_counter() - t0 < 30:
         s.close()
         lat.append((now - t0) * 1000)
         good += data.split(b"\r\n", 1)[0].split(b" ")[1:2] == [b"200"]
+cpu = (time.process_time() - c0) * 1000
 if kind == "sql":
     pub_status = "seq_" + pub.stdout.readline().strip()
     pub.stdin.close()
@@ -64,4 +67,4 @@ else:
     pub_status = pub.recv(64).split(b" ")[1].decode()
 lat.sort()
 q = lambda f: lat[min(len(lat) - 1, int(len(lat) * f))] if lat else float("nan")
-print(f"answered={len(lat)} ok={good} early={early} p50={q(0.5):.1f} p99={q(0.99):.1f} last={q(1.0):.1f} publish={pub_status}")
+print(f"answered={len(lat)} ok={good} early={early} first={q(0):.1f} p50={q(0.5):.1f} p99={q(0.99):.1f} last={q(1.0):.1f} publish={pub_status} cpu={cpu:.0f}")

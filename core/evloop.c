@@ -39,6 +39,8 @@ struct pgc_evloop {
     pgc_ev *all;
     pgc_ev *closed;
     int64_t min_due; /* no object is due before this: a scan before it would find nothing */
+    void (*turn_end)(void *);
+    void *turn_end_arg;
 };
 
 static char evfd_tag; /* epoll data of the loop's own eventfd */
@@ -214,17 +216,36 @@ void pgc_ev_set_due(pgc_ev *o, int64_t when_ms)
         o->loop->min_due = when_ms;
 }
 
+void pgc_ev_fd_closed_on_release(pgc_ev *o) { o->fd_closed_on_release = true; }
+
+void pgc_evloop_on_turn_end(pgc_evloop *l, void (*fn)(void *arg), void *arg)
+{
+    l->turn_end = fn;
+    l->turn_end_arg = arg;
+}
+
 void pgc_ev_close(pgc_ev *o)
 {
     if (o->closing)
         return;
     pgc_evloop *l = o->loop;
-    pthread_mutex_lock(&l->mu);
-    o->closing = true;
-    ready_unlink(l, o);
-    pthread_mutex_unlock(&l->mu);
-    atomic_store(&o->woken, true); /* later wakes end at the exchange */
-    if (o->registered) {
+    if (atomic_exchange(&o->woken, true)) {
+        /* woken since its last ready call: it may be on the ready list, or a wake may be
+         * linking it right now */
+        pthread_mutex_lock(&l->mu);
+        o->closing = true;
+        ready_unlink(l, o);
+        pthread_mutex_unlock(&l->mu);
+    } else {
+        /* not woken since its last ready call, so on no list, and from now on every
+         * wake ends at the exchange (woken stays set): nothing to take the mutex for —
+         * thousands of long-polls answered in one pass close without contending with
+         * the hub's wakes */
+        o->closing = true;
+    }
+    if (o->registered && o->fd_closed_on_release) {
+        o->registered = false; /* the release's close takes it out of the set */
+    } else if (o->registered) {
         /* no new events for it; those already in this batch are skipped */
         if (epoll_ctl(l->epfd, EPOLL_CTL_DEL, o->fd, NULL) != 0)
             PGC_WARN("event loop: epoll_ctl DEL: %s", strerror(errno));
@@ -391,6 +412,8 @@ void pgc_evloop_run(pgc_evloop *l, int grace_ms)
             stop_by = now + (grace_ms > 0 ? grace_ms : 0);
         }
         release_closed(l);
+        if (l->turn_end)
+            l->turn_end(l->turn_end_arg);
         if (l->stopping && (!l->all || pgc_mono_ms() >= stop_by))
             break;
     }
@@ -402,4 +425,6 @@ void pgc_evloop_run(pgc_evloop *l, int grace_ms)
     for (pgc_ev *o = l->all; o; o = o->next)
         pgc_ev_close(o);
     release_closed(l);
+    if (l->turn_end)
+        l->turn_end(l->turn_end_arg);
 }

@@ -16,7 +16,7 @@
  *  - Time: each object has a due time (pgc_ev_set_due); one scan every tick_ms calls the
  *    objects whose time has come (one comparison per object, no timer per object).
  *  - Deferred close: pgc_ev_close only marks the object closing and takes it off the epoll
- *    set and the ready list; its release callback (which frees it) runs after the current
+ *    set (or leaves that to the release's close of the descriptor) and the ready list; its release callback (which frees it) runs after the current
  *    batch — the epoll events, adoptions, ready pass and timer scan of one turn. So no
  *    object is freed while a later entry of the same batch may still point at it, events
  *    still pending for a closing object are ignored, and wakes for it are dropped (as
@@ -58,7 +58,8 @@ struct pgc_ev {
     uint32_t events;      /* the interest epoll has now */
     int64_t due;
     bool registered;      /* in the epoll set */
-    bool closing;         /* written by the loop thread under the loop's mutex */
+    bool fd_closed_on_release; /* pgc_ev_fd_closed_on_release */
+    bool closing;         /* written by the loop thread (see pgc_ev_close) */
     atomic_bool woken;    /* a ready call is due (or the object is closing) */
     /* under the loop's mutex (queued, rnext/rprev also by the loop in its pass) */
     int state;
@@ -95,6 +96,14 @@ int pgc_ev_set_events(pgc_ev *o, uint32_t events);
 void pgc_ev_set_due(pgc_ev *o, int64_t when_ms);
 /* Deferred close (see above) of an object on the loop (started); idempotent. */
 void pgc_ev_close(pgc_ev *o);
+/* o's release closes its descriptor, and no other descriptor refers to the same open
+ * file (no dup, no fork): the close takes it out of the epoll set, so pgc_ev_close leaves
+ * it there (the rest of the turn ignores its events; no epoll_wait comes before the
+ * release) and saves a system call per object. Before the hand-over. */
+void pgc_ev_fd_closed_on_release(pgc_ev *o);
+/* fn(arg) at the end of every turn of the loop, after the releases (loop thread): work a
+ * turn's callbacks batched, done once per turn. Before pgc_evloop_run. */
+void pgc_evloop_on_turn_end(pgc_evloop *l, void (*fn)(void *arg), void *arg);
 static inline bool pgc_ev_closing(const pgc_ev *o) { return o->closing; }
 
 #endif

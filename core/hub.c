@@ -259,6 +259,8 @@ struct pgc_hub {
     _Atomic uint64_t st_subscriptions, st_events_in, st_deliveries, st_overflows, st_reconnects;
     _Atomic int64_t st_lag_ms;
 
+    pgc_hub *live_next; /* in the list of live hubs (deferred signals), under live_mu */
+
     pgc_positions *positions; /* channel positions from the wake-ups; NULL when off */
     bool positions_on;        /* hub thread: reset for this LISTEN connection and secret */
     _Atomic uint64_t st_syncs;
@@ -273,6 +275,73 @@ static void hub_signal(pgc_hub *h)
     uint64_t one = 1;
     ssize_t w = write(h->efd, &one, sizeof(one));
     (void)w; /* EAGAIN means the counter is already non-zero: the hub wakes anyway */
+}
+
+/* ---------------------------------------------------------------- deferred signals
+ *
+ * A thread that sends many commands in a row may defer the signals they need to the end
+ * of its batch (pgc_hub_defer_signals): the stream loop releasing thousands of answered
+ * long-polls in one turn then wakes the hub thread once, not once per CMD_FREE that
+ * found the queue just drained (thousands of wake-ups of a thread that competes for the
+ * same cores as the answers). The hub a deferred signal is for may have been released
+ * meanwhile (stopped, its last subscriber freed): a flush signals only a hub still in
+ * the list of live hubs. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pgc_hub *live_hubs;
+static _Thread_local bool defer_signals;
+static _Thread_local pgc_hub *deferred_hub;
+
+void pgc_hub_flush_signals(void)
+{
+    pgc_hub *h = deferred_hub;
+    if (!h)
+        return;
+    deferred_hub = NULL;
+    pthread_mutex_lock(&live_mu);
+    for (pgc_hub *x = live_hubs; x; x = x->live_next)
+        if (x == h) {
+            hub_signal(h);
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
+}
+
+void pgc_hub_defer_signals(bool on)
+{
+    if (!on)
+        pgc_hub_flush_signals();
+    defer_signals = on;
+}
+
+/* The signal a command needs (its queue was empty): now, or at the thread's flush. */
+static void hub_signal_cmd(pgc_hub *h)
+{
+    if (!defer_signals) {
+        hub_signal(h);
+        return;
+    }
+    if (deferred_hub && deferred_hub != h)
+        pgc_hub_flush_signals();
+    deferred_hub = h;
+}
+
+static void live_add(pgc_hub *h)
+{
+    pthread_mutex_lock(&live_mu);
+    h->live_next = live_hubs;
+    live_hubs = h;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(pgc_hub *h)
+{
+    pthread_mutex_lock(&live_mu);
+    for (pgc_hub **pp = &live_hubs; *pp; pp = &(*pp)->live_next)
+        if (*pp == h) {
+            *pp = h->live_next;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
 }
 
 /* ---------------------------------------------------------------- subscriber queues */
@@ -414,7 +483,7 @@ static int send_cmd(pgc_hub *h, enum cmd_kind kind, pgc_sub *s, const char *chan
     bool signal = enqueue_cmd(h, c);
     pthread_mutex_unlock(&h->cmd_mu);
     if (signal)
-        hub_signal(h);
+        hub_signal_cmd(h);
     return 0;
 }
 
@@ -603,7 +672,7 @@ void pgc_sub_free(pgc_sub *s)
         bool signal = enqueue_cmd(h, c);
         pthread_mutex_unlock(&h->cmd_mu);
         if (signal)
-            hub_signal(h);
+            hub_signal_cmd(h);
     } else if (h->phase == HUB_STOPPING) {
         /* the hub thread may still push to it or wake it: pgc_hub_stop destroys it once
          * the thread has ended */
@@ -2288,6 +2357,7 @@ pgc_hub *pgc_hub_start(const pgc_hub_options *opt, char *err, size_t errlen)
         snprintf(err, errlen, "cannot start the hub thread: %s", strerror(errno));
         goto fail;
     }
+    live_add(h);
     return h;
 fail:
     pgc_positions_free(h->positions);
@@ -2367,6 +2437,7 @@ void pgc_hub_stop(pgc_hub *h)
 
 static void hub_release(pgc_hub *h)
 {
+    live_remove(h); /* no deferred signal reaches it from now on */
     free(h->all);
     free(h->batch);
     free(h->pending);

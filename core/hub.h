@@ -194,4 +194,13 @@ pgc_sub_state pgc_sub_get_state(pgc_sub *s);
  * returns, wake is never called again for this subscriber. */
 void pgc_sub_free(pgc_sub *s);
 
+/* On: what this thread sends the hub from now on (pgc_sub_add, _remove, _take's feed,
+ * _free) is queued at once, but the hub thread is woken only at pgc_hub_flush_signals:
+ * a thread that ends thousands of subscribers in one batch (the stream loop in one
+ * turn) wakes the hub once. Off: flushes, then signals at once again. Per thread. */
+void pgc_hub_defer_signals(bool on);
+/* Wakes the hubs this thread deferred signals for (any that has been released since is
+ * skipped). */
+void pgc_hub_flush_signals(void);
+
 #endif

@@ -47,6 +47,7 @@
 
 #include "clock.h"
 #include "evloop.h"
+#include "hub.h"
 #include "internal.h"
 #include "log.h"
 #include "server.h"
@@ -357,8 +358,10 @@ static void on_release(pgc_ev *o)
     stream_free(st);
 }
 
-/* Ends the stream: the end of the FastCGI response after what is queued; closed once
- * written (or after END_FLUSH_MS, or at once when the client is gone). */
+/* Ends the stream: the end of the FastCGI response after what is queued, written with it
+ * (a long-poll's answer and its END_REQUEST go in one write: the web server reads them
+ * at once); closed once written (or after END_FLUSH_MS, or at once when the client is
+ * gone). */
 static void end_stream(pgc_stream *st, const char *reason)
 {
     if (st->ending)
@@ -408,11 +411,11 @@ static void service(pgc_stream *st, bool woken)
         woken = false;
         st->starved = false;
         const char *reason = st->ops->pump(st, st->arg);
-        flush_out(st);
         if (reason) {
-            end_stream(st, reason);
+            end_stream(st, reason); /* the last bytes and the end in one write */
             return;
         }
+        flush_out(st);
     }
     if (st->gone)
         end_stream(st, "client gone");
@@ -463,7 +466,6 @@ static void on_timer(pgc_ev *o, int64_t now)
     const char *reason = run_tick(st, now);
     pgc_ev_set_due(o, st->due);
     if (reason) {
-        flush_out(st);
         end_stream(st, reason);
     } else {
         service(st, false);
@@ -485,9 +487,18 @@ static void on_shutdown_fd(pgc_ev *o, uint32_t events)
 
 static const pgc_ev_ops shutdown_watch_ops = {.io = on_shutdown_fd};
 
+/* The end of each turn: the hub commands of the turn's releases (a CMD_FREE per
+ * answered long-poll) wake the hub thread once. */
+static void on_turn_end(void *unused)
+{
+    (void)unused;
+    pgc_hub_flush_signals();
+}
+
 static void *loop_main(void *unused)
 {
     (void)unused;
+    pgc_hub_defer_signals(true);
     /* after the stop, the streams' last bytes get END_FLUSH_MS; the loop then ends */
     pgc_evloop_run(loop.l, END_FLUSH_MS + 1000);
     return NULL;
@@ -503,6 +514,7 @@ static void loop_init(void)
         pgc_evloop_free(l);
         return;
     }
+    pgc_evloop_on_turn_end(l, on_turn_end, NULL);
     loop.l = l;
     pthread_attr_t attr;
     int rc = pthread_attr_init(&attr);
@@ -543,6 +555,7 @@ void pgc_stream_run(pgc_stream *st)
         PGC_WARN("stream %s: cannot make its connection non-blocking: %s", pgc_req_id(r), strerror(errno));
     /* from here on st is the loop's (a wake sent before is delivered after the adoption);
      * this thread does not touch it again */
+    pgc_ev_fd_closed_on_release(&st->ev); /* on_release closes it; nothing dups it */
     if (pgc_evloop_adopt(&st->ev, st->fd, EPOLLIN | EPOLLRDHUP) != 0) {
         st->reason = "shutdown"; /* the loop has ended: the process is stopping */
         on_release(&st->ev);

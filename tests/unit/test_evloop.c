@@ -1,7 +1,8 @@
 /* The shared event loop (core/evloop.c): deferred close within an epoll batch (under
- * ASan a use after free would abort), wakes before the hand-over, wake order, wakes for a
- * closing object dropped, due times, stop with shutdown callbacks, adoption refused
- * after the end. */
+ * ASan a use after free would abort), the turn-end callback, descriptors closed by the
+ * release (no EPOLL_CTL_DEL; the number reused at once), an object closed while on the
+ * ready list, wakes before the hand-over, wake order, wakes for a closing object dropped,
+ * due times, stop with shutdown callbacks, adoption refused after the end. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@ typedef struct obj {
     int fd, peer;
     int id;
     struct obj *other;     /* io closes this one too */
+    struct obj *wake_close; /* ready wakes this one, then closes it (it is on the ready list) */
     atomic_int started, io, ready, timer, shutdown, released;
     atomic_int closed_in_ready; /* ready closes it */
     atomic_int due_in_ready;    /* ready sets its due time to now */
@@ -53,6 +55,10 @@ static void o_ready(pgc_ev *e)
         order[k] = o->id;
     if (atomic_load(&o->closed_in_ready))
         pgc_ev_close(e);
+    if (o->wake_close) {
+        pgc_ev_wake(&o->wake_close->ev);
+        pgc_ev_close(&o->wake_close->ev);
+    }
     if (atomic_exchange(&o->due_in_ready, 0))
         pgc_ev_set_due(e, pgc_mono_ms());
 }
@@ -98,6 +104,9 @@ static obj *mk(pgc_evloop *l, int id, bool with_fd)
     return o;
 }
 
+static atomic_int turns;
+static void on_turn_end(void *arg) { atomic_fetch_add((atomic_int *)arg, 1); }
+
 static void *run(void *l)
 {
     pgc_evloop_run(l, 2000);
@@ -120,6 +129,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     pgc_evloop *l = pgc_evloop_new(20);
     T_OK(l != NULL, "a loop");
+    pgc_evloop_on_turn_end(l, on_turn_end, &turns);
     pthread_t th;
     int rc = pthread_create(&th, NULL, run, l);
     T_OK(rc == 0, "runs on its thread");
@@ -149,6 +159,53 @@ int main(void)
         free(a);
         free(b);
     }
+
+    T_OK(atomic_load(&turns) > 0, "the turn-end callback runs (%d turns)", atomic_load(&turns));
+
+    /* a descriptor the release closes (pgc_ev_fd_closed_on_release): closing leaves its
+     * removal from the epoll set to that close; the object gets nothing more, and the
+     * descriptor number, reused at once, serves a new object */
+    for (int round = 0; round < 20; round++) {
+        obj *c = mk(l, 4, true);
+        int cfd = c->fd, before = atomic_load(&released_total);
+        pgc_ev_fd_closed_on_release(&c->ev);
+        pgc_evloop_adopt(&c->ev, c->fd, EPOLLIN);
+        wait_for(&c->started, 1);
+        if (write(c->peer, "x", 1) != 1)
+            T_OK(0, "write");
+        wait_for(&released_total, before + 1);
+        obj *d = mk(l, 5, true);
+        int dfd = d->fd;
+        pgc_ev_fd_closed_on_release(&d->ev);
+        pgc_evloop_adopt(&d->ev, d->fd, EPOLLIN);
+        wait_for(&d->started, 1);
+        ssize_t late = write(c->peer, "y", 1); /* to the closed one: refused, nothing runs */
+        if (write(d->peer, "z", 1) != 1)
+            T_OK(0, "write");
+        bool got = wait_for(&d->released, 1);
+        if (round == 0 || c->io != 1 || c->released != 1 || !got || d->io != 1 || late != -1)
+            T_OK(c->io == 1 && c->released == 1 && got && d->io == 1 && late == -1,
+                 "round %d: closed with its descriptor, no event after (io %d, released %d); the next "
+                 "object on descriptor %d (was %d) gets its own (io %d)",
+                 round, c->io, c->released, dfd, cfd, d->io);
+        close(c->peer);
+        close(d->peer);
+        free(c);
+        free(d);
+    }
+
+    /* closed while on the ready list (woken, then closed before the pass reaches it):
+     * its ready never runs, it is released once */
+    obj *p = mk(l, 6, false), *q = mk(l, 7, false);
+    p->wake_close = q;
+    pgc_evloop_adopt(&q->ev, -1, 0);
+    pgc_evloop_adopt(&p->ev, -1, 0);
+    wait_for(&p->started, 1);
+    wait_for(&q->started, 1);
+    pgc_ev_wake(&p->ev);
+    T_OK(wait_for(&q->released, 1), "woken and closed in the same ready pass: released");
+    usleep(50000);
+    T_OK(q->ready == 0 && q->released == 1, "its ready never ran (ready %d, released %d)", q->ready, q->released);
 
     /* a wake before the hand-over is delivered after it, once */
     obj *w = mk(l, 3, false);
@@ -201,6 +258,9 @@ int main(void)
     pgc_evloop_free(l);
     free(late);
     free(w);
+    free(q);
+    p->wake_close = NULL;
+    free(p);
     for (int i = 0; i < 4; i++)
         free(x[i]);
     return T_DONE();

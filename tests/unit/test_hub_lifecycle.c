@@ -2,7 +2,7 @@
  * timing: subscribers freed while the hub stops and while it pushes to them (ASan
  * reports any use after free), tenants whose names share a long prefix never share a
  * channel, and a subscriber that never takes, behind on big events, never stops the
- * hub from delivering to the others. */
+ * hub from delivering to the others; signals deferred by a thread reach live hubs only. */
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -323,6 +323,44 @@ static void test_seam_headroom(void)
     pgc_hub_stop(h);
 }
 
+/* Signals deferred by a thread (pgc_hub_defer_signals, as the stream loop does): what it
+ * sent is done once it flushes; a flush for a hub released meanwhile (stopped, its last
+ * subscriber freed) touches nothing of it (ASan watching). */
+static void test_deferred_signals(void)
+{
+    pgc_hub *h = start_hub(64, 0);
+    if (!h) {
+        T_OK(0, "hub for deferred signals");
+        return;
+    }
+    pgc_hub_defer_signals(true);
+    pgc_sub *s = pgc_sub_new(h, "t1", count_wake, NULL);
+    bool added = s && pgc_sub_add(s, "project:deferred", -1) == 0;
+    T_OK(added, "subscribed with the signal deferred");
+    pgc_hub_flush_signals();
+    bool took = added && wait_subscribed_only(s, 10000);
+    T_OK(took, "flushed: the hub took the command");
+    pgc_sub_free(s); /* its CMD_FREE's signal waits for the flush below */
+    pgc_hub_stop(h); /* no subscriber left: the hub is released */
+    pgc_hub_flush_signals();
+    T_OK(1, "a flush after the hub was released skips it");
+    pgc_hub_defer_signals(false);
+
+    /* two hubs in one batch: each is signalled */
+    pgc_hub *a = start_hub(64, 0), *b = start_hub(64, 0);
+    pgc_hub_defer_signals(true);
+    pgc_sub *sa = pgc_sub_new(a, "t1", count_wake, NULL), *sb = pgc_sub_new(b, "t1", count_wake, NULL);
+    pgc_sub_add(sa, "project:deferred", -1);
+    pgc_sub_add(sb, "project:deferred", -1);
+    pgc_hub_defer_signals(false); /* flushes */
+    took = wait_subscribed_only(sa, 10000) && wait_subscribed_only(sb, 10000);
+    T_OK(took, "two hubs deferred in one batch: both took their commands");
+    pgc_sub_free(sa);
+    pgc_sub_free(sb);
+    pgc_hub_stop(a);
+    pgc_hub_stop(b);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* every line out before a sanitizer report ends the run */
@@ -344,6 +382,7 @@ int main(void)
     test_tag_matches_sql();
     test_long_tenants();
     test_free_during_stop();
+    test_deferred_signals();
     PQfinish(pub);
     PQfinish(owner);
     return T_DONE();
