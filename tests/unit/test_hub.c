@@ -9,9 +9,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "hub.h"
 #include "log.h"
 #include "t.h"
+#include "t_db.h"
 
 static const char *conninfo;
 static PGconn *pub;
@@ -80,17 +82,10 @@ static void collector_free(collector *c)
     pthread_cond_destroy(&c->cv);
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Drains every collector until each has seen `want` events (or the deadline). */
 static int drain_until(collector *cs, int n, long want, int timeout_ms)
 {
-    int64_t end = mono_ms() + timeout_ms;
+    int64_t end = pgc_mono_ms() + timeout_ms;
     for (;;) {
         int done = 1;
         for (int i = 0; i < n; i++) {
@@ -100,20 +95,10 @@ static int drain_until(collector *cs, int n, long want, int timeout_ms)
         }
         if (done)
             return 1;
-        if (mono_ms() > end)
+        if (pgc_mono_ms() > end)
             return 0;
         usleep(2000);
     }
-}
-
-static int sql(const char *q)
-{
-    PGresult *r = PQexec(pub, q);
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        printf("# sql failed: %s: %s", q, PQresultErrorMessage(r));
-    PQclear(r);
-    return ok ? 0 : -1;
 }
 
 /* n events in one transaction, payload {"i": k}. */
@@ -129,7 +114,7 @@ static int publish_batch(const char *tenant, const char *channel, int n, int pay
         snprintf(q, sizeof(q),
                  "SELECT realtime.publish('%s', '%s', 't', json_build_object('i', g)::jsonb) FROM generate_series(1, %d) g",
                  tenant, channel, n);
-    return sql(q);
+    return t_exec(pub, q);
 }
 
 static pgc_hub *start_hub(size_t queue_events)
@@ -141,17 +126,17 @@ static pgc_hub *start_hub(size_t queue_events)
     pgc_hub *h = pgc_hub_start(&o, err, sizeof(err));
     if (!h)
         printf("# hub: %s\n", err);
-    int64_t end = mono_ms() + 10000;
-    while (h && !pgc_hub_db_ok(h) && mono_ms() < end)
+    int64_t end = pgc_mono_ms() + 10000;
+    while (h && !pgc_hub_db_ok(h) && pgc_mono_ms() < end)
         usleep(10000);
     return h;
 }
 
 static void wait_subscribed(collector *cs, int n)
 {
-    int64_t end = mono_ms() + 10000;
+    int64_t end = pgc_mono_ms() + 10000;
     for (int i = 0; i < n; i++)
-        while (cs[i].subscribed < 0 && mono_ms() < end) {
+        while (cs[i].subscribed < 0 && pgc_mono_ms() < end) {
             collector_drain(&cs[i]);
             if (cs[i].subscribed < 0)
                 usleep(1000);
@@ -219,7 +204,7 @@ static void test_resume_and_modes(pgc_hub *h)
 static void test_gap(pgc_hub *h)
 {
     publish_batch("t1", "project:gap", 10, 0);
-    sql("SELECT realtime.prune(NULL, 4)");
+    t_exec(pub, "SELECT realtime.prune(NULL, 4)");
     collector c;
     collector_init(&c, h, "t1");
     pgc_sub_add(c.sub, "project:gap", 2);
@@ -282,15 +267,15 @@ static void test_config(pgc_hub *h)
     pgc_hub_heartbeat(h, "widget", &iv, &to);
     T_INT(iv, 30000, "unknown type uses the default row");
     uint64_t gen = pgc_hub_config_generation(h);
-    sql("UPDATE realtime.realtime_heartbeat_config SET heartbeat_interval_ms = 1234, timeout_ms = 5000 "
+    t_exec(pub, "UPDATE realtime.realtime_heartbeat_config SET heartbeat_interval_ms = 1234, timeout_ms = 5000 "
         "WHERE channel_type = 'project'");
-    int64_t end = mono_ms() + 1000;
+    int64_t end = pgc_mono_ms() + 1000;
     do {
         pgc_hub_heartbeat(h, "project", &iv, &to);
         if (iv == 1234)
             break;
         usleep(5000);
-    } while (mono_ms() < end);
+    } while (pgc_mono_ms() < end);
     T_INT(iv, 1234, "a config UPDATE is seen within a second");
     T_OK(pgc_hub_config_generation(h) > gen, "config generation moved");
 }
@@ -312,12 +297,12 @@ static void test_terminate(pgc_hub *h)
         if (b == 10 || b == 25) {
             /* the second kill waits until the first one was noticed and repaired */
             pgc_hub_stats st;
-            int64_t end = mono_ms() + 10000;
+            int64_t end = pgc_mono_ms() + 10000;
             do {
                 pgc_hub_get_stats(h, &st);
-            } while ((st.reconnects < before.reconnects + (b == 25) || !pgc_hub_db_ok(h)) && mono_ms() < end &&
+            } while ((st.reconnects < before.reconnects + (b == 25) || !pgc_hub_db_ok(h)) && pgc_mono_ms() < end &&
                      usleep(5000) == 0);
-            sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgcast-hub' "
+            t_exec(pub, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgcast-hub' "
                 "AND datname = current_database()");
         }
         drain_until(cs, NSUB, 0, 0);

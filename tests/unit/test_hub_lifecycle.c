@@ -12,30 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "hub.h"
 #include "log.h"
 #include "t.h"
+#include "t_db.h"
 
 static const char *conninfo;
 static PGconn *pub, *owner;
 static char seam_ch[64];
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int sql(const char *q)
-{
-    PGresult *r = PQexec(pub, q);
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        printf("# sql failed: %s: %s", q, PQresultErrorMessage(r));
-    PQclear(r);
-    return ok ? 0 : -1;
-}
 
 static int publish(const char *tenant, const char *channel, int n, int pad)
 {
@@ -45,7 +30,7 @@ static int publish(const char *tenant, const char *channel, int n, int pad)
              "SELECT realtime.publish('%s', '%s', 't', json_build_object('i', g, 'pad', repeat('x', %d))::jsonb) "
              "FROM generate_series(1, %d) g",
              tenant, channel, pad, n);
-    int rc = sql(q);
+    int rc = t_exec(pub, q);
     free(q);
     return rc;
 }
@@ -98,12 +83,12 @@ static void take_all(taker *t)
 
 static bool take_until(taker *t, long events, int timeout_ms)
 {
-    int64_t end = mono_ms() + timeout_ms;
+    int64_t end = pgc_mono_ms() + timeout_ms;
     for (;;) {
         take_all(t);
         if (t->subscribed && t->events >= events)
             return true;
-        if (mono_ms() > end)
+        if (pgc_mono_ms() > end)
             return false;
         usleep(2000);
     }
@@ -112,8 +97,8 @@ static bool take_until(taker *t, long events, int timeout_ms)
 /* Waits for a subscriber's SUBSCRIBED without taking anything else. */
 static bool wait_subscribed_only(pgc_sub *s, int timeout_ms)
 {
-    int64_t end = mono_ms() + timeout_ms;
-    while (mono_ms() < end) {
+    int64_t end = pgc_mono_ms() + timeout_ms;
+    while (pgc_mono_ms() < end) {
         pgc_event *e;
         if (pgc_sub_take(s, &e, 1) == 1) {
             bool ok = e->kind == PGC_ITEM_SUBSCRIBED;

@@ -15,30 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "hub.h"
 #include "log.h"
 #include "t.h"
+#include "t_db.h"
 
 static const char *conninfo;
 static PGconn *pub;
 static char sock_path[256];
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int sql(const char *q)
-{
-    PGresult *r = PQexec(pub, q);
-    int ok = PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        printf("# sql failed: %s: %s", q, PQresultErrorMessage(r));
-    PQclear(r);
-    return ok ? 0 : -1;
-}
 
 static pid_t relay_start(const char *db_url)
 {
@@ -67,8 +52,8 @@ static void relay_kill(pid_t p, int sig)
 
 static bool wait_relayed(pgc_hub *h, bool want, int ms)
 {
-    int64_t end = mono_ms() + ms;
-    while (pgc_hub_relayed(h) != want && mono_ms() < end)
+    int64_t end = pgc_mono_ms() + ms;
+    while (pgc_hub_relayed(h) != want && pgc_mono_ms() < end)
         usleep(20000);
     return pgc_hub_relayed(h) == want;
 }
@@ -93,8 +78,8 @@ static bool barriers(pgc_hub *h, int n, int *ntrue)
     for (int i = 0; i < n; i++)
         if (pgc_hub_sync(h, on_sync, NULL) != 0)
             return false;
-    int64_t end = mono_ms() + 20000;
-    while (atomic_load(&sync_calls) < n && mono_ms() < end)
+    int64_t end = pgc_mono_ms() + 20000;
+    while (atomic_load(&sync_calls) < n && pgc_mono_ms() < end)
         usleep(10000);
     usleep(100000); /* a second answer to any of them would show now */
     *ntrue = atomic_load(&sync_true);
@@ -131,8 +116,8 @@ static void drain(pgc_sub *s, struct rec *r)
 
 static bool wait_count(pgc_sub *s, struct rec *r, int want, int ms)
 {
-    int64_t end = mono_ms() + ms;
-    while (r->n < want && mono_ms() < end) {
+    int64_t end = pgc_mono_ms() + ms;
+    while (r->n < want && pgc_mono_ms() < end) {
         usleep(10000);
         drain(s, r);
     }
@@ -154,7 +139,7 @@ static int publish(const char *ch, int n)
     char q[256];
     snprintf(q, sizeof(q), "SELECT realtime.publish('ts', '%s', 't', jsonb_build_object('i', g)) FROM generate_series(1, %d) g",
              ch, n);
-    return sql(q);
+    return t_exec(pub, q);
 }
 
 int main(void)

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "stats.h"
 #include "t.h"
+#include "t_db.h"
 
 static PGconn *db;
 
@@ -25,16 +26,6 @@ static long long num(const char *q)
     return v;
 }
 
-static int sql(const char *q)
-{
-    PGresult *r = PQexec(db, q);
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    if (!ok)
-        printf("# %s: %s", q, PQresultErrorMessage(r));
-    PQclear(r);
-    return ok ? 0 : -1;
-}
-
 int main(void)
 {
     pgc_log_init("test_stats", PGC_LOG_WARN);
@@ -48,7 +39,7 @@ int main(void)
         printf("not ok 1 - connect: %s", PQerrorMessage(db));
         return 1;
     }
-    T_INT(sql("INSERT INTO realtime.realtime_instances (instance_id, kind, hostname, pid) "
+    T_INT(t_exec(db, "INSERT INTO realtime.realtime_instances (instance_id, kind, hostname, pid) "
               "VALUES ('live:1', 'sse', 'live', 1)"),
           0, "a live instance row");
 
@@ -87,7 +78,7 @@ int main(void)
           1, "close written with its reason and last count");
 
     /* A process that died: its instance row is stale, its rows open, its members present. */
-    T_INT(sql("INSERT INTO realtime.realtime_instances (instance_id, kind, hostname, pid, last_seen_at) "
+    T_INT(t_exec(db, "INSERT INTO realtime.realtime_instances (instance_id, kind, hostname, pid, last_seen_at) "
               "VALUES ('dead:2', 'ws', 'dead', 2, now() - interval '1 minute');"
               "INSERT INTO realtime.realtime_connection_stats (connection_id, instance_id, transport) "
               "VALUES ('c-d1', 'dead:2', 'ws'), ('c-d2', 'dead:2', 'ws');"
