@@ -18,7 +18,7 @@ mkdir -p "$WEB_DIR/page"
 cp "$PGCAST_ROOT/client/pgcast.js" "$WEB_DIR/page/pgcast.js"
 /usr/bin/python3 -m http.server "$PAGE_PORT" --bind 127.0.0.1 --directory "$WEB_DIR/page" >"$WEB_DIR/log/page-server.log" 2>&1 &
 _web_pids+=($!)
-_wait_port "$PAGE_PORT" || { echo "# the page's web server did not start"; exit 1; }
+wait_port "$PAGE_PORT" || { echo "# the page's web server did not start"; exit 1; }
 export TOKEN=$(mint '{"sub":"carol","name":"Carol","tenant":"t1","exp":"+3600","channels":["project:*"],"publish":["project:*"]}')
 # Does the deployment answer a CORS preflight for the page's origin?
 preflight=$(curl -s -o /dev/null -D - -X OPTIONS "$LIGHTTPD_URL/realtime/events?channel=project:x" \

@@ -95,7 +95,7 @@ EOT
     # a session of its own: prefork's parent signals its whole process group on stop
     setsid apache2 -f "$WEB_DIR/hosting-apache.conf" -D FOREGROUND >"$WEB_DIR/log/apache.out" 2>&1 &
     _web_pids+=($!)
-    if ! _wait_port "$port"; then
+    if ! wait_port "$port"; then
         echo "# apache did not start:"; sed 's/^/# /' "$WEB_DIR/log/apache.out" "$WEB_DIR/log/apache-error.log" 2>/dev/null
         return 1
     fi

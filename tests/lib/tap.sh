@@ -4,6 +4,7 @@
 #   like "what" GOT REGEX   passes when GOT matches the extended regex
 #   psql_q SQL              runs SQL in the test's database, prints unaligned rows
 #   stop_pids PID...        SIGTERM to each, SIGKILL to what is still there after 5 s
+#   wait_port PORT          waits up to 10 s for a listener on 127.0.0.1:PORT (1 if none)
 # Each test runs in its own database (PGDATABASE, PGCAST_DATABASE_URL set by tests/run.sh).
 _tap_n=0
 _tap_failed=0
@@ -25,5 +26,12 @@ stop_pids() {
         kill -KILL "$p" 2>/dev/null
     done
     return 0
+}
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
 }
 tap_done() { [ "$_tap_failed" = 0 ]; exit $?; }

@@ -37,14 +37,6 @@ pgcast_config_add() { echo "$1" >>"$PGCAST_TEST_CONFIG"; }
 
 mint() { /usr/bin/python3 "$PGCAST_ROOT/scripts/jwt.py" "$TEST_JWT_SECRET" "$1" "${2:-HS256}"; }
 
-_wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
-
 # The WebSocket sidecar the web servers proxy {prefix}/ws to -> $WS_PORT
 ws_start() { # [PORT] (default: a free one)
     WS_PORT=${1:-$("$PGCAST_ROOT/scripts/free-port.sh")}
@@ -52,7 +44,7 @@ ws_start() { # [PORT] (default: a free one)
         >>"$WEB_DIR/log/pgcast-ws.log" 2>&1 &
     WS_PID=$!
     _web_pids+=($WS_PID)
-    _wait_port "$WS_PORT" || { echo "# pgcast-ws did not listen"; return 1; }
+    wait_port "$WS_PORT" || { echo "# pgcast-ws did not listen"; return 1; }
 }
 
 lighttpd_start() {
@@ -80,7 +72,7 @@ EOT
     mkdir -p "$WEB_DIR/www"
     lighttpd -D -f "$WEB_DIR/lighttpd.conf" >"$WEB_DIR/log/lighttpd.out" 2>&1 &
     _web_pids+=($!)
-    if ! _wait_port "$port"; then
+    if ! wait_port "$port"; then
         echo "# lighttpd did not start:"; sed 's/^/# /' "$WEB_DIR/log/lighttpd.out" "$WEB_DIR/log/lighttpd-error.log" 2>/dev/null
         return 1
     fi
@@ -156,14 +148,14 @@ EOT
                 >>"$WEB_DIR/log/pgcast-poll.log" 2>&1 &
             _web_pids+=($!)
         fi
-        _wait_port "$sse_port" || { echo "# pgcast-sse.fcgi did not listen"; return 1; }
+        wait_port "$sse_port" || { echo "# pgcast-sse.fcgi did not listen"; return 1; }
     fi
     # prefork signals its whole process group when it stops: a session of its own
     local own_session=()
     [ "${APACHE_MPM:-event}" = prefork ] && own_session=(setsid)
     "${own_session[@]}" apache2 -f "$WEB_DIR/apache.conf" -D FOREGROUND >"$WEB_DIR/log/apache.out" 2>&1 &
     _web_pids+=($!)
-    if ! _wait_port "$port"; then
+    if ! wait_port "$port"; then
         echo "# apache did not start:"; sed 's/^/# /' "$WEB_DIR/log/apache.out" "$WEB_DIR/log/apache-error.log" 2>/dev/null
         return 1
     fi

@@ -11,6 +11,7 @@
 # The package is purged on any exit. Needs root (it installs a package): skipped without.
 # PGCAST_DEB=path/to/pgcast_*.deb tests that package instead of building one.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
+source "$PGCAST_ROOT/tests/package/units.bash"
 set -u
 cd "$PGCAST_ROOT" || exit 1
 
@@ -62,13 +63,6 @@ dpkg_retry() {
     echo "$out"; return 1
 }
 
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # ---- build and lint
 t0=$(date +%s)
@@ -144,17 +138,9 @@ else
     not_ok "pgcast-migrate --runtime-role --publisher-role (installed) runs"; sed 's/^/# /' "$work/log/migrate.log"
 fi
 # 3. the handlers and the sidecar, as their units start them
-/usr/bin/python3 tests/package/unit_exec.py "$units" pgcast-sse.service "127.0.0.1:$sse_port" \
-    >>"$work/log/pgcast-sse.log" 2>&1 &
-pids+=($!)
-/usr/bin/python3 tests/package/unit_exec.py "$units" pgcast-poll.service "127.0.0.1:$poll_port" >>"$work/log/pgcast-poll.log" 2>&1 &
-pids+=($!)
-/usr/bin/python3 tests/package/unit_exec.py "$units" pgcast-ws.service >>"$work/log/pgcast-ws.log" 2>&1 &
-pids+=($!)
-up=1
-for p in "$sse_port" "$poll_port" "$ws_port"; do wait_port "$p" || up=0; done
+units_start "$units" "$work/log" "$sse_port" "$poll_port" "$ws_port"
 users=$(for p in "${pids[@]}"; do ps -o user=,comm= -p "$p"; done | sort | tr -s ' ' | tr '\n' ';')
-is "the handlers and the sidecar run from the units, as pgcast" "$up $users" \
+is "the handlers and the sidecar run from the units, as pgcast" "$units_up $users" \
     "1 pgcast pgcast-poll.fcg;pgcast pgcast-sse.fcgi;pgcast pgcast-ws;"
 
 # 4. enable it in the web servers (their addresses moved to the free ports)

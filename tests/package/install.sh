@@ -10,6 +10,7 @@
 # root:pgcast 0640, the handlers and the sidecar start from the installed units as that
 # user, and lighttpd with the installed conf-available file serves the smoke checks.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
+source "$PGCAST_ROOT/tests/package/units.bash"
 set -u
 cd "$PGCAST_ROOT" || exit 1
 work=$(mktemp -d "${PGCAST_TEST_WORK:-/tmp}/install.XXXXXX")
@@ -27,13 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
-wait_port() {
-    for _ in $(seq 1 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
 
 # ---- staged: make install DESTDIR=... (PREFIX /usr/local, the default)
 D="$work/stage"
@@ -109,16 +103,9 @@ sed -i -e "s|^database_url = .*|database_url = host=127.0.0.1 port=$PGPORT user=
        -e "s|^ws_listen = .*|ws_listen = 127.0.0.1:$ws_port|" "$E/pgcast/pgcast.conf"
 sed -i -e "s|= 9001|= $sse_port|" -e "s|= 9002|= $poll_port|" -e "s|= 8081|= $ws_port|" "$E/lighttpd/conf-available/50-pgcast.conf"
 units="$P/lib/systemd/system"
-/usr/bin/python3 tests/package/unit_exec.py "$units" pgcast-sse.service "127.0.0.1:$sse_port" >>"$work/log/pgcast-sse.log" 2>&1 &
-pids+=($!)
-/usr/bin/python3 tests/package/unit_exec.py "$units" pgcast-poll.service "127.0.0.1:$poll_port" >>"$work/log/pgcast-poll.log" 2>&1 &
-pids+=($!)
-/usr/bin/python3 tests/package/unit_exec.py "$units" pgcast-ws.service >>"$work/log/pgcast-ws.log" 2>&1 &
-pids+=($!)
-up=1
-for p in "$sse_port" "$poll_port" "$ws_port"; do wait_port "$p" || up=0; done
+units_start "$units" "$work/log" "$sse_port" "$poll_port" "$ws_port"
 users=$(for p in "${pids[@]}"; do ps -o user= -p "$p"; done | sort -u | tr -d ' \n')
-is "the handlers and the sidecar start from the installed units, as pgcast" "$up $users" "1 pgcast"
+is "the handlers and the sidecar start from the installed units, as pgcast" "$units_up $users" "1 pgcast"
 cat >"$work/lighttpd.conf" <<EOT
 server.modules = ( "mod_indexfile", "mod_access", "mod_alias", "mod_redirect" )
 server.document-root = "$work/www"

@@ -1,23 +1,13 @@
 """Held long-polls (tests/poll/longpoll_held.sh): N waiters, their CPU cost while held,
 one publish, every answer and every connection-stats row checked."""
-import json, os, resource, select, socket, subprocess, sys, time, urllib.parse
+import json, os, resource, select, socket, sys, time, urllib.parse
 
 base, n = sys.argv[1], int(sys.argv[2])
 token, poll_pid = os.environ["TOKEN"], int(os.environ["POLL_PID"])
 u = urllib.parse.urlparse(base)
 ch = "project:held"
-tests = failed = 0
-def ok(cond, what, detail=None):
-    global tests, failed
-    tests += 1
-    failed += not cond
-    print(f"{'ok' if cond else 'not ok'} {tests} - {what}", flush=True)
-    if not cond and detail is not None:
-        print(f"#   {detail}", flush=True)
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                          capture_output=True, text=True).stdout.strip()
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+from tap import T, ok, psql  # noqa: E402
 
 def cpu_ms(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -94,4 +84,4 @@ answered = int(psql("SELECT count(*) FROM realtime.realtime_connection_stats "
                     "WHERE transport = 'long-poll' AND disconnect_reason = 'answered'"))
 ok(open_rows == 0 and answered == n, f"every waiter's connection-stats row is closed as answered ({answered})",
    open_rows)
-sys.exit(1 if failed else 0)
+T.exit()

@@ -13,18 +13,8 @@ token = os.environ["TOKEN"]
 CHANNELS = [f"project:pm-{i}" for i in range(4)]
 WORKERS = 4
 
-n = failed = 0
-def ok(cond, what, detail=None):
-    global n, failed
-    n += 1
-    failed += not cond
-    print(f"{'ok' if cond else 'not ok'} {n} - {what}", flush=True)
-    if not cond and detail is not None:
-        print(f"#   {detail}", flush=True)
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                          capture_output=True, text=True).stdout.strip()
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests/lib"))
+from tap import T, ok, psql  # noqa: E402
 
 class Publisher:
     """One psql session; publish() returns when the commit is done."""
@@ -218,4 +208,4 @@ for ch in CHANNELS:
 ok(not bad, "every worker's events per channel match realtime_events_log (order, no gap, no duplicate)",
    bad[:3])
 
-sys.exit(1 if failed else 0)
+T.exit()

@@ -115,7 +115,7 @@ port2=$("$PGCAST_ROOT/scripts/free-port.sh")
 PGCAST_METRICS_ALLOW=192.0.2.1 PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-ws" --listen "127.0.0.1:$port2" \
     >>"$WEB_DIR/log/pgcast-ws2.log" 2>&1 &
 _web_pids+=($!)
-_wait_port "$port2"
+wait_port "$port2"
 is "metrics_allow without loopback: the sidecar's /metrics refuses 127.0.0.1" \
     "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port2/metrics")" 403
 [ $rc = 0 ] || web_logs
