@@ -19,24 +19,8 @@ SECRET = "pgcast-test-secret"
 RUN = f"{LABEL}{os.getpid()}"
 CHAN = f"project:{RUN}"
 TOKEN = mint(SECRET, {"sub": "u1", "tenant": "t1", "exp": "+3600", "channels": ["project:*"], "publish": ["project:*"]})
-n = failed = 0
-
-
-def ok(cond, what, detail=""):
-    global n, failed
-    n += 1
-    print(f"{'ok' if cond else 'not ok'} {n} - [{LABEL}] {what}")
-    if not cond:
-        failed += 1
-        if detail not in (None, ""):
-            print("#   " + str(detail).replace("\n", "\n#   "))
-    sys.stdout.flush()
-    return cond
-
-
-def psql(sql):
-    return subprocess.run(["psql", "-qXAt", "-v", "ON_ERROR_STOP=1", "-c", sql], check=True,
-                          capture_output=True, text=True).stdout.strip()
+sys.path.insert(0, os.path.join(os.environ["PGCAST_ROOT"], "tests", "lib"))
+from tap import T, ok, psql  # noqa: E402
 
 
 def http(path, body=None, auth=True, timeout=30):
@@ -207,4 +191,4 @@ if FULL:
     ok(st in (200, 201), "presence join answers", (st, body[:300]))
     st, body = http(f"/realtime/presence?channel={CHAN}")
     ok(st == 200 and b'"u1"' in body, "presence lists the member", (st, body[:300]))
-sys.exit(1 if failed else 0)
+T.exit()
