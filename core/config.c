@@ -74,6 +74,7 @@ static const struct key keys[] = {
     {"retention_max_age_s", K_INT, F(retention_max_age_s), 0, 1 << 30, "604800"},
     {"retention_max_events", K_INT, F(retention_max_events), 0, 1 << 30, "10000"},
     {"prune_interval_s", K_INT, F(prune_interval_s), 0, 86400, "60"},
+    {"stats_retention_s", K_INT, F(stats_retention_s), 0, 1 << 30, "604800"},
     {"log_level", K_LEVEL, F(log_level), 0, 0, "info"},
     {"ws_listen", K_STR, F(ws_listen), 0, 0, "127.0.0.1:8081"},
     {"metrics_allow", K_ADDRS, F(metrics_allow), 0, 0, "127.0.0.1,::1"},

@@ -60,6 +60,7 @@ typedef struct pgc_config {
     int retention_max_age_s;   /* events older than this are pruned (7 days) */
     int retention_max_events;  /* per channel (10000) */
     int prune_interval_s;      /* how often the sidecar prunes (60) */
+    int stats_retention_s;     /* connection-stats rows of connections ended longer ago are pruned (7 days; 0 = kept) */
     int log_level;             /* enum pgc_log_level */
     char *ws_listen;           /* sidecar HOST:PORT (127.0.0.1:8081) */
     char *metrics_allow;       /* peers that may read the sidecar's /metrics (loopback) */

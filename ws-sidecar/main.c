@@ -663,6 +663,16 @@ static void *maintenance(void *arg)
             if (!ok)
                 pgc_log(PGC_LOG_WARN, NULL, "prune failed: %s", PQresultErrorMessage(r));
             PQclear(r);
+            /* a statement of its own: prune's channel locks are already released */
+            if (ok && g_cfg.stats_retention_s > 0) {
+                snprintf(age, sizeof age, "%d seconds", g_cfg.stats_retention_s);
+                r = PQexecParams(c, "SELECT realtime.prune_connection_stats($1::interval)", 1, NULL, p, NULL,
+                                 NULL, 0);
+                ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+                if (!ok)
+                    pgc_log(PGC_LOG_WARN, NULL, "connection stats prune failed: %s", PQresultErrorMessage(r));
+                PQclear(r);
+            }
             next_prune = now + g_cfg.prune_interval_s;
         }
         pgc_db_release(g_pool, c, !ok && PQstatus(c) != CONNECTION_OK);
