@@ -2,6 +2,8 @@
 #include "db.h"
 
 #include <errno.h>
+#include <libpq-events.h>
+#include <stdbool.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -205,21 +207,80 @@ static char *int_array(const pgc_cursor *c)
     return s;
 }
 
+/* The statements prepared on a connection, kept with it by libpq (libpq-events: the
+ * instance data of an event procedure), forgotten when PQreset gives it a new session
+ * and freed by PQfinish. Knowing them, a statement is prepared before its first use,
+ * instead of after a failed first execution: that failure was an ERROR in the
+ * server's log for every new connection (every request, for a CGI program). */
+#define PREPARED_MAX 16
+struct prepared {
+    int n;
+    const char *names[PREPARED_MAX]; /* the callers' string literals */
+};
+
+static int prepared_proc(PGEventId id, void *info, void *arg)
+{
+    (void)arg;
+    if (id == PGEVT_CONNRESET) {
+        struct prepared *p = PQinstanceData(((PGEventConnReset *)info)->conn, prepared_proc);
+        if (p)
+            p->n = 0;
+    } else if (id == PGEVT_CONNDESTROY) {
+        free(PQinstanceData(((PGEventConnDestroy *)info)->conn, prepared_proc));
+    }
+    return 1;
+}
+
+/* c's list of prepared statements, made on first use; NULL when out of memory. */
+static struct prepared *prepared_of(PGconn *c)
+{
+    struct prepared *p = PQinstanceData(c, prepared_proc);
+    if (p)
+        return p;
+    if (!PQregisterEventProc(c, prepared_proc, "pgcast prepared statements", NULL))
+        return NULL;
+    if (!(p = calloc(1, sizeof(*p))))
+        return NULL;
+    if (!PQsetInstanceData(c, prepared_proc, p)) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static bool prepared_has(const struct prepared *p, const char *name)
+{
+    for (int i = 0; p && i < p->n; i++)
+        if (strcmp(p->names[i], name) == 0)
+            return true;
+    return false;
+}
+
 /* Inside a transaction block a failed Bind would abort the caller's transaction, so
- * there the statement is sent unnamed, as an unprepared one. */
+ * there the statement is sent unnamed, as an unprepared one. A statement the list says
+ * exists but the session lost (DISCARD ALL by a pooler: 26000) is prepared again. */
 PGresult *pgc_db_exec_prepared(PGconn *c, const char *name, const char *sql, int nparams, const char *const *params)
 {
     if (PQtransactionStatus(c) != PQTRANS_IDLE)
         return PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-    PGresult *r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+    struct prepared *p = prepared_of(c);
+    if (prepared_has(p, name)) {
+        PGresult *r = PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        if (PQresultStatus(r) != PGRES_FATAL_ERROR || !state || strcmp(state, "26000") != 0)
+            return r;
+        PQclear(r);
+        p->n = 0; /* the session lost them all */
+    }
+    PGresult *r = PQprepare(c, name, sql, nparams, NULL);
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    if (PQresultStatus(r) != PGRES_FATAL_ERROR || !state || strcmp(state, "26000") != 0)
-        return r; /* 26000: this connection has no such statement (new, or reset) */
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        if (!state || strcmp(state, "42P05") != 0) /* 42P05: it exists (the list was lost) */
+            return r;
+    }
     PQclear(r);
-    r = PQprepare(c, name, sql, nparams, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        return r;
-    PQclear(r);
+    if (p && !prepared_has(p, name) && p->n < PREPARED_MAX)
+        p->names[p->n++] = name;
     return PQexecPrepared(c, name, nparams, params, NULL, NULL, 0);
 }
 

@@ -39,7 +39,8 @@ int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limi
 
 /* PQexecParams of a named prepared statement: prepared on the connection the first time
  * it runs there (and again after a PQreset), so parse and plan are paid once per
- * connection, not per call. name must always go with the same sql. */
+ * connection, not per call. name must always go with the same sql, and live as long as
+ * the connection (a string literal). */
 PGresult *pgc_db_exec_prepared(PGconn *c, const char *name, const char *sql, int nparams,
                                const char *const *params);
 
