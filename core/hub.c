@@ -17,7 +17,8 @@
  * for a channel it serves with a seq beyond `last` puts the channel on the read list;
  * what is delivered is always what realtime.read returns, its envelope built from the
  * row. 'realtime_presence' carries "<tag> <id>" of a realtime_presence_events row,
- * which the hub reads (recent rows only) and delivers once. A forged notification can
+ * which the hub reads (recent rows only) and delivers once; after a switch of source it
+ * reads the rows written meanwhile (presence_replay). A forged notification can
  * at most cause a read that finds what is really committed. Without the secret (not
  * readable, or migration 011 not applied) every wake-up on 'realtime_events' reads
  * every channel, and presence rows are matched by their own tenant and channel.
@@ -1729,7 +1730,9 @@ static void drain_notifications(pgc_hub *h)
  * happens once the new source is confirmed listening, and is followed by one read of
  * every channel from its position (source_switched), as after a reconnect: what was
  * notified to neither source in between is read from the log, what both saw is read
- * once (positions), so a switch loses nothing and delivers nothing twice. */
+ * once (positions), so a switch loses nothing and delivers nothing twice. Presence rows
+ * written while wake-ups may have gone astray are read from their table
+ * (presence_replay) and delivered unless seen. */
 
 static void syncs_finish(struct cmd **head, struct cmd **tail, bool current, uint64_t upto)
 {
