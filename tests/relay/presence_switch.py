@@ -7,7 +7,9 @@ B updates and leaves, C updates; then the relay is killed (kill -9). Every clien
 end with exactly the presence messages of the channel written after it subscribed, in
 the order of realtime_presence_events, each once: those of the freeze come after the
 sidecar LISTENs on its own (their wake-ups went to the frozen relay); those before it
-must not come again."""
+must not come again. Then the sidecar's own LISTEN connection is terminated and kept
+from reconnecting (CONNECT revoked) while a member joins, updates and leaves by SQL:
+after the reconnect those come too, once each, in order."""
 import asyncio, glob, json, os, signal, sys, time
 
 import websockets
@@ -114,6 +116,32 @@ async def main():
     m = await c.r.wait(lambda m: m.get("type") == "presence.update" and m.get("payload", {}).get("role") == "still here",
                        30)
     t.ok(m is not None, "a presence message after the switch is delivered live", presence(c.r)[-2:])
+
+    # The sidecar's own LISTEN connection is lost (terminated, and the database takes no
+    # new connection for a while): presence written meanwhile notifies no one of it.
+    db = rc.psql("SELECT current_database()")
+    rc.psql(f'REVOKE CONNECT ON DATABASE "{db}" FROM PUBLIC')  # superusers (psql here) still connect
+    mark = rows()[-1][0]
+    rc.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'pgcast-hub'")
+    gone = await rc.wait_until(lambda: sessions().get("pgcast-hub", 0) == 0, 30, 0.2)
+    rc.psql(f"SELECT realtime.presence_join('{TENANT}', '{CH}', 'sql-1', 'dan', 'dan', 'Dan', '{{\"via\": \"sql\"}}')")
+    rc.psql(f"SELECT realtime.presence_join('{TENANT}', '{CH}', 'sql-1', 'dan', 'dan', 'Dan', '{{\"via\": \"sql 2\"}}')")
+    rc.psql(f"SELECT realtime.presence_leave('{TENANT}', '{CH}', 'sql-1', 'dan')")
+    gap = [m for i, m in rows() if i > mark]
+    rc.psql(f'GRANT CONNECT ON DATABASE "{db}" TO PUBLIC')
+    back = await rc.wait_until(lambda: sessions().get("pgcast-hub", 0) == 1, 30, 0.2)
+    t.ok(gone and back and len(gap) == 3, "the sidecar's database connection is lost, 3 presence messages are "
+         "written, then it reconnects", (gone, back, gap))
+    everything = [m for _, m in rows()]
+    await c.r.wait_count(lambda m: m.get("type", "").startswith("presence.") and m.get("channel") == CH,
+                         len([i for i, _ in rows() if i > c.after]), 30)
+    await asyncio.sleep(2)
+    t.ok(presence(c.r)[-3:] == gap and presence(c.r) == [m for i, m in rows() if i > c.after],
+         "after the reconnect C gets the presence messages written while it was away, once each, in order",
+         (presence(c.r), gap))
+    t.ok(presence(a.r) == everything, "and A: every presence message of the channel exactly once, in order",
+         (presence(a.r), everything))
 
     for x in (a, b, c):
         await x.ws.close()

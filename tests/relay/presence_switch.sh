@@ -4,7 +4,9 @@
 # a channel, then killed (kill -9). The presence wake-ups the frozen relay never
 # forwarded are lost; once the sidecar LISTENs on its own it reads the presence rows
 # written meanwhile, so a subscriber gets each of those messages exactly once, in order,
-# and nothing it had before the freeze a second time. Under the sanitizer build.
+# and nothing it had before the freeze a second time. Then the sidecar's own LISTEN
+# connection is lost and kept from reconnecting while presence is written: after the
+# reconnect those messages come too. Under the sanitizer build.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
