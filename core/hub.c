@@ -17,7 +17,8 @@
  * for a channel it serves with a seq beyond `last` puts the channel on the read list;
  * what is delivered is always what realtime.read returns, its envelope built from the
  * row. 'realtime_presence' carries "<tag> <id>" of a realtime_presence_events row,
- * which the hub reads (recent rows only) and delivers once. A forged notification can
+ * which the hub reads (recent rows only) and delivers once; after a switch of source it
+ * reads the rows written meanwhile (presence_replay). A forged notification can
  * at most cause a read that finds what is really committed. Without the secret (not
  * readable, or migration 011 not applied) every wake-up on 'realtime_events' reads
  * every channel, and presence rows are matched by their own tenant and channel.
@@ -85,6 +86,8 @@
 #define HUB_PRESENCE_BATCH 256     /* presence rows asked for in one query */
 #define HUB_PRESENCE_SEEN 4096     /* presence ids remembered as delivered */
 #define HUB_PRESENCE_WINDOW "60 seconds" /* older presence rows are not delivered */
+#define HUB_PRESENCE_REPLAY 2048   /* presence rows read again at a switch of source, at most */
+#define HUB_PRESENCE_MARGIN_MS 2000 /* replayed from this much before the old source's last proof */
 #define HUB_DRAIN_ROUNDS 8         /* presence reads per drain, then the turn goes on */
 #define HUB_WARN_EVERY_MS 10000    /* rate of warnings about notifications */
 #define HUB_RELAY_RETRY_MS 2000    /* default relay_retry_ms */
@@ -104,6 +107,7 @@ struct hsub {
     hchan *ch;
     int64_t pos;      /* last seq queued to the subscriber */
     int64_t after;    /* as asked; used once the channel's position is known */
+    int64_t since_ms; /* when added: presence replayed from before it is not for it */
     bool announced;   /* SUBSCRIBED queued */
     bool in_feed;     /* in the hub's list of subscriptions to feed from the log */
     hsub *cprev, *cnext; /* in the channel */
@@ -237,6 +241,10 @@ struct pgc_hub {
     int64_t seen[HUB_PRESENCE_SEEN]; /* presence ids delivered, oldest overwritten */
     size_t nseen, seen_next;
     int64_t seen_evicted_max; /* ids up to it count as delivered */
+    /* presence across a switch of source (presence_replay); times of pgc_mono_ms, 0: none */
+    int64_t proof_ms;       /* wake-ups committed before it came from the current source */
+    int64_t alive_ms;       /* ... and were all handled (proof_ms, once drained) */
+    int64_t replay_from_ms; /* a source was lost: presence written since may be unseen */
     int64_t warn_next_ms;
     unsigned long warn_suppressed;
 
@@ -887,11 +895,30 @@ static void hsub_unlink(pgc_hub *h, hsub *x)
 
 /* ---------------------------------------------------------------- database */
 
+/* Presence across a switch of the wake-up source. Events need nothing (the log is read
+ * from each channel's position), but a presence row is read only when a wake-up names
+ * it: one sent while the source was failing (a relay frozen, then killed; a LISTEN
+ * connection breaking) reaches no one. So the hub remembers up to when its source was
+ * proven to bring every wake-up (alive_ms: the barrier or query that proved it, once
+ * everything received before it was handled), and when that source goes (source_lost)
+ * the new one, once listening (source_started), reads the rows written since then
+ * (presence_replay). */
+static void source_lost(pgc_hub *h)
+{
+    if (h->alive_ms > 0 && (h->replay_from_ms == 0 || h->alive_ms < h->replay_from_ms))
+        h->replay_from_ms = h->alive_ms; /* the earliest, if several sources went in a row */
+    h->alive_ms = h->proof_ms = 0;
+}
+
+/* A source listens from now on: what it brings is proven from now. */
+static void source_started(pgc_hub *h) { h->alive_ms = h->proof_ms = pgc_mono_ms(); }
+
 static void drop_conn(pgc_hub *h, const char *why)
 {
     if (!h->conn)
         return;
     PGC_WARN("hub: database connection lost (%s); reconnecting", why);
+    source_lost(h); /* its LISTEN, or what the hub could not read of the relay's wake-ups */
     PQfinish(h->conn);
     h->conn = NULL;
     h->listening = false;
@@ -906,9 +933,12 @@ static int hub_exec(pgc_hub *h, const char *sql, int n, const char *const *param
 {
     if (!h->conn)
         return -1;
+    int64_t sent = pgc_mono_ms();
     PGresult *r = n ? PQexecParams(h->conn, sql, n, NULL, params, NULL, NULL, 0) : PQexec(h->conn, sql);
     ExecStatusType st = PQresultStatus(r);
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (ok && h->listening)
+        h->proof_ms = sent; /* the notifications committed before it came with its answer */
     if (!ok) {
         PGC_WARN("hub: query failed: %s", PQresultErrorMessage(r));
         if (PQstatus(h->conn) != CONNECTION_OK)
@@ -1426,8 +1456,9 @@ static void seen_add(pgc_hub *h, int64_t id)
 /* A presence row: {"type":"presence.…","channel":C,"payload":member}, written by
  * realtime.presence_announce as jsonb. It is parsed and printed again, so what is sent
  * is valid JSON whatever the row holds. Delivered as an EPHEMERAL item to the channel's
- * announced subscriptions. */
-static void deliver_presence(pgc_hub *h, hchan *c, const char *text)
+ * announced subscriptions, except those added after written_ms (when the row was
+ * written, on the hub's clock; INT64_MAX for a row just woken for). */
+static void deliver_presence(pgc_hub *h, hchan *c, const char *text, int64_t written_ms)
 {
     struct json_object *o = json_tokener_parse(text), *jtype, *jch;
     const char *type = NULL;
@@ -1444,7 +1475,7 @@ static void deliver_presence(pgc_hub *h, hchan *c, const char *text)
     const char *m = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
     pgc_event *e = m ? pgc_event_new_ephemeral(c->tenant, c->channel, type, m, len) : NULL;
     for (hsub *x = c->subs; e && x; x = x->cnext)
-        if (x->announced)
+        if (x->announced && x->since_ms <= written_ms)
             (void)sub_push(x->sub, e, false);
     pgc_event_unref(e);
     json_object_put(o);
@@ -1493,13 +1524,13 @@ static void flush_presence(pgc_hub *h)
                 if (!c || !tag_ok)
                     continue; /* not ours, or a wake-up with another channel's tag: no decision */
                 seen_add(h, id);
-                deliver_presence(h, c, PQgetvalue(r, i, 3));
+                deliver_presence(h, c, PQgetvalue(r, i, 3), INT64_MAX);
             }
             PQclear(r);
         }
         h->npending -= n;
     }
-    h->npending = 0; /* what a lost connection left: presence is not replayed */
+    h->npending = 0; /* what a lost connection left: read by presence_replay after reconnecting */
 }
 
 /* A wake-up on 'realtime_presence': "<tag> <id>" of a realtime_presence_events row,
@@ -1512,6 +1543,8 @@ static void on_presence_notify(pgc_hub *h, const char *payload)
         warn_limited(h, "ignoring a malformed notification on realtime_presence");
         return;
     }
+    if (!h->conn)
+        return; /* the relay's, while the connection is down: presence_replay reads them */
     if (h->have_secret) {
         void *v = NULL;
         if (!lh_table_lookup_ex(h->tags, tag, &v))
@@ -1536,6 +1569,114 @@ static void on_presence_notify(pgc_hub *h, const char *payload)
     h->pending[h->npending].id = id;
     memcpy(h->pending[h->npending].tag, h->have_secret ? tag : "", h->have_secret ? sizeof(tag) : 1);
     h->npending++;
+}
+
+/* The keys (tenant \x1f channel) of the channels served here as a text[] literal, their
+ * number in *n; NULL when out of memory. Each element is quoted with '"' and '\\'
+ * escaped (a tenant may be any text; a channel name has neither). */
+static char *served_keys_array(pgc_hub *h, size_t *n)
+{
+    size_t cap = 3;
+    struct lh_entry *e, *tmp;
+    lh_foreach_safe(h->chans, e, tmp)
+    {
+        cap += 2 * strlen(((hchan *)lh_entry_v(e))->key) + 3;
+    }
+    char *s = malloc(cap), *p = s;
+    if (!s)
+        return NULL;
+    *n = 0;
+    *p++ = '{';
+    lh_foreach_safe(h->chans, e, tmp)
+    {
+        if ((*n)++)
+            *p++ = ',';
+        *p++ = '"';
+        for (const char *k = ((hchan *)lh_entry_v(e))->key; *k; k++) {
+            if (*k == '"' || *k == '\\')
+                *p++ = '\\';
+            *p++ = *k;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return s;
+}
+
+/* After the source changed (source_switched, a reconnect in try_connect): the presence
+ * rows of the channels served here written since the old source was last proven
+ * (replay_from_ms, less HUB_PRESENCE_MARGIN_MS, since a row's created_at is the start
+ * of its transaction, a little before the commit that notified it; and no older than
+ * HUB_PRESENCE_WINDOW), in id order, HUB_PRESENCE_BATCH per query and
+ * HUB_PRESENCE_REPLAY in all. One query for every channel, by pages. The rows are
+ * authoritative (only the schema's functions write them): no tag is needed. A row
+ * delivered already (seen) is not delivered again, and a subscription gets none written
+ * before it was added. Wake-ups the new source brought meanwhile wait in libpq; they
+ * then find their rows seen. */
+static void presence_replay(pgc_hub *h)
+{
+    if (!h->conn || h->replay_from_ms == 0)
+        return;
+    size_t nkeys = 0;
+    char *keys = served_keys_array(h, &nkeys);
+    if (!keys) {
+        PGC_ERROR("hub: out of memory: presence messages sent while the wake-up source changed are not read");
+        h->replay_from_ms = 0;
+        return;
+    }
+    int64_t from = h->replay_from_ms - HUB_PRESENCE_MARGIN_MS, last_id = 0;
+    size_t total = 0, delivered = 0;
+    while (nkeys > 0 && h->conn && total < HUB_PRESENCE_REPLAY) {
+        char age[24], after[24], limit[16];
+        snprintf(age, sizeof(age), "%" PRId64, pgc_mono_ms() - from);
+        snprintf(after, sizeof(after), "%" PRId64, last_id);
+        snprintf(limit, sizeof(limit), "%d", HUB_PRESENCE_BATCH);
+        const char *params[4] = {age, after, keys, limit};
+        /* the rows of the window by its time index (OFFSET 0 keeps the planner from
+         * walking the whole table in id order instead), then sorted by id */
+        PGresult *r = pgc_db_exec_prepared(
+            h->conn, "pgcast_presence_replay",
+            "SELECT id, tenant_id, channel, message::text, (extract(epoch FROM now() - created_at) * 1000)::bigint "
+            "FROM (SELECT * FROM realtime.realtime_presence_events "
+            "WHERE created_at > now() - $1::bigint * interval '1 millisecond' "
+            "AND created_at > now() - interval '" HUB_PRESENCE_WINDOW "' "
+            "AND tenant_id || chr(31) || channel = ANY ($3::text[]) OFFSET 0) w "
+            "WHERE id > $2::bigint ORDER BY id LIMIT $4::int",
+            4, params);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            PGC_WARN("hub: reading the presence messages of a switch of source failed: %s", PQresultErrorMessage(r));
+            PQclear(r);
+            if (PQstatus(h->conn) != CONNECTION_OK)
+                drop_conn(h, "query failed"); /* replay_from_ms stays: read after reconnecting */
+            break;
+        }
+        int64_t now = pgc_mono_ms();
+        int n = PQntuples(r);
+        for (int i = 0; i < n; i++) {
+            int64_t id = strtoll(PQgetvalue(r, i, 0), NULL, 10);
+            last_id = id;
+            hchan *c = chan_get(h, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), false);
+            if (!c || seen_has(h, id))
+                continue;
+            seen_add(h, id);
+            deliver_presence(h, c, PQgetvalue(r, i, 3), now - strtoll(PQgetvalue(r, i, 4), NULL, 10));
+            delivered++;
+        }
+        PQclear(r);
+        total += (size_t)n;
+        if (n < HUB_PRESENCE_BATCH)
+            break;
+    }
+    if (total > 0)
+        PGC_INFO("hub: presence messages of the last %" PRId64 " ms read again: %zu, %zu not delivered before",
+                 pgc_mono_ms() - from, total, delivered);
+    if (total >= HUB_PRESENCE_REPLAY)
+        PGC_WARN("hub: more than %d presence messages written while the wake-up source changed: the later ones "
+                 "are not delivered", HUB_PRESENCE_REPLAY);
+    free(keys);
+    if (h->conn)
+        h->replay_from_ms = 0;
 }
 
 /* A notification, from the hub's own LISTEN or from the relay. */
@@ -1572,6 +1713,9 @@ static void drain_notifications(pgc_hub *h)
         }
         flush_presence(h);
     }
+    /* everything received up to the latest proof of the source is handled */
+    if (h->conn && h->npending == 0 && (h->listening || h->relay_state == RELAY_ACTIVE))
+        h->alive_ms = h->proof_ms;
 }
 
 /* ---------------------------------------------------------------- notification source
@@ -1586,7 +1730,9 @@ static void drain_notifications(pgc_hub *h)
  * happens once the new source is confirmed listening, and is followed by one read of
  * every channel from its position (source_switched), as after a reconnect: what was
  * notified to neither source in between is read from the log, what both saw is read
- * once (positions), so a switch loses nothing and delivers nothing twice. */
+ * once (positions), so a switch loses nothing and delivers nothing twice. Presence rows
+ * written while wake-ups may have gone astray are read from their table
+ * (presence_replay) and delivered unless seen. */
 
 static void syncs_finish(struct cmd **head, struct cmd **tail, bool current, uint64_t upto)
 {
@@ -1600,12 +1746,14 @@ static void syncs_finish(struct cmd **head, struct cmd **tail, bool current, uin
     }
 }
 
-/* The source changed: what neither source notified is read from the log. */
+/* The source changed: what neither source notified is read from the log, and the
+ * presence messages written meanwhile from their table. */
 static void source_switched(pgc_hub *h)
 {
     load_secret(h);
     load_heartbeat_config(h);
     h->wake_all = true;
+    presence_replay(h);
 }
 
 static int source_listen_own(pgc_hub *h)
@@ -1616,6 +1764,7 @@ static int source_listen_own(pgc_hub *h)
                     "SET application_name = 'pgcast-hub'", 0, NULL) != 0)
         return -1;
     h->listening = true;
+    source_started(h);
     return 0;
 }
 
@@ -1642,6 +1791,7 @@ static void relay_drop(pgc_hub *h, const char *why)
     }
     PGC_WARN("hub: the relay at %s is gone (%s): listening on its own connection", h->relay_path, why);
     positions_void(h); /* wake-ups between its end and the own LISTEN were seen by no one */
+    source_lost(h);
     if (h->conn) {
         if (source_listen_own(h) != 0) {
             drop_conn(h, "LISTEN failed"); /* try_connect LISTENs and reads everything */
@@ -1827,6 +1977,8 @@ static void relay_activate(pgc_hub *h)
         return;
     }
     bool was_listening = h->listening;
+    if (was_listening)
+        source_lost(h); /* its wake-ups end with the UNLISTEN; the relay's count once ACTIVE */
     if (hub_exec(h, was_listening ? "UNLISTEN *; SET application_name = 'pgcast-hub-relayed'"
                                   : "SET application_name = 'pgcast-hub-relayed'", 0, NULL) != 0) {
         /* not knowing what is left of the LISTEN: LISTEN again (re-read if it had gone) */
@@ -1840,6 +1992,7 @@ static void relay_activate(pgc_hub *h)
     }
     h->listening = false;
     h->relay_state = RELAY_ACTIVE;
+    source_started(h);
     h->relay_ping_ms = pgc_mono_ms() + HUB_RELAY_PING_MS;
     atomic_store(&h->relayed, true);
     PGC_INFO("hub: wake-ups through the relay at %s", h->relay_path);
@@ -1927,8 +2080,11 @@ static void relay_line(pgc_hub *h, char *line)
             relay_drop(h, "a malformed line");
             return;
         }
-        if (h->relay_ping_id && id >= h->relay_ping_id)
+        if (h->relay_ping_id && id >= h->relay_ping_id) {
             h->relay_ping_id = 0;
+            if (h->relay_state == RELAY_ACTIVE)
+                h->proof_ms = h->relay_since_ms; /* the ping's sending: what came before is here */
+        }
         relay_tags_done(h, id);
         syncs_finish(&h->rsync_head, &h->rsync_tail, true, id);
     } else if (line[0] == 'L' && line[1] == ' ' && h->relay_state == RELAY_PENDING) {
@@ -2080,6 +2236,7 @@ static void try_connect(pgc_hub *h)
     load_heartbeat_config(h);
     refresh_instance(h);
     resync_all(h);
+    presence_replay(h); /* what the lost connection (or the relay meanwhile) could not bring */
     drain_notifications(h);
 }
 
@@ -2096,6 +2253,7 @@ static void do_add(pgc_hub *h, pgc_sub *s, const char *channel, int64_t after)
     x->sub = s;
     x->ch = c;
     x->after = after;
+    x->since_ms = pgc_mono_ms();
     x->cnext = c->subs;
     if (c->subs)
         c->subs->cprev = x;
