@@ -25,15 +25,6 @@ pgcast_config_add "sse_retry_ms = 300"
 pgcast_config_add "retention_max_events = 10000000"
 [ -n "${MH_CONFIG_EXTRA:-}" ] && pgcast_config_add "$MH_CONFIG_EXTRA"
 RELAY_PID= relay=no
-relay_start() {
-    rm -f "$RELAY_SOCKET"
-    PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-relay" --socket "$RELAY_SOCKET" \
-        >>"$WEB_DIR/log/pgcast-relay.log" 2>&1 &
-    RELAY_PID=$!
-    _web_pids+=($RELAY_PID)
-    for _ in $(seq 1 200); do [ -S "$RELAY_SOCKET" ] && return 0; sleep 0.05; done
-    return 1
-}
 if [ -x "$PGCAST_BIN/pgcast-relay" ] && [ "${MH_RELAY:-1}" != 0 ]; then
     relay=yes
     RELAY_SOCKET="$WEB_DIR/run/relay.sock"

@@ -47,6 +47,18 @@ ws_start() { # [PORT] (default: a free one)
     wait_port "$WS_PORT" || { echo "# pgcast-ws did not listen"; return 1; }
 }
 
+# The host's relay (pgcast-relay) on $RELAY_SOCKET, which the caller sets (and names in
+# the config as relay_socket) -> $RELAY_PID; 1 when it does not serve its socket
+relay_start() {
+    rm -f "$RELAY_SOCKET"
+    PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-relay" --socket "$RELAY_SOCKET" \
+        >>"$WEB_DIR/log/pgcast-relay.log" 2>&1 &
+    RELAY_PID=$!
+    _web_pids+=($RELAY_PID)
+    for _ in $(seq 1 200); do [ -S "$RELAY_SOCKET" ] && return 0; sleep 0.05; done
+    return 1
+}
+
 lighttpd_start() {
     local port
     ws_start || return 1

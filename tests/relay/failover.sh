@@ -15,12 +15,7 @@ pgcast_config_add "relay_retry_ms = 500"
 pgcast_config_add "relay_client_buffer = 64KiB"
 pgcast_config_add "sse_retry_ms = 300"
 pgcast_config_add "retention_max_events = 10000000"
-PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-relay" --socket "$RELAY_SOCKET" \
-    >>"$WEB_DIR/log/pgcast-relay.log" 2>&1 &
-RELAY_PID=$!
-_web_pids+=($RELAY_PID)
-for _ in $(seq 1 200); do [ -S "$RELAY_SOCKET" ] && break; sleep 0.05; done
-[ -S "$RELAY_SOCKET" ] || { echo "not ok 1 - pgcast-relay serves its socket"; web_logs; exit 1; }
+relay_start || { echo "not ok 1 - pgcast-relay serves its socket"; web_logs; exit 1; }
 lighttpd_start || { web_logs; exit 1; }
 # three more hub processes on the host (as lighttpd's max-procs or more mod_fcgid children would be)
 for i in 1 2 3; do

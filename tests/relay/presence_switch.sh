@@ -13,12 +13,7 @@ web_init
 RELAY_SOCKET="$WEB_DIR/run/relay.sock"
 pgcast_config_add "relay_socket = $RELAY_SOCKET"
 pgcast_config_add "relay_retry_ms = 500"
-PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-relay" --socket "$RELAY_SOCKET" \
-    >>"$WEB_DIR/log/pgcast-relay.log" 2>&1 &
-RELAY_PID=$!
-_web_pids+=($RELAY_PID)
-for _ in $(seq 1 200); do [ -S "$RELAY_SOCKET" ] && break; sleep 0.05; done
-[ -S "$RELAY_SOCKET" ] || { echo "not ok 1 - pgcast-relay serves its socket"; web_logs; exit 1; }
+relay_start || { echo "not ok 1 - pgcast-relay serves its socket"; web_logs; exit 1; }
 ws_start || { web_logs; exit 1; }
 export WS_PORT RELAY_PID WEB_DIR
 /usr/bin/python3 "$PGCAST_ROOT/tests/relay/presence_switch.py"
