@@ -27,9 +27,7 @@ pgcast_config_add "retention_max_events = 10000000"
 RELAY_PID= relay=no
 if [ -x "$PGCAST_BIN/pgcast-relay" ] && [ "${MH_RELAY:-1}" != 0 ]; then
     relay=yes
-    RELAY_SOCKET="$WEB_DIR/run/relay.sock"
-    pgcast_config_add "relay_socket = $RELAY_SOCKET"
-    pgcast_config_add "relay_retry_ms = 500"
+    relay_config
     if ! relay_start 3>&-; then
         web_logs
         echo "failed" >&3

@@ -47,8 +47,14 @@ ws_start() { # [PORT] (default: a free one)
     wait_port "$WS_PORT" || { echo "# pgcast-ws did not listen"; return 1; }
 }
 
-# The host's relay (pgcast-relay) on $RELAY_SOCKET, which the caller sets (and names in
-# the config as relay_socket) -> $RELAY_PID; 1 when it does not serve its socket
+# The host's relay: relay_config (before the servers start) names its socket
+# ($RELAY_SOCKET) in the config, with a short retry; relay_start runs pgcast-relay on it
+# -> $RELAY_PID; 1 when it does not serve its socket
+relay_config() {
+    RELAY_SOCKET="$WEB_DIR/run/relay.sock"
+    pgcast_config_add "relay_socket = $RELAY_SOCKET"
+    pgcast_config_add "relay_retry_ms = 500"
+}
 relay_start() {
     rm -f "$RELAY_SOCKET"
     PGCAST_CONFIG="$PGCAST_TEST_CONFIG" "$PGCAST_BIN/pgcast-relay" --socket "$RELAY_SOCKET" \

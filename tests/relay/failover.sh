@@ -9,9 +9,7 @@
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
-RELAY_SOCKET="$WEB_DIR/run/relay.sock"
-pgcast_config_add "relay_socket = $RELAY_SOCKET"
-pgcast_config_add "relay_retry_ms = 500"
+relay_config
 pgcast_config_add "relay_client_buffer = 64KiB"
 pgcast_config_add "sse_retry_ms = 300"
 pgcast_config_add "retention_max_events = 10000000"

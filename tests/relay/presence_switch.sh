@@ -10,9 +10,7 @@
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"
 web_init
-RELAY_SOCKET="$WEB_DIR/run/relay.sock"
-pgcast_config_add "relay_socket = $RELAY_SOCKET"
-pgcast_config_add "relay_retry_ms = 500"
+relay_config
 relay_start || { echo "not ok 1 - pgcast-relay serves its socket"; web_logs; exit 1; }
 ws_start || { web_logs; exit 1; }
 export WS_PORT RELAY_PID WEB_DIR
