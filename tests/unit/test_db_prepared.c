@@ -62,16 +62,10 @@ static int nprepared(PGconn *c)
 int main(void)
 {
     pgc_log_init("test_db_prepared", PGC_LOG_WARN);
-    const char *conninfo = getenv("PGCAST_DATABASE_URL");
-    if (!conninfo) {
-        printf("not ok 1 - PGCAST_DATABASE_URL is not set (run through tests/run.sh)\n");
+    const char *conninfo = t_db_url();
+    PGconn *c = conninfo ? t_connect(conninfo) : NULL;
+    if (!c)
         return 1;
-    }
-    PGconn *c = PQconnectdb(conninfo);
-    if (PQstatus(c) != CONNECTION_OK) {
-        printf("not ok 1 - connect: %s", PQerrorMessage(c));
-        return 1;
-    }
     FILE *f = trace_start(c);
     T_INT(run(c, "1"), 2, "the first execution on a new connection answers");
     T_INT(run(c, "41"), 42, "and the second");

@@ -356,11 +356,8 @@ static void test_restart(pgc_hub *h, const char *restart_cmd)
 int main(void)
 {
     pgc_log_init("test_hub", PGC_LOG_WARN);
-    conninfo = getenv("PGCAST_DATABASE_URL");
-    if (!conninfo) {
-        printf("not ok 1 - PGCAST_DATABASE_URL is not set (run through tests/run.sh)\n");
+    if (!(conninfo = t_db_url()))
         return 1;
-    }
     /* publishing and table changes as the owner; the hub as the runtime role */
     const char *owner = getenv("PGCAST_TEST_OWNER_URL");
     pub = PQconnectdb(owner && *owner ? owner : conninfo);

@@ -350,11 +350,8 @@ int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0); /* every line out before a sanitizer report ends the run */
     pgc_log_init("test_hub_lifecycle", PGC_LOG_WARN);
-    conninfo = getenv("PGCAST_DATABASE_URL");
-    if (!conninfo) {
-        printf("not ok 1 - PGCAST_DATABASE_URL is not set (run through tests/run.sh)\n");
+    if (!(conninfo = t_db_url()))
         return 1;
-    }
     pub = PQconnectdb(conninfo);
     const char *owner_url = getenv("PGCAST_TEST_OWNER_URL");
     owner = PQconnectdb(owner_url && *owner_url ? owner_url : conninfo);

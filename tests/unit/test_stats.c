@@ -29,16 +29,9 @@ static long long num(const char *q)
 int main(void)
 {
     pgc_log_init("test_stats", PGC_LOG_WARN);
-    const char *conninfo = getenv("PGCAST_DATABASE_URL");
-    if (!conninfo) {
-        printf("not ok 1 - PGCAST_DATABASE_URL is not set (run through tests/run.sh)\n");
+    const char *conninfo = t_db_url();
+    if (!conninfo || !(db = t_connect(conninfo)))
         return 1;
-    }
-    db = PQconnectdb(conninfo);
-    if (PQstatus(db) != CONNECTION_OK) {
-        printf("not ok 1 - connect: %s", PQerrorMessage(db));
-        return 1;
-    }
     T_INT(t_exec(db, "INSERT INTO realtime.realtime_instances (instance_id, kind, hostname, pid) "
               "VALUES ('live:1', 'sse', 'live', 1)"),
           0, "a live instance row");
