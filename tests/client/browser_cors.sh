@@ -49,7 +49,8 @@ with Browser() as b:
     p.eval(f"window.w = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false }}); w.connect(); w.watch('project:xo-ws'); true")
     ok(p.wait_for("w.status === 'connected' && w.transport === 'websocket'", 30), "the WebSocket connects to the other origin",
        p.eval("w.statuses"))
-    time.sleep(0.5)
+    # the channel starts live: published once the client has its starting position
+    p.wait_for("w.channels.get('project:xo-ws') && w.channels.get('project:xo-ws').seq !== null", 15)
     publish("t1", "project:xo-ws", 3)
     p.wait_for("w.received['project:xo-ws'].length >= 3", 15)
     ok(p.eval("w.received['project:xo-ws']") == log_seqs("t1", "project:xo-ws"), "and receives every event", p.eval("w.received"))
@@ -77,7 +78,7 @@ with Browser() as b:
 
     p.eval(f"window.q = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false, transports: ['poll'], pollSilenceMs: 300 }}); q.connect(); q.watch('project:xo-poll'); true")
     p.wait_for("q.status === 'connected' && q.transport === 'poll'", 30)
-    time.sleep(0.5)
+    p.wait_for("q.channels.get('project:xo-poll') && q.channels.get('project:xo-poll').seq !== null", 15)
     publish("t1", "project:xo-poll", 3)
     p.wait_for("q.received['project:xo-poll'].length >= 3", 15)
     ok(p.eval("q.received['project:xo-poll']") == log_seqs("t1", "project:xo-poll"), checks[2], (p.eval("q.statuses"), p.eval("q.errors")))
