@@ -49,7 +49,8 @@ with Browser() as b:
     p.eval(f"window.w = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false }}); w.connect(); w.watch('project:xo-ws'); true")
     ok(p.wait_for("w.status === 'connected' && w.transport === 'websocket'", 30), "the WebSocket connects to the other origin",
        p.eval("w.statuses"))
-    time.sleep(0.5)
+    # the channel starts live: published once the client has its starting position
+    p.wait_for("w.channels.get('project:xo-ws') && w.channels.get('project:xo-ws').seq !== null", 15)
     publish("t1", "project:xo-ws", 3)
     p.wait_for("w.received['project:xo-ws'].length >= 3", 15)
     ok(p.eval("w.received['project:xo-ws']") == log_seqs("t1", "project:xo-ws"), "and receives every event", p.eval("w.received"))
@@ -64,9 +65,10 @@ with Browser() as b:
     ]
     ok(cors, "the deployment answers the CORS preflight for the page's origin")
 
-    p.eval(f"window.s = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false, transports: ['sse'] }}); s.connect(); s.watch('project:xo-sse'); true")
+    p.eval(f"window.s = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false, transports: ['sse'] }}); s.connect(); s.watch('project:xo-sse', {{ since: 0 }}); true")
+    # (SSE: from position 0 of the fresh channel, read from the log: a stream starting live
+    # tells the page its position only with its first event, so nothing says when it has one)
     p.wait_for("s.status === 'connected' && s.transport === 'sse'", 30)
-    time.sleep(0.5)
     publish("t1", "project:xo-sse", 3)
     p.wait_for("s.received['project:xo-sse'].length >= 3", 15)
     ok(p.eval("s.transport") == "sse" and p.eval("s.received['project:xo-sse']") == log_seqs("t1", "project:xo-sse"), checks[0],
@@ -77,7 +79,7 @@ with Browser() as b:
 
     p.eval(f"window.q = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false, transports: ['poll'], pollSilenceMs: 300 }}); q.connect(); q.watch('project:xo-poll'); true")
     p.wait_for("q.status === 'connected' && q.transport === 'poll'", 30)
-    time.sleep(0.5)
+    p.wait_for("q.channels.get('project:xo-poll') && q.channels.get('project:xo-poll').seq !== null", 15)
     publish("t1", "project:xo-poll", 3)
     p.wait_for("q.received['project:xo-poll'].length >= 3", 15)
     ok(p.eval("q.received['project:xo-poll']") == log_seqs("t1", "project:xo-poll"), checks[2], (p.eval("q.statuses"), p.eval("q.errors")))
@@ -86,9 +88,8 @@ with Browser() as b:
        (p.eval("q.presence('project:xo-poll').list()"), p.eval("q.errors")))
     p.eval("q.disconnect(); true")
 
-    p.eval(f"window.c = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false, transports: ['sse'], credentials: 'include' }}); c.connect(); c.watch('project:xo-cred'); true")
+    p.eval(f"window.c = make({{ baseUrl: {js(deploy)}, token: {js(token)}, share: false, transports: ['sse'], credentials: 'include' }}); c.connect(); c.watch('project:xo-cred', {{ since: 0 }}); true")
     p.wait_for("c.status === 'connected' && c.transport === 'sse'", 30)
-    time.sleep(0.5)
     publish("t1", "project:xo-cred", 2)
     p.wait_for("c.received['project:xo-cred'].length >= 2", 15)
     ok(p.eval("c.received['project:xo-cred']") == log_seqs("t1", "project:xo-cred"), checks[4], (p.eval("c.statuses"), p.eval("c.errors")))

@@ -94,6 +94,8 @@ with Browser() as b:
     pe.eval(f"window.rt = make({{ token: {js(tok('e'))} }}); rt.connect(); rt.watch('project:ws'); true")
     ok(pe.wait_for("rt.status === 'connected' && rt.transport === 'websocket'", 30), "with the sidecar the page connects over WebSocket",
        pe.eval("rt.statuses"))
+    # the channel starts live: published once the page has its starting position
+    pe.wait_for("rt.channels.get('project:ws') && rt.channels.get('project:ws').seq !== null", 15)
     publish("t1", "project:ws", 3)
     pe.wait_for("rt.received['project:ws'].length >= 3", 15)
     time.sleep(2)
@@ -122,7 +124,8 @@ with Browser() as b:
     pd = page(b, lt)
     pd.eval(f"window.rt = make({{ token: {js(tok('d'))}, transports: ['poll'], pollSilenceMs: 300 }}); rt.connect(); rt.watch('run:old'); true")
     ok(pd.wait_for("rt.status === 'connected' && rt.transport === 'poll'", 30), "a polling page connects via poll", pd.eval("rt.statuses"))
-    time.sleep(1)
+    # its starting position is the channel's current one (a first poll asks for it)
+    pd.wait_for("rt.channels.get('run:old') && rt.channels.get('run:old').seq !== null", 15)
     publish("t1", "run:old", 5)
     pd.wait_for("rt.received['run:old'].length >= 5", 15)
     time.sleep(1)

@@ -68,7 +68,8 @@ with Browser() as b:
     followers = [p for p in tabs if p is not leader]
     # each tab its own subscriptions: only the first follower follows project:only
     followers[0].eval("rt.watch('project:only'); true")
-    time.sleep(0.5)
+    # started live: published once the tab has its starting position (through the leader)
+    followers[0].wait_for("rt.channels.get('project:only') && rt.channels.get('project:only').seq !== null", 15)
     publish("t1", "project:only", 2)
     ok(followers[0].wait_for("rt.received['project:only'] && rt.received['project:only'].length === 2", 15)
        and leader.eval("rt.received['project:only'] === undefined") and followers[1].eval("rt.received['project:only'] === undefined"),

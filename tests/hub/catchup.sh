@@ -1,8 +1,10 @@
 #!/bin/bash
 # A client catching up over >= 100 MiB (150 events of 1 MB, from 0) must not hold back
 # another tenant's live events in the same process: their latency is measured during
-# the catch-up and printed; the bound asserted is generous (CATCHUP_MAX_LATENCY_MS,
-# 1000 ms: ten times what it measures here) for a busy machine and sanitizer builds.
+# the catch-up and printed; the bounds asserted are generous for a busy machine and
+# sanitizer builds: p95 under CATCHUP_MAX_LATENCY_MS (1000 ms: ten times what it
+# measures here), and no event held for 3x that or half the catch-up, whichever is larger
+# (one stall of a loaded machine shows in the max whatever the hub does).
 # Through real lighttpd.
 source "$PGCAST_ROOT/tests/lib/tap.sh"
 source "$PGCAST_ROOT/tests/lib/webserver.sh"

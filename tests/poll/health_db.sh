@@ -17,7 +17,7 @@ thaw() { kill -CONT "$pm" $(pgrep -P "$pm") 2>/dev/null; }
 trap 'thaw; web_stop_all; "$PGCAST_ROOT/scripts/pg-cluster.sh" stop "$dir" >/dev/null 2>&1' EXIT
 lighttpd_start || { web_logs; exit 1; }
 TOKEN=$(mint '{"sub":"u1","tenant":"t1","exp":"+3600","channels":["project:*"]}')
-health() { curl -s -o /dev/null -w '%{http_code} %{time_total}' -m 12 "$LIGHTTPD_URL/realtime/health"; }
+health() { curl -s -o /dev/null -w '%{http_code} %{time_total}' -m 20 "$LIGHTTPD_URL/realtime/health"; }
 poll() { curl -s -o /dev/null -w '%{http_code}' -m 12 -H "Authorization: Bearer $TOKEN" "$LIGHTTPD_URL/realtime/events?channel=project:h$1"; }
 
 read -r code _ <<<"$(health)"
@@ -29,8 +29,10 @@ read -r code secs <<<"$(health)"
 thaw
 echo "# health with the database frozen: $code after $secs s"
 is "health with the database frozen: 503" "$code" 503
-ok_if "within 4 s (took $secs s)" awk -v s="$secs" 'BEGIN { exit !(s < 4) }'
-for _ in 1 2 3 4 5; do read -r code _ <<<"$(health)"; [ "$code" = 200 ] && break; sleep 0.5; done
+# (its budget is 2 s, 4 s when it must connect: 8 s leaves room for a busy machine, and a
+# hanging request would last until curl gives up at 20 s)
+ok_if "within 8 s, not hanging (took $secs s)" awk -v s="$secs" 'BEGIN { exit !(s < 8) }'
+for _ in $(seq 1 60); do read -r code _ <<<"$(health)"; [ "$code" = 200 ] && break; sleep 0.5; done
 is "health is 200 again once the database runs again" "$code" 200
 
 # several pooled connections, then their backends terminated
@@ -52,8 +54,12 @@ pub=$!
 body=$(curl -s -m 12 -H "Authorization: Bearer $TOKEN" "$LIGHTTPD_URL/realtime/events?channel=project:lp&since=project:lp=0&wait=10")
 wait $pub
 like "a long-poll answered by a publish" "$body" '"seq":1'
-sleep 1.5 # stats are written every second
-rows=$(psql -qXAt -c "SELECT tenant_id, user_id, channel, message_count, disconnect_reason IS NOT NULL FROM realtime.realtime_connection_stats WHERE transport = 'long-poll' ORDER BY id" | paste -sd ';')
+# stats are written every second (in batches): until both rows are there and closed, 20 s at most
+for _ in $(seq 1 40); do
+    rows=$(psql -qXAt -c "SELECT tenant_id, user_id, channel, message_count, disconnect_reason IS NOT NULL FROM realtime.realtime_connection_stats WHERE transport = 'long-poll' ORDER BY id" | paste -sd ';')
+    [ "$rows" = "t1|u1|project:lp|0|t;t1|u1|project:lp|1|t" ] && break
+    sleep 0.5
+done
 is "each long-poll has a closed connection-stats row with its messages" "$rows" "t1|u1|project:lp|0|t;t1|u1|project:lp|1|t"
 [ "$_tap_failed" = 0 ] || web_logs
 tap_done

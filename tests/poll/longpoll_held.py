@@ -30,21 +30,33 @@ for i in range(n):
 ep = select.epoll()
 for fd in socks:
     ep.register(fd, select.EPOLLIN)
-time.sleep(2)  # the last ones reach the hub
+# what is measured is holding them: first every request has reached the handler (its
+# connection-stats row is written, in the stats writer's batches), then one more second
+# for the last batch; on a busy machine that can take much longer than the sending
+def open_rows():
+    return int(psql("SELECT count(*) FROM realtime.realtime_connection_stats "
+                    "WHERE transport = 'long-poll' AND disconnected_at IS NULL"))
+settle_end = time.monotonic() + 35  # (the long-polls wait 60 s)
+held = open_rows()
+while held < n and time.monotonic() < settle_end:
+    time.sleep(0.5)
+    held = open_rows()
+time.sleep(1)
 early = len(ep.poll(0))
-held = int(psql("SELECT count(*) FROM realtime.realtime_connection_stats "
-                "WHERE transport = 'long-poll' AND disconnected_at IS NULL"))
 c0, t0 = cpu_ms(poll_pid), time.monotonic()
-time.sleep(6)
+time.sleep(10)  # (CPU time comes in 10 ms ticks: over 10 s, 1 ms/s)
 c1, t1 = cpu_ms(poll_pid), time.monotonic()
 per_s = (c1 - c0) / (t1 - t0)
 print(f"# {n} long-polls held ({held} connection-stats rows open): pgcast-poll used {c1 - c0} ms CPU "
       f"in {t1 - t0:.1f} s ({per_s:.0f} ms/s)")
-ok(early == 0, f"{n} long-polls wait (none answered before the publish)", early)
-# measured with sanitizers, 4,000 held: 3 ms/s; before, 28 ms/s (and growing with the
-# square of the waiters). The bound: 2.5 ms/s per 1,000 waiters.
-ok(per_s < 2.5 * n / 1000, f"holding them costs pgcast-poll little CPU ({per_s:.1f} ms per second, "
-   f"bound {2.5 * n / 1000:.0f})")
+ok(early == 0 and held == n, f"{n} long-polls wait (each has its open connection-stats row; none answered "
+   "before the publish)", (early, held))
+# measured with sanitizers, 4,000 held: 3 ms/s on an idle machine, 5 to 10 ms/s beside two
+# CPU burners and another test (the same work costs more CPU time on a busy machine);
+# before the fix, 28 ms/s (and growing with the square of the waiters). The bound: 4 ms/s
+# per 1,000 waiters.
+ok(per_s < 4 * n / 1000, f"holding them costs pgcast-poll little CPU ({per_s:.1f} ms per second, "
+   f"bound {4 * n / 1000:.0f})")
 
 psql("SELECT realtime.publish('t1', 'project:held', 'held.e', '{\"k\": 1}')")
 answers = {}
@@ -74,14 +86,13 @@ for a in answers.values():
         bad.append(a[:200])
 ok(len(log) == 1 and good == n, f"all {n} waiters answered the event, as realtime_events_log holds it ({good})",
    (log, bad))
-for _ in range(30):
-    open_rows = int(psql("SELECT count(*) FROM realtime.realtime_connection_stats "
-                         "WHERE transport = 'long-poll' AND disconnected_at IS NULL"))
-    if open_rows == 0:
+for _ in range(60):
+    left = open_rows()
+    if left == 0:
         break
     time.sleep(0.5)
 answered = int(psql("SELECT count(*) FROM realtime.realtime_connection_stats "
                     "WHERE transport = 'long-poll' AND disconnect_reason = 'answered'"))
-ok(open_rows == 0 and answered == n, f"every waiter's connection-stats row is closed as answered ({answered})",
-   open_rows)
+ok(left == 0 and answered == n, f"every waiter's connection-stats row is closed as answered ({answered})",
+   left)
 T.exit()

@@ -57,14 +57,23 @@ is "exactly the committed events (none of the rolled back)" \
 is "the channel counter equals the number of committed events" \
    "$(psql_q "SELECT last_seq FROM realtime.realtime_channels WHERE tenant_id='t1' AND channel_name='project:race'")" "$n"
 
-# A transaction holding channel A open does not block a publish to channel B.
-psql -qXAt -c "BEGIN; SELECT realtime.publish('t1','project:held','x','{}'); SELECT pg_sleep(3); COMMIT;" >/dev/null &
+# A transaction holding channel A open does not block a publish to channel B. The holder
+# commits once the checks are done (a row in held_release, 60 s at most), and they start
+# once it has published (it is then in its wait loop: pg_stat_activity says so).
+psql_q "CREATE TABLE held_release (done bool)" >/dev/null
+psql -qXAt -c "BEGIN; SELECT realtime.publish('t1','project:held','x','{}');
+    DO \$\$ BEGIN FOR i IN 1..600 LOOP EXIT WHEN EXISTS (SELECT FROM held_release); PERFORM pg_sleep(0.1); END LOOP; END \$\$;
+    COMMIT;" >/dev/null &
 holder=$!
-sleep 0.5
+for _ in $(seq 1 300); do
+    [ "$(psql_q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%held_release%' AND query NOT LIKE '%pg_stat_activity%' AND wait_event = 'PgSleep'")" = 1 ] && break
+    sleep 0.1
+done
 out=$(psql -qXAt -c "SET lock_timeout = '200ms'; SELECT realtime.publish('t1','project:free','x','{}')" 2>&1)
 is "a publish to another channel does not wait for an open publisher" "$out" 1
 out=$(psql -qXAt -c "SET lock_timeout = '200ms'; SELECT realtime.publish('t1','project:held','x','{}')" 2>&1)
 like "a publish to the same channel waits for it (serialised, gap-free)" "$out" "lock timeout"
+psql_q "INSERT INTO held_release VALUES (true)" >/dev/null
 wait $holder
 is "after the holder commits, the same channel continues at seq 2" \
    "$(psql_q "SELECT realtime.publish('t1','project:held','x','{}')")" 2

@@ -5,10 +5,17 @@ source "$(dirname "$0")/../lib/tap.sh"
 work=$(mktemp -d "$PGCAST_TEST_WORK/feat.XXXX")
 
 # --- transactions and wake-ups
-# psql prints notifications after each statement it runs: listen, wait, one more statement
-printf 'LISTEN realtime_events;\nSELECT pg_sleep(2.5);\nSELECT 1;\n' | psql -qXAt >"$work/listen" 2>&1 &
+# psql prints notifications after each statement it runs: listen, wait (until the two
+# committed events are in the log, 60 s at most), one more statement. The publishes start
+# once the listener is in its wait (pg_stat_activity), so it listened before them.
+printf '%s\n' 'LISTEN realtime_events;' \
+    "DO \$\$ BEGIN FOR i IN 1..600 LOOP EXIT WHEN (SELECT count(*) FROM realtime.realtime_events_log WHERE channel = 'project:tx') >= 2; PERFORM pg_sleep(0.1); END LOOP; END \$\$;" \
+    'SELECT 1;' | psql -qXAt >"$work/listen" 2>&1 &
 listener=$!
-sleep 0.5
+for _ in $(seq 1 300); do
+    [ "$(psql_q "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'DO%project:tx%' AND wait_event = 'PgSleep'")" = 1 ] && break
+    sleep 0.1
+done
 psql -qXAt -c "BEGIN; SELECT realtime.publish('t1','project:tx','a','{\"n\":1}'); ROLLBACK;" >/dev/null
 is "a rolled-back publish leaves no event" "$(psql_q "SELECT count(*) FROM realtime.realtime_events_log WHERE channel='project:tx'")" 0
 is "and gives its seq back" "$(psql_q "SELECT realtime.publish('t1','project:tx','b','{\"n\":2}')")" 1

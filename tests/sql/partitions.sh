@@ -109,11 +109,19 @@ is "the partitions listed (but those dropped by hand) are those attached, and no
 
 # --- prune never waits long for a transaction that is making a partition
 m "UPDATE realtime.realtime_log_config SET premake = 3" >/dev/null
-m "SELECT pg_advisory_xact_lock(hashtextextended('pgcast.realtime_events_log partitions', 7213)), pg_sleep(3)" >/dev/null &
+# (the holder keeps the lock until the check is done: a row in part_release, 60 s at most;
+# the check starts once it holds it, when pg_stat_activity shows it waiting in its loop)
+m "CREATE TABLE part_release (done bool)" >/dev/null
+m "SELECT pg_advisory_xact_lock(hashtextextended('pgcast.realtime_events_log partitions', 7213));
+   DO \$\$ BEGIN FOR i IN 1..600 LOOP EXIT WHEN EXISTS (SELECT FROM part_release); PERFORM pg_sleep(0.1); END LOOP; END \$\$" >/dev/null &
 holder=$!
-sleep 0.5
+for _ in $(seq 1 300); do
+    [ "$(m "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%part_release%' AND query NOT LIKE '%pg_stat_activity%' AND wait_event = 'PgSleep'")" = 1 ] && break
+    sleep 0.1
+done
 out=$(psql -qXAt -d "$db" -U app_$u -c "SET statement_timeout = '2s'; SELECT realtime.prune(NULL, NULL)" 2>&1)
 like "prune skips making partitions while another transaction makes one" "$out" "being made by another transaction.*"$'\n'"0$"
+m "INSERT INTO part_release VALUES (true)" >/dev/null
 wait $holder
 
 # --- reads use the primary key of every partition

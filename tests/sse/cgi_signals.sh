@@ -18,7 +18,7 @@ env -i PATH="$PATH" ASAN_OPTIONS="$ASAN_OPTIONS" PGCAST_CONFIG="$PGCAST_TEST_CON
     HTTP_AUTHORIZATION="Bearer $TOKEN" \
     timeout -k 2 30 "$PGCAST_BIN/pgcast-sse.fcgi" </dev/null >"$out.out" 2>"$out.err" &
 pid=$!
-for _ in $(seq 1 100); do grep -q '^id: ' "$out.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 300); do grep -q '^id: ' "$out.out" 2>/dev/null && break; sleep 0.1; done
 ok_if "a CGI stream started (its cursor came first)" grep -q '^id: project:term=0' "$out.out"
 t0=$(now_ms)
 kill -TERM $pid
@@ -26,13 +26,15 @@ wait $pid
 rc=$?
 el=$(( $(now_ms) - t0 ))
 echo "# a CGI stream ended ${el} ms after SIGTERM (status $rc)"
-ok_if "a CGI stream ends at once on SIGTERM (${el} ms, under 3 s)" [ "$el" -lt 3000 -a "$rc" = 0 ]
+# (at once: before any heartbeat or timeout, 30 s; 10 s leaves a busy machine room for
+# the last writes and the sanitizer's exit checks)
+ok_if "a CGI stream ends at once on SIGTERM (${el} ms, under 10 s)" [ "$el" -lt 10000 -a "$rc" = 0 ]
 like "with a last message telling the client to reconnect" "$(grep '^data: ' "$out.out" | tail -1)" '"code":"shutdown"'
 
 # 2. a client that leaves an Apache CGI stream (heartbeats every 30 s)
 curl -s -N -m 60 -H "Authorization: Bearer $TOKEN" "$APACHE_URL/realtime/sse?channel=project:leave" >"$WEB_DIR/leave.out" &
 cpid=$!
-for _ in $(seq 1 100); do [ "$(open_rows)" = 1 ] && break; sleep 0.1; done
+for _ in $(seq 1 300); do [ "$(open_rows)" = 1 ] && break; sleep 0.1; done
 is "the stream is open (its connection-stats row)" "$(open_rows)" 1
 sleep 1
 t0=$(now_ms)

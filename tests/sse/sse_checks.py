@@ -79,7 +79,10 @@ def check_stream():
     ok(s.headers.get("x-accel-buffering") == "no", "X-Accel-Buffering: no")
     ok("content-encoding" not in s.headers, "no compression even when the client accepts it")
     ok(s.wait_for(lambda x: x.retry is not None, 5), "retry: comes first", s.buf[:100])
-    time.sleep(0.3)  # the subscription is being set up; publishing now also tests the seam
+    # a stream without a cursor starts live from the position the hub learns for it: an
+    # event published before that is not the stream's (the id-only block says where it starts)
+    ok(s.wait_for(lambda x: x.last_event_id is not None, 15) and s.last_event_id == f"{ch}=0" and not s.events,
+       "then the id-only block with the starting position", (s.last_event_id, s.events[:2]))
     publish("t1", ch, 1, "project.updated")
     arrived = s.wait_for(lambda x: len(x.seqs()) >= 1, 10)
     ok(arrived and not s.closed, "a published event arrives while the stream is open (nothing buffers it)")
@@ -112,7 +115,7 @@ def check_stream():
     a, b = f"project:{RUN}a", f"project:{RUN}b"
     publish("t1", a, 2)
     m = Stream(f"channel={a}&channel={b}&token={token()}")
-    time.sleep(0.3)
+    m.wait_for(lambda x: x.last_event_id is not None, 15)  # positioned: what is published now is live
     publish("t1", b, 1)
     m.wait_for(lambda x: len(x.seqs()) >= 1, 10)
     ok(m.events and m.events[-1][0] == f"{a}=2,{b}=1", "id: carries the position of every channel",
@@ -160,8 +163,24 @@ def check_many(nstreams, nevents=100):
         streams.append(Stream(f"channel={ch}&token={token()}"))
     good = sum(1 for s in streams if s.status == 200)
     ok(good == nstreams, f"{nstreams} concurrent streams open", good)
-    time.sleep(1.5)
-    ok(open_count(ch) == nstreams, "each open stream has its row in realtime_connection_stats", open_count(ch))
+    # every stream positioned (its id-only block came) before the events are published:
+    # a stream without a cursor only gets what is published after its start
+    end = time.time() + 60
+    pending = [s for s in streams if s.status == 200]
+    while pending and time.time() < end:
+        socks = {s.sock: s for s in pending}
+        r, _, _ = select.select(list(socks), [], [], 0.5)
+        for sk in r:
+            socks[sk].pump(0)
+        pending = [s for s in pending if s.last_event_id is None and not s.closed]
+    ok(not pending, "every stream is positioned", f"{len(pending)} not positioned")
+    # the stats writer records the streams in batches (every second): its rows may lag
+    end = time.time() + 30
+    cnt = open_count(ch)
+    while cnt != nstreams and time.time() < end:
+        time.sleep(0.5)
+        cnt = open_count(ch)
+    ok(cnt == nstreams, "each open stream has its row in realtime_connection_stats", cnt)
     publish("t1", ch, nevents)
     end = time.time() + 60
     pending = [s for s in streams if s.status == 200]

@@ -24,7 +24,7 @@ def ok(cond, what):
 async def main(port):
     token = mint(SECRET, {"sub": "u1", "tenant": "t1", "channels": ["*"], "exp": "+600"})
     url = f"ws://127.0.0.1:{port}/ws"
-    for _ in range(100):
+    for _ in range(400):  # until the sidecar listens (20 s: a sanitizer build on a busy machine)
         try:
             # The header argument was renamed in websockets 14; Debian ships an older one.
             hdr = {"Authorization": f"Bearer {token}"}
@@ -64,7 +64,7 @@ env = dict(os.environ, PGCAST_JWT_SECRET=SECRET)
 proc = subprocess.Popen([os.path.join(BIN, "pgcast-ws"), "--listen", f"127.0.0.1:{port}"], env=env,
                         stderr=subprocess.DEVNULL)
 try:
-    asyncio.run(asyncio.wait_for(main(port), 30))
+    asyncio.run(asyncio.wait_for(main(port), 60))
 except Exception as e:  # a hang or a crash is a failure, not a traceback without TAP
     ok(False, f"flow finished ({e!r})")
 finally:

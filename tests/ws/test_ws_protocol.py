@@ -31,7 +31,7 @@ TOKEN = mint(SECRET, {"sub": "u1", "tenant": "t1", "channels": ["*"], "exp": "+6
 
 
 def connect():
-    for _ in range(100):
+    for _ in range(400):  # until the sidecar listens (20 s: a sanitizer build on a busy machine)
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
             return s
