@@ -669,7 +669,11 @@ static void *maintenance(void *arg)
                 r = PQexecParams(c, "SELECT realtime.prune_connection_stats($1::interval)", 1, NULL, p, NULL,
                                  NULL, 0);
                 ok = PQresultStatus(r) == PGRES_TUPLES_OK;
-                if (!ok)
+                const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                if (!ok && state && strcmp(state, "42883") == 0)
+                    pgc_log(PGC_LOG_WARN, NULL, "connection stats are not pruned: the database has no "
+                                                "realtime.prune_connection_stats (apply the migrations: pgcast-migrate)");
+                else if (!ok)
                     pgc_log(PGC_LOG_WARN, NULL, "connection stats prune failed: %s", PQresultErrorMessage(r));
                 PQclear(r);
             }

@@ -70,5 +70,10 @@ ws_start || { web_logs; exit 1; }
 for _ in $(seq 1 300); do [ "$(nold)" = 0 ] && break; sleep 0.1; done
 is "the sidecar pruned them (stats_retention_s = 3600)" "$(nold)" 0
 is "and kept what is not due" "$(left)" "open-old,recent"
+# a database without migration 014 (the function gone): the sidecar says what to do
+psql_q "DROP FUNCTION realtime.prune_connection_stats(interval, integer)" >/dev/null
+for _ in $(seq 1 300); do grep -q "apply the migrations" "$WEB_DIR/log/pgcast-ws.log" && break; sleep 0.1; done
+like "without the function the sidecar says to apply the migrations" \
+     "$(grep -m1 "connection stats are not pruned" "$WEB_DIR/log/pgcast-ws.log")" "apply the migrations: pgcast-migrate"
 [ "$_tap_failed" = 0 ] || web_logs
 tap_done
