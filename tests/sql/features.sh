@@ -89,7 +89,8 @@ psql -qXAt -c "BEGIN; SELECT realtime.publish('t1','project:busy','e','{}'); SEL
 busy=$!
 sleep 0.5
 psql_q "SELECT realtime.publish('t1','project:busy2','e','{}')" >/dev/null
-out=$(psql -qXAt -c "SET statement_timeout = '1s'; SELECT realtime.prune(interval '1 hour', 4)" 2>&1)
+# (a partition whose time is over may be busy too: prune says so in a NOTICE and goes on)
+out=$(psql -qXAt -c "SET statement_timeout = '1s'; SET client_min_messages = warning; SELECT realtime.prune(interval '1 hour', 4)" 2>&1)
 like "prune does not wait for a channel a publisher holds" "$out" '^[0-9]+$'
 wait $busy
 # (a pruned event is gone for every reader at once; its row goes with its partition, 013)

@@ -41,11 +41,12 @@ like "it runs presence and prunes" "$(as app_$u "SELECT realtime.presence_join('
 
 # one bad row (written by a role with raw rights) does not stop pruning for everyone
 psql_q "SELECT realtime.publish('t9','project:p' || g % 2,'e','{}') FROM generate_series(1,10) g" >/dev/null
-psql_q "INSERT INTO realtime.realtime_events_log (tenant_id, channel, seq, event_type, event_data, published_at)
-        VALUES ('t9','project:p0',999,'e','{}', now() - interval '1 day');
-        UPDATE realtime.realtime_events_log SET published_at = now() - interval '1 day' WHERE tenant_id='t9';
+# (the age is 0: every event committed before prune's statement is past it; rows are not
+# dated back, which would need a partition for the past, and those go once empty)
+psql_q "INSERT INTO realtime.realtime_events_log (tenant_id, channel, seq, event_type, event_data)
+        VALUES ('t9','project:p0',999,'e','{}');
         UPDATE realtime.realtime_channels SET config = '{\"retention_count\":\"abc\"}' WHERE tenant_id='t9' AND channel_name='project:p1'" >/dev/null
-out=$(psql -qXAt -c "SELECT realtime.prune(interval '1 hour', 1000)" 2>&1)
+out=$(psql -qXAt -c "SELECT realtime.prune(interval '0 seconds', 1000)" 2>&1)
 like "prune succeeds past a log row above its channel's last_seq and a bad config" "$out" "^[0-9]+$"
 is "both channels were pruned" "$(psql_q "SELECT string_agg(channel_name || '=' || pruned_through, ',' ORDER BY channel_name) FROM realtime.realtime_channels WHERE tenant_id='t9'")" "project:p0=5,project:p1=5"
 
