@@ -152,6 +152,20 @@ def open_count(channel):
                     f"WHERE transport = 'sse' AND channel = '{channel}' AND disconnected_at IS NULL"))
 
 
+def pump_until(streams, done, timeout):
+    """Reads the streams side by side until done(stream) holds for each, or it closed, or
+    timeout: those still pending."""
+    end = time.time() + timeout
+    pending = [s for s in streams if not done(s) and not s.closed]
+    while pending and time.time() < end:
+        socks = {s.sock: s for s in pending}
+        r, _, _ = select.select(list(socks), [], [], 0.5)
+        for sk in r:
+            socks[sk].pump(0)
+        pending = [s for s in pending if not done(s) and not s.closed]
+    return pending
+
+
 def check_many(nstreams, nevents=100):
     # a client that leaves is noticed within one heartbeat interval: make it short
     ch = f"many:{RUN}"
@@ -165,14 +179,7 @@ def check_many(nstreams, nevents=100):
     ok(good == nstreams, f"{nstreams} concurrent streams open", good)
     # every stream positioned (its id-only block came) before the events are published:
     # a stream without a cursor only gets what is published after its start
-    end = time.time() + 60
-    pending = [s for s in streams if s.status == 200]
-    while pending and time.time() < end:
-        socks = {s.sock: s for s in pending}
-        r, _, _ = select.select(list(socks), [], [], 0.5)
-        for sk in r:
-            socks[sk].pump(0)
-        pending = [s for s in pending if s.last_event_id is None and not s.closed]
+    pending = pump_until([s for s in streams if s.status == 200], lambda s: s.last_event_id is not None, 60)
     ok(not pending, "every stream is positioned", f"{len(pending)} not positioned")
     # the stats writer records the streams in batches (every second): its rows may lag
     end = time.time() + 30
@@ -182,14 +189,7 @@ def check_many(nstreams, nevents=100):
         cnt = open_count(ch)
     ok(cnt == nstreams, "each open stream has its row in realtime_connection_stats", cnt)
     publish("t1", ch, nevents)
-    end = time.time() + 60
-    pending = [s for s in streams if s.status == 200]
-    while pending and time.time() < end:
-        socks = {s.sock: s for s in pending}
-        r, _, _ = select.select(list(socks), [], [], 0.5)
-        for sk in r:
-            socks[sk].pump(0)
-        pending = [s for s in pending if len(s.seqs()) < nevents and not s.closed]
+    pump_until([s for s in streams if s.status == 200], lambda s: len(s.seqs()) >= nevents, 60)
     full = sum(1 for s in streams if s.seqs() == list(range(1, nevents + 1)))
     bad = [s for s in streams if s.seqs() != list(range(1, nevents + 1))][:1]
     ok(full == nstreams, f"each of {nstreams} streams received all {nevents} events in order",
