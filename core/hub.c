@@ -72,6 +72,7 @@
 #include "cursor.h"
 #include "db.h"
 #include "log.h"
+#include "pgarray.h"
 #include "positions.h"
 
 #define HUB_READ_BATCH 500         /* events per log read */
@@ -1571,39 +1572,6 @@ static void on_presence_notify(pgc_hub *h, const char *payload)
     h->npending++;
 }
 
-/* The keys (tenant \x1f channel) of the channels served here as a text[] literal, their
- * number in *n; NULL when out of memory. Each element is quoted with '"' and '\\'
- * escaped (a tenant may be any text; a channel name has neither). */
-static char *served_keys_array(pgc_hub *h, size_t *n)
-{
-    size_t cap = 3;
-    struct lh_entry *e, *tmp;
-    lh_foreach_safe(h->chans, e, tmp)
-    {
-        cap += 2 * strlen(((hchan *)lh_entry_v(e))->key) + 3;
-    }
-    char *s = malloc(cap), *p = s;
-    if (!s)
-        return NULL;
-    *n = 0;
-    *p++ = '{';
-    lh_foreach_safe(h->chans, e, tmp)
-    {
-        if ((*n)++)
-            *p++ = ',';
-        *p++ = '"';
-        for (const char *k = ((hchan *)lh_entry_v(e))->key; *k; k++) {
-            if (*k == '"' || *k == '\\')
-                *p++ = '\\';
-            *p++ = *k;
-        }
-        *p++ = '"';
-    }
-    *p++ = '}';
-    *p = '\0';
-    return s;
-}
-
 /* After the source changed (source_switched, a reconnect in try_connect): the presence
  * rows of the channels served here written since the old source was last proven
  * (replay_from_ms, less HUB_PRESENCE_MARGIN_MS, since a row's created_at is the start
@@ -1618,9 +1586,18 @@ static void presence_replay(pgc_hub *h)
 {
     if (!h->conn || h->replay_from_ms == 0)
         return;
+    /* the keys (tenant \x1f channel) of the channels served here, as a text[] */
+    pgc_arr karr = {0};
     size_t nkeys = 0;
-    char *keys = served_keys_array(h, &nkeys);
+    struct lh_entry *e, *tmp;
+    lh_foreach_safe(h->chans, e, tmp)
+    {
+        pgc_arr_text(&karr, ((hchan *)lh_entry_v(e))->key);
+        nkeys++;
+    }
+    const char *keys = pgc_arr_end(&karr);
     if (!keys) {
+        free(karr.p);
         PGC_ERROR("hub: out of memory: presence messages sent while the wake-up source changed are not read");
         h->replay_from_ms = 0;
         return;
@@ -1674,7 +1651,7 @@ static void presence_replay(pgc_hub *h)
     if (total >= HUB_PRESENCE_REPLAY)
         PGC_WARN("hub: more than %d presence messages written while the wake-up source changed: the later ones "
                  "are not delivered", HUB_PRESENCE_REPLAY);
-    free(keys);
+    free(karr.p);
     if (h->conn)
         h->replay_from_ms = 0;
 }

@@ -39,19 +39,27 @@ struct page {
     pgc_cursor *cur;
 };
 
+/* The position an EVENT or GAP item moves cur's channel to, when it is after cur; else 0
+ * (another kind of item, or one the cursor is past). */
+static int64_t item_pos_after(const pgc_cursor *cur, const pgc_event *e)
+{
+    if (e->kind != PGC_ITEM_EVENT && e->kind != PGC_ITEM_GAP)
+        return 0;
+    int64_t pos = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
+    return pos > pgc_cursor_get(cur, e->channel) ? pos : 0;
+}
+
 /* Adds an EVENT or GAP item and moves the cursor; takes the reference. */
 static int page_item(pgc_event *e, void *arg)
 {
     struct page *p = arg;
-    if (e->kind == PGC_ITEM_EVENT || e->kind == PGC_ITEM_GAP) {
-        int64_t pos = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
-        if (pos > pgc_cursor_get(p->cur, e->channel)) {
-            pgc_buf_put(&p->text, ",", p->items++ ? 1 : 0);
-            pgc_buf_put(&p->text, e->json, e->json_len);
-            if (pgc_cursor_set(p->cur, e->channel, pos) != 0)
-                p->text.oom = true;
-            p->count += e->kind == PGC_ITEM_EVENT;
-        }
+    int64_t pos = item_pos_after(p->cur, e);
+    if (pos) {
+        pgc_buf_put(&p->text, ",", p->items++ ? 1 : 0);
+        pgc_buf_put(&p->text, e->json, e->json_len);
+        if (pgc_cursor_set(p->cur, e->channel, pos) != 0)
+            p->text.oom = true;
+        p->count += e->kind == PGC_ITEM_EVENT;
     }
     pgc_event_unref(e);
     return 0;
@@ -362,32 +370,30 @@ static void lp_answer(long_poll *lp)
  * moves past it), else dropped. Takes the reference. */
 static void lp_take(long_poll *lp, pgc_event *e)
 {
-    if (e->kind == PGC_ITEM_EVENT || e->kind == PGC_ITEM_GAP) {
-        int64_t pos = e->kind == PGC_ITEM_GAP ? e->gap_to : e->seq;
-        if (pos > pgc_cursor_get(&lp->cur, e->channel)) {
-            if (lp->nitems == lp->items_cap) {
-                size_t cap = lp->items_cap ? lp->items_cap * 2 : 4;
-                pgc_event **v = realloc(lp->items, cap * sizeof(*v));
-                if (!v) {
-                    lp->p.text.oom = true;
-                    pgc_event_unref(e);
-                    return;
-                }
-                lp->items = v;
-                lp->items_cap = cap;
-            }
-            if (pgc_cursor_set(&lp->cur, e->channel, pos) != 0) {
-                lp->p.text.oom = true;
-                pgc_event_unref(e);
-                return;
-            }
-            lp->items_bytes += e->json_len + (lp->nitems ? 1 : 0);
-            lp->items[lp->nitems++] = e;
-            lp->p.count += e->kind == PGC_ITEM_EVENT;
+    int64_t pos = item_pos_after(&lp->cur, e);
+    if (!pos) {
+        pgc_event_unref(e);
+        return;
+    }
+    if (lp->nitems == lp->items_cap) {
+        size_t cap = lp->items_cap ? lp->items_cap * 2 : 4;
+        pgc_event **v = realloc(lp->items, cap * sizeof(*v));
+        if (!v) {
+            lp->p.text.oom = true;
+            pgc_event_unref(e);
             return;
         }
+        lp->items = v;
+        lp->items_cap = cap;
     }
-    pgc_event_unref(e);
+    if (pgc_cursor_set(&lp->cur, e->channel, pos) != 0) {
+        lp->p.text.oom = true;
+        pgc_event_unref(e);
+        return;
+    }
+    lp->items_bytes += e->json_len + (lp->nitems ? 1 : 0);
+    lp->items[lp->nitems++] = e;
+    lp->p.count += e->kind == PGC_ITEM_EVENT;
 }
 
 static const char *lp_pump(pgc_stream *st, void *arg)
