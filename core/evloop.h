@@ -15,8 +15,9 @@
  *    touch the object once pgc_evloop_adopt returned 0.
  *  - Time: each object has a due time (pgc_ev_set_due); one scan every tick_ms calls the
  *    objects whose time has come (one comparison per object, no timer per object).
- *  - Deferred close: pgc_ev_close only marks the object closing and takes it off the epoll
- *    set (or leaves that to the release's close of the descriptor) and the ready list; its release callback (which frees it) runs after the current
+ *  - Deferred close: pgc_ev_close only marks the object closing and takes it off the
+ *    ready list and the epoll set (or leaves the set to the release's close of the
+ *    descriptor); its release callback (which frees it) runs after the current
  *    batch — the epoll events, adoptions, ready pass and timer scan of one turn. So no
  *    object is freed while a later entry of the same batch may still point at it, events
  *    still pending for a closing object are ignored, and wakes for it are dropped (as
