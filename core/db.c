@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "pgarray.h"
 
 struct pgc_db_pool {
     pthread_mutex_t mu;
@@ -176,37 +177,6 @@ void pgc_db_release(pgc_db_pool *p, PGconn *c, bool broken)
     pthread_mutex_unlock(&p->mu);
 }
 
-/* Array literals for realtime.read. Channel names follow the channel grammar, which has
- * no character that is special inside a quoted array element (no '"' or '\\'). */
-static char *text_array(const pgc_cursor *c)
-{
-    size_t cap = 3;
-    for (size_t i = 0; i < c->n; i++)
-        cap += strlen(c->v[i].channel) + 3;
-    char *s = malloc(cap), *p = s;
-    if (!s)
-        return NULL;
-    *p++ = '{';
-    for (size_t i = 0; i < c->n; i++)
-        p += sprintf(p, "%s\"%s\"", i ? "," : "", c->v[i].channel);
-    *p++ = '}';
-    *p = '\0';
-    return s;
-}
-
-static char *int_array(const pgc_cursor *c)
-{
-    char *s = malloc(c->n * 21 + 3), *p = s;
-    if (!s)
-        return NULL;
-    *p++ = '{';
-    for (size_t i = 0; i < c->n; i++)
-        p += sprintf(p, "%s%lld", i ? "," : "", (long long)c->v[i].seq);
-    *p++ = '}';
-    *p = '\0';
-    return s;
-}
-
 /* The statements prepared on a connection, kept with it by libpq (libpq-events: the
  * instance data of an event procedure), forgotten when PQreset gives it a new session
  * and freed by PQfinish. Knowing them, a statement is prepared before its first use,
@@ -287,23 +257,28 @@ PGresult *pgc_db_exec_prepared(PGconn *c, const char *name, const char *sql, int
 int pgc_db_read(PGconn *c, const char *tenant, const pgc_cursor *after, int limit, size_t max_bytes,
                 pgc_item_fn fn, void *arg, char *err, size_t errlen)
 {
-    char *chans = text_array(after), *seqs = int_array(after);
+    pgc_arr chans = {0}, seqs = {0};
+    for (size_t i = 0; i < after->n; i++) {
+        pgc_arr_text(&chans, after->v[i].channel);
+        pgc_arr_int(&seqs, after->v[i].seq, false);
+    }
+    const char *chans_lit = pgc_arr_end(&chans), *seqs_lit = pgc_arr_end(&seqs);
     char lim[16], bytes[24];
     snprintf(lim, sizeof(lim), "%d", limit);
     snprintf(bytes, sizeof(bytes), "%zu", max_bytes);
-    if (!chans || !seqs) {
-        free(chans);
-        free(seqs);
+    if (!chans_lit || !seqs_lit) {
+        free(chans.p);
+        free(seqs.p);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    const char *params[5] = {tenant, chans, seqs, lim, bytes};
+    const char *params[5] = {tenant, chans_lit, seqs_lit, lim, bytes};
     PGresult *r = pgc_db_exec_prepared(c, "pgcast_read_bounded",
                                 "SELECT kind, channel, seq, gap_to, event_type, payload, ts_ms "
                                 "FROM realtime.read($1, $2::text[], $3::bigint[], $4::int, $5::bigint)",
                                 5, params);
-    free(chans);
-    free(seqs);
+    free(chans.p);
+    free(seqs.p);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "%s", PQresultErrorMessage(r));
         PQclear(r);
